@@ -1,0 +1,106 @@
+from django.contrib import admin, messages
+from django.db import transaction
+
+from publishqueue.dependencies import EntryState
+
+from . import services
+from .models import Blog, Category, Comment, Entry
+
+
+def report_after_commit(request, report, what: str) -> None:
+    """Tell the editor what their change published once the static files are written (on commit)."""
+    transaction.on_commit(
+        lambda: messages.add_message(
+            request, messages.WARNING if report.errors else messages.INFO, f"{what}: {report.summary()}."
+        )
+    )
+
+
+@admin.register(Blog)
+class BlogAdmin(admin.ModelAdmin):
+    list_display = ["name", "site_url", "site_root", "comment_policy"]
+    search_fields = ["name"]
+
+
+@admin.register(Category)
+class CategoryAdmin(admin.ModelAdmin):
+    list_display = ["label", "slug", "blog"]
+    list_filter = ["blog"]
+    prepopulated_fields = {"slug": ["label"]}
+    search_fields = ["label"]
+
+
+@admin.register(Entry)
+class EntryAdmin(admin.ModelAdmin):
+    list_display = ["title", "blog", "status", "published_on", "author"]
+    list_filter = ["blog", "status", "categories"]
+    search_fields = ["title", "body"]
+    date_hierarchy = "published_on"
+    prepopulated_fields = {"slug": ["title"]}
+    filter_horizontal = ["categories"]
+    raw_id_fields = ["author"]
+    actions = ["publish_entries", "unpublish_entries"]
+
+    def save_model(self, request, obj, form, change) -> None:
+        request._entry_before = EntryState.load(obj.pk)
+        if not change and obj.author_id is None:
+            obj.author = request.user
+        super().save_model(request, obj, form, change)
+
+    def save_related(self, request, form, formsets, change) -> None:
+        super().save_related(request, form, formsets, change)
+        entry = form.instance
+        report = services.entry_changed(entry=entry, before=request._entry_before, blog=entry.blog)
+        report_after_commit(request, report, f"Saved “{entry}”")
+
+    def delete_model(self, request, obj) -> None:
+        report = services.delete_entry(entry=obj)
+        report_after_commit(request, report, f"Deleted “{obj}”")
+
+    def delete_queryset(self, request, queryset) -> None:
+        for entry in queryset:
+            self.delete_model(request, entry)
+
+    def _set_status(self, request, queryset, status: str) -> None:
+        for entry in queryset.exclude(status=status):
+            entry.status = status
+            report = services.save_entry(entry=entry)
+            report_after_commit(request, report, f"“{entry}”")
+
+    @admin.action(description="Publish selected entries", permissions=["change"])
+    def publish_entries(self, request, queryset) -> None:
+        self._set_status(request, queryset, Entry.Status.PUBLISHED)
+
+    @admin.action(description="Unpublish selected entries", permissions=["change"])
+    def unpublish_entries(self, request, queryset) -> None:
+        self._set_status(request, queryset, Entry.Status.UNPUBLISHED)
+
+
+@admin.register(Comment)
+class CommentAdmin(admin.ModelAdmin):
+    list_display = ["author", "entry", "status", "ip", "created"]
+    list_filter = ["status", "entry__blog"]
+    search_fields = ["author", "email", "body", "ip"]
+    raw_id_fields = ["entry"]
+    actions = ["approve", "hold", "mark_junk"]
+
+    def save_model(self, request, obj, form, change) -> None:
+        was_approved = change and Comment.objects.filter(pk=obj.pk, status=Comment.Status.APPROVED).exists()
+        super().save_model(request, obj, form, change)
+        report_after_commit(request, services.comment_changed(comment=obj, was_approved=was_approved), "Comment")
+
+    def _moderate(self, request, queryset, status: str) -> None:
+        count = services.set_comment_status(comments=queryset.select_related("entry__blog"), status=status)
+        self.message_user(request, f"{count} comment(s) marked {status}.")
+
+    @admin.action(description="Approve selected comments", permissions=["change"])
+    def approve(self, request, queryset) -> None:
+        self._moderate(request, queryset, Comment.Status.APPROVED)
+
+    @admin.action(description="Hold selected comments for moderation", permissions=["change"])
+    def hold(self, request, queryset) -> None:
+        self._moderate(request, queryset, Comment.Status.PENDING)
+
+    @admin.action(description="Mark selected comments as junk", permissions=["change"])
+    def mark_junk(self, request, queryset) -> None:
+        self._moderate(request, queryset, Comment.Status.JUNK)

@@ -1,0 +1,19 @@
+from django.apps import AppConfig
+
+
+class BlogConfig(AppConfig):
+    name = "blog"
+    verbose_name = "Blog content"
+    default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from django.db.models.signals import m2m_changed, post_delete, post_save
+
+        from . import signals
+        from .models import Category, Comment, Entry
+
+        for model in (Entry, Category, Comment):
+            uid = f"blog-content-{model.__name__}"
+            post_save.connect(signals.content_changed, sender=model, dispatch_uid=f"{uid}-save")
+            post_delete.connect(signals.content_changed, sender=model, dispatch_uid=f"{uid}-delete")
+        m2m_changed.connect(signals.content_changed, sender=Entry.categories.through, dispatch_uid="blog-content-m2m")

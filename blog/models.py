@@ -1,0 +1,164 @@
+"""Blog content: blogs, entries, categories and comments."""
+from __future__ import annotations
+
+from functools import cached_property
+from urllib.parse import urlsplit
+
+import markdown
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+
+
+class Blog(models.Model):
+    class CommentPolicy(models.TextChoices):
+        MODERATE = "moderate", "Hold for moderation"
+        AUTO_APPROVE = "approve", "Approve immediately"
+        CLOSED = "closed", "Closed"
+
+    name = models.CharField(max_length=255)
+    description = models.TextField(blank=True)
+    site_url = models.URLField(
+        help_text="Public URL of the published site, ending in '/', e.g. https://example.com/blog/."
+    )
+    site_root = models.CharField(
+        max_length=1024,
+        help_text="Absolute directory the published files are written to. Output never leaves it.",
+    )
+    comment_policy = models.CharField(max_length=10, choices=CommentPolicy.choices, default=CommentPolicy.MODERATE)
+    comment_throttle_seconds = models.PositiveIntegerField(
+        default=20, help_text="Minimum seconds between two comments from the same IP address on this blog."
+    )
+    templates_version = models.PositiveIntegerField(
+        default=0, editable=False, help_text="Bumped whenever any template of the blog changes."
+    )
+    content_version = models.PositiveIntegerField(
+        default=0, editable=False, help_text="Bumped whenever an entry, category or comment of the blog changes."
+    )
+    created = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def site_path(self) -> str:
+        """The path part of the site URL, always ending in '/'."""
+        path = urlsplit(self.site_url).path or "/"
+        return path if path.endswith("/") else path + "/"
+
+    def absolute_url(self, relative_path: str) -> str:
+        base = self.site_url if self.site_url.endswith("/") else self.site_url + "/"
+        return base + relative_path
+
+
+class Category(models.Model):
+    blog = models.ForeignKey(Blog, on_delete=models.CASCADE, related_name="categories")
+    label = models.CharField(max_length=100)
+    slug = models.SlugField(max_length=100)
+    description = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["label"]
+        verbose_name_plural = "categories"
+        constraints = [models.UniqueConstraint(fields=["blog", "slug"], name="category_unique_slug_per_blog")]
+
+    def __str__(self) -> str:
+        return self.label
+
+
+class EntryQuerySet(models.QuerySet):
+    def live(self) -> EntryQuerySet:
+        return self.filter(status=Entry.Status.PUBLISHED)
+
+    def nearest_before(self, when, pk: int) -> Entry | None:
+        """The entry published just before (``when``, ``pk``); ties on the date go by id. Two
+        index-friendly queries instead of one OR that SQLite cannot use an index for."""
+        tie = self.filter(published_on=when, pk__lt=pk).order_by("-id").first()
+        return tie or self.filter(published_on__lt=when).order_by("-published_on", "-id").first()
+
+    def nearest_after(self, when, pk: int) -> Entry | None:
+        """The entry published just after (``when``, ``pk``)."""
+        tie = self.filter(published_on=when, pk__gt=pk).order_by("id").first()
+        return tie or self.filter(published_on__gt=when).order_by("published_on", "id").first()
+
+
+_markdown = markdown.Markdown(extensions=["extra", "sane_lists"], output_format="html")
+
+
+def render_markdown(text: str) -> str:
+    """Markdown to HTML (entry bodies are written by trusted authors, as in MT)."""
+    return _markdown.reset().convert(text)
+
+
+class Entry(models.Model):
+    class Status(models.TextChoices):
+        DRAFT = "draft", "Draft"
+        PUBLISHED = "published", "Published"
+        SCHEDULED = "scheduled", "Scheduled"
+        UNPUBLISHED = "unpublished", "Unpublished"
+
+    blog = models.ForeignKey(Blog, on_delete=models.CASCADE, related_name="entries")
+    title = models.CharField(max_length=255)
+    slug = models.SlugField(max_length=100, help_text="Basename of the entry's page; unique in the blog.")
+    body = models.TextField(blank=True, help_text="Markdown.")
+    excerpt = models.TextField(blank=True)
+    status = models.CharField(max_length=12, choices=Status.choices, default=Status.DRAFT, db_index=True)
+    published_on = models.DateTimeField(
+        default=timezone.now, db_index=True, help_text="Publication date; a Scheduled entry goes live then."
+    )
+    categories = models.ManyToManyField(Category, blank=True, related_name="entries")
+    author = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    created = models.DateTimeField(auto_now_add=True)
+    modified = models.DateTimeField(auto_now=True)
+
+    objects = EntryQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-published_on", "-id"]
+        verbose_name_plural = "entries"
+        constraints = [models.UniqueConstraint(fields=["blog", "slug"], name="entry_unique_slug_per_blog")]
+        indexes = [models.Index(fields=["blog", "status", "published_on"], name="entry_blog_status_date")]
+
+    def __str__(self) -> str:
+        return self.title
+
+    @cached_property
+    def body_html(self) -> str:
+        return render_markdown(self.body)
+
+    @cached_property
+    def excerpt_text(self) -> str:
+        if self.excerpt:
+            return self.excerpt
+        words = self.body.split()
+        return " ".join(words[:40]) + (" …" if len(words) > 40 else "")
+
+    @property
+    def is_live(self) -> bool:
+        return self.status == self.Status.PUBLISHED
+
+
+class Comment(models.Model):
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        APPROVED = "approved", "Approved"
+        JUNK = "junk", "Junk"
+
+    entry = models.ForeignKey(Entry, on_delete=models.CASCADE, related_name="comments")
+    author = models.CharField(max_length=100)
+    email = models.EmailField(blank=True)
+    url = models.URLField(blank=True)
+    body = models.TextField(help_text="Sanitised HTML.")
+    ip = models.GenericIPAddressField(null=True, blank=True)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING, db_index=True)
+    created = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        ordering = ["created", "id"]
+        indexes = [models.Index(fields=["ip", "created"], name="comment_ip_created")]
+
+    def __str__(self) -> str:
+        return f"{self.author} on {self.entry}"

@@ -1,0 +1,53 @@
+"""The public comment endpoint, posted to from static entry pages."""
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import render
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_POST
+
+from publishqueue.models import FileInfo
+
+from .forms import CommentForm
+from .models import Comment, Entry
+from .services import CommentInput, CommentRejected, post_comment
+
+
+def _error(request: HttpRequest, errors: list[str], status: int, entry: Entry | None = None) -> HttpResponse:
+    return render(request, "blog/comment_error.html", {"errors": errors, "entry": entry}, status=status)
+
+
+def _entry_url(entry: Entry) -> str:
+    url = (
+        FileInfo.objects.filter(entry=entry, archive_type="individual", mapping__is_preferred=True)
+        .values_list("url", flat=True)
+        .first()
+    )
+    return url or entry.blog.site_url
+
+
+@csrf_exempt  # posted from static pages, which carry no token; see CommentForm
+@require_POST
+def comment_post(request: HttpRequest) -> HttpResponse:
+    form = CommentForm(request.POST)
+    if not form.is_valid():
+        errors = [f"{form.fields[f].label or f}: {' '.join(e)}" for f, e in form.errors.items()]
+        return _error(request, errors, 400)
+    data = form.cleaned_data
+    entry = Entry.objects.select_related("blog").filter(pk=data["entry_id"]).first()
+    if entry is None:
+        return _error(request, ["That entry does not exist."], 404)
+    try:
+        comment = post_comment(
+            entry=entry,
+            data=CommentInput(
+                author=data["author"], email=data["email"], url=data["url"], body=data["body"],
+                ip=request.META.get("REMOTE_ADDR") or None, honeypot=data["homepage"],
+            ),
+        )
+    except CommentRejected as exc:
+        response = _error(request, [str(exc)], exc.status, entry)
+        if exc.retry_after:
+            response["Retry-After"] = str(exc.retry_after)
+        return response
+    if comment.status == Comment.Status.APPROVED:
+        return HttpResponseRedirect(f"{_entry_url(entry)}#comment-{comment.pk}", status=303)
+    return render(request, "blog/comment_received.html", {"entry": entry, "entry_url": _entry_url(entry)})

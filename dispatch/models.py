@@ -1,0 +1,1 @@
+"""Process management models arrive with the runfcgi issue."""

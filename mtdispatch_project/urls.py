@@ -1,0 +1,9 @@
+from django.contrib import admin
+from django.urls import include, path
+
+urlpatterns = [
+    path("admin/", admin.site.urls),
+    path("comments/", include("blog.urls")),
+    # Last: published files (development) and Dynamically published templates, by blog site URL.
+    path("", include("publishqueue.urls")),
+]

@@ -1,0 +1,162 @@
+from django import forms
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.db.models import Count, Q
+from django.http import HttpResponseNotAllowed, HttpResponseRedirect
+from django.shortcuts import get_object_or_404
+from django.template import TemplateSyntaxError
+from django.urls import path, reverse
+from django.utils.html import format_html
+
+from blog.admin import report_after_commit
+
+from . import services
+from .models import ArchiveMapping, FileInfo, Job, JobError, Template
+from .rendering import compile_source
+
+
+class TemplateForm(forms.ModelForm):
+    class Meta:
+        model = Template
+        fields = [
+            "blog", "name", "identifier", "kind", "mode", "source", "rebuild_interval_minutes",
+            "depends_on_comments", "priority",
+        ]
+        widgets = {
+            "mode": forms.RadioSelect,
+            "source": forms.Textarea(attrs={"rows": 30, "cols": 110, "style": "font-family: monospace"}),
+        }
+
+    def clean(self):
+        cleaned = super().clean()
+        blog, name, source = cleaned.get("blog"), cleaned.get("name"), cleaned.get("source")
+        if blog and name and source is not None:
+            try:
+                compile_source(blog=blog, name=name, source=source)
+            except TemplateSyntaxError as exc:
+                self.add_error("source", f"This template does not compile: {exc}")
+        return cleaned
+
+
+class ArchiveMappingInline(admin.TabularInline):
+    model = ArchiveMapping
+    extra = 0
+
+
+@admin.action(description="Publish now (all files of the selected templates)")
+def publish_now(modeladmin, request, queryset) -> None:
+    report = services.publish_templates(templates=queryset.select_related("blog"))
+    level = messages.WARNING if report.errors else messages.SUCCESS
+    modeladmin.message_user(request, f"Publish now: {report.summary()}.", level)
+
+
+@admin.action(description="Queue all files of the selected templates")
+def queue_all(modeladmin, request, queryset) -> None:
+    report = services.publish_templates(templates=queryset.select_related("blog"), queue=True)
+    modeladmin.message_user(request, f"Queued {report.queued} file(s).", messages.SUCCESS)
+
+
+@admin.register(Template)
+class TemplateAdmin(admin.ModelAdmin):
+    form = TemplateForm
+    inlines = [ArchiveMappingInline]
+    list_display = ["name", "blog", "kind", "mode", "queued_jobs", "has_error", "modified"]
+    list_filter = ["blog", "kind", "mode"]
+    search_fields = ["name", "identifier", "source"]
+    readonly_fields = ["last_error", "last_error_at", "version", "publish_button"]
+    actions = [publish_now, queue_all]
+    fieldsets = [
+        (None, {"fields": ["blog", "name", "identifier", "kind", "mode", "publish_button"]}),
+        ("Source", {"fields": ["source", "last_error", "last_error_at", "version"]}),
+        ("Options", {"fields": ["rebuild_interval_minutes", "depends_on_comments", "priority"]}),
+    ]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).annotate(
+            _queued=Count("fileinfos__jobs", filter=Q(fileinfos__jobs__failed_at__isnull=True))
+        )
+
+    @admin.display(description="Queued jobs", ordering="_queued")
+    def queued_jobs(self, obj) -> int:
+        return obj._queued
+
+    @admin.display(description="Renders", boolean=True)
+    def has_error(self, obj) -> bool:
+        return not bool(obj.last_error)
+
+    @admin.display(description="Publish")
+    def publish_button(self, obj) -> str:
+        if not obj.pk or obj.kind == Template.Kind.MODULE:
+            return "-"
+        url = reverse("admin:publishqueue_template_publish", args=[obj.pk])
+        # A submit button of the change form (which carries the CSRF token) posting to the publish view.
+        return format_html(
+            '<button type="submit" class="button" formaction="{}" formnovalidate>Publish now</button>'
+            '<span class="help"> Writes every file of this template now (unsaved edits are not used).</span>',
+            url,
+        )
+
+    def get_urls(self):
+        extra = [
+            path(
+                "<int:pk>/publish/",
+                self.admin_site.admin_view(self.publish_view),
+                name="publishqueue_template_publish",
+            )
+        ]
+        return extra + super().get_urls()
+
+    def publish_view(self, request, pk: int):
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        template = get_object_or_404(Template.objects.select_related("blog"), pk=pk)
+        if not self.has_change_permission(request, template):
+            raise PermissionDenied
+        report = services.publish_templates(templates=[template])
+        level = messages.WARNING if report.errors else messages.SUCCESS
+        self.message_user(request, f"Publish now: {report.summary()}.", level)
+        return HttpResponseRedirect(reverse("admin:publishqueue_template_change", args=[pk]))
+
+    def save_model(self, request, obj, form, change) -> None:
+        request._template_previous_mode = form.initial.get("mode") if change else None
+        if change and "source" in form.changed_data:
+            obj.version += 1
+        super().save_model(request, obj, form, change)
+
+    def save_related(self, request, form, formsets, change) -> None:
+        super().save_related(request, form, formsets, change)
+        report = services.template_saved(template=form.instance, previous_mode=request._template_previous_mode)
+        report_after_commit(request, report, f"Saved template “{form.instance}”")
+
+
+@admin.register(FileInfo)
+class FileInfoAdmin(admin.ModelAdmin):
+    list_display = ["path", "template", "archive_type", "published_at"]
+    list_filter = ["blog", "archive_type", "template"]
+    search_fields = ["path", "url"]
+    list_select_related = ["template"]
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(Job)
+class JobAdmin(admin.ModelAdmin):
+    list_display = ["__str__", "fileinfo", "priority", "run_after", "attempts", "grabbed_by", "failed_at"]
+    list_filter = ["kind", "failed_at"]
+    list_select_related = ["fileinfo"]
+    raw_id_fields = ["fileinfo"]
+
+
+@admin.register(JobError)
+class JobErrorAdmin(admin.ModelAdmin):
+    list_display = ["created", "kind", "unique_key", "worker", "message"]
+    list_filter = ["kind"]
+    search_fields = ["message", "unique_key"]
+    readonly_fields = [f.name for f in JobError._meta.fields]
+
+    def has_add_permission(self, request) -> bool:
+        return False

@@ -1,0 +1,66 @@
+"""mtdispatch settings with defaults, read through a cached getter.
+
+Projects override any key in ``settings.MTDISPATCH``; the cache is cleared on ``setting_changed`` so
+``override_settings(MTDISPATCH={...})`` works in tests (the django-debug-toolbar pattern).
+"""
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+from django.conf import settings
+from django.core.signals import setting_changed
+from django.dispatch import receiver
+
+DEFAULTS: dict[str, Any] = {
+    # Job priorities by archive type, higher first (MT's numbers; the main index and feeds go first).
+    "PRIORITIES": {
+        "main_index": 11,
+        "individual": 10,
+        "index": 9,
+        "monthly": 2,
+        "category": 1,
+        "yearly": 0,
+        "daily": 0,
+    },
+    # Priority for the jobs a template save queues for all its files.
+    "TEMPLATE_SAVE_PRIORITY": 0,
+    # Template identifiers treated as "main index and feeds" for priority.
+    "MAIN_INDEX_IDENTIFIERS": ["main_index", "feed_atom", "feed_rss"],
+    "JOB_MAX_ATTEMPTS": 5,
+    # Serve files from each blog's site root through Django (development and the demo; in
+    # production the web server serves them and passes only misses to the app).
+    "SERVE_PUBLISHED_FILES": True,
+    # Comments.
+    "COMMENT_MAX_BODY": 5000,
+    "COMMENT_MAX_NAME": 100,
+    "COMMENT_ALLOWED_TAGS": ["a", "b", "i", "em", "strong", "code", "pre", "blockquote", "p", "br", "ul", "ol", "li"],
+    # Entries listed on index templates.
+    "INDEX_ENTRIES": 20,
+    # Compiled template engines kept in memory (one per blog and template version).
+    "ENGINE_CACHE_SIZE": 64,
+}
+
+
+@cache
+def get_config() -> dict[str, Any]:
+    """The effective settings: DEFAULTS overlaid with ``settings.MTDISPATCH``."""
+    config = dict(DEFAULTS)
+    user = getattr(settings, "MTDISPATCH", {}) or {}
+    unknown = set(user) - set(DEFAULTS)
+    if unknown:
+        from django.core.exceptions import ImproperlyConfigured
+
+        raise ImproperlyConfigured(f"Unknown MTDISPATCH settings: {', '.join(sorted(unknown))}")
+    for key, value in user.items():
+        if isinstance(DEFAULTS[key], dict):
+            config[key] = {**DEFAULTS[key], **value}
+        else:
+            config[key] = value
+    return config
+
+
+@receiver(setting_changed)
+def _clear_config_cache(*, setting: str, **kwargs: Any) -> None:
+    if setting == "MTDISPATCH":
+        get_config.cache_clear()

@@ -1,0 +1,191 @@
+"""What a change touches (MT's BuildDependencies), as FileInfo rows.
+
+Every function here costs the same whatever the blog's size (an entry save touches its page, its
+neighbours, its category and date archives, and the indexes), except the ones named ``all_*``.
+"""
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from django.db.models.functions import TruncDay
+from django.utils import timezone
+
+from blog.models import Blog, Category, Entry
+
+from .models import ArchiveMapping, FileInfo, PublishingMode, Template
+from .paths import DATE_TYPES, ArchiveContext, ArchiveType, PathError, date_fields, format_path, period_start
+from .rendering import primary_category_slug
+
+
+@dataclass(frozen=True)
+class EntryState:
+    """What of an entry decides which files show it, captured before and after a change."""
+
+    entry_id: int
+    blog_id: int
+    live: bool
+    published_on: dt.datetime
+    category_ids: frozenset[int]
+
+    @classmethod
+    def of(cls, entry: Entry) -> EntryState:
+        return cls(
+            entry_id=entry.pk,
+            blog_id=entry.blog_id,
+            live=entry.status == Entry.Status.PUBLISHED,
+            published_on=entry.published_on,
+            category_ids=frozenset(entry.categories.values_list("pk", flat=True)),
+        )
+
+    @classmethod
+    def load(cls, entry_id: int | None) -> EntryState | None:
+        entry = Entry.objects.filter(pk=entry_id).first() if entry_id else None
+        return cls.of(entry) if entry else None
+
+
+def _neighbour_ids(state: EntryState) -> set[int]:
+    qs = Entry.objects.live().filter(blog_id=state.blog_id).only("pk")
+    when, pk = state.published_on, state.entry_id
+    return {e.pk for e in (qs.nearest_before(when, pk), qs.nearest_after(when, pk)) if e}
+
+
+def _date_contexts(when: dt.datetime) -> set[ArchiveContext]:
+    day = timezone.localdate(when)
+    return {ArchiveContext(t, period_start=period_start(t, day)) for t in DATE_TYPES}
+
+
+def entry_change_contexts(before: EntryState | None, after: EntryState | None) -> set[ArchiveContext]:
+    """Files an entry change touches: its page, its neighbours' pages (at the old and new dates), its
+    category and date archives (old and new), and the indexes. Nothing when it was and is not live."""
+    states = [s for s in (before, after) if s is not None and s.live]
+    if not states:
+        return set()
+    entry_id = (after or before).entry_id
+    contexts = {ArchiveContext(ArchiveType.INDEX), ArchiveContext(ArchiveType.INDIVIDUAL, entry_id=entry_id)}
+    for state in states:
+        contexts |= {ArchiveContext(ArchiveType.INDIVIDUAL, entry_id=pk) for pk in _neighbour_ids(state)}
+        contexts |= {ArchiveContext(ArchiveType.CATEGORY, category_id=pk) for pk in state.category_ids}
+        contexts |= _date_contexts(state.published_on)
+    return contexts
+
+
+def comment_change_contexts(entry: Entry) -> set[ArchiveContext]:
+    return {ArchiveContext(ArchiveType.INDIVIDUAL, entry_id=entry.pk), ArchiveContext(ArchiveType.INDEX)}
+
+
+def only_comment_templates(mapping: ArchiveMapping) -> bool:
+    """Entry pages show comments; indexes are republished for comments only when they say so."""
+    return mapping.archive_type == ArchiveType.INDIVIDUAL or mapping.template.depends_on_comments
+
+
+def all_template_contexts(template: Template) -> set[ArchiveContext]:
+    """Every file a template has: one per live entry, category with entries, or period with entries."""
+    types = set(template.mappings.values_list("archive_type", flat=True))
+    live = Entry.objects.live().filter(blog_id=template.blog_id)
+    contexts: set[ArchiveContext] = set()
+    if ArchiveType.INDEX in types:
+        contexts.add(ArchiveContext(ArchiveType.INDEX))
+    if ArchiveType.INDIVIDUAL in types:
+        contexts |= {ArchiveContext(ArchiveType.INDIVIDUAL, entry_id=pk) for pk in live.values_list("pk", flat=True)}
+    if ArchiveType.CATEGORY in types:
+        cats = Category.objects.filter(entries__in=live).values_list("pk", flat=True).distinct()
+        contexts |= {ArchiveContext(ArchiveType.CATEGORY, category_id=pk) for pk in cats}
+    date_types = types & set(DATE_TYPES)
+    if date_types:
+        days = live.annotate(day=TruncDay("published_on")).values_list("day", flat=True).distinct()
+        for day in {timezone.localdate(d) for d in days}:
+            contexts |= {ArchiveContext(t, period_start=period_start(t, day)) for t in date_types}
+    return contexts
+
+
+def _context_fields(context: ArchiveContext, entries: dict[int, Entry], categories: dict[int, Category]):
+    """Pattern fields for a context, or None when the entry/category it names is gone."""
+    if context.archive_type == ArchiveType.INDEX:
+        return {}
+    if context.archive_type == ArchiveType.INDIVIDUAL:
+        entry = entries.get(context.entry_id)
+        if entry is None:
+            return None
+        day = timezone.localdate(entry.published_on)
+        return {**date_fields(day), "slug": entry.slug, "id": str(entry.pk), "category": primary_category_slug(entry)}
+    if context.archive_type == ArchiveType.CATEGORY:
+        category = categories.get(context.category_id)
+        return {"category": category.slug} if category else None
+    return date_fields(context.period_start)
+
+
+ACTIVE_MODES = [m for m in PublishingMode if m != PublishingMode.DISABLED]
+
+
+def ensure_fileinfos(
+    *,
+    blog: Blog,
+    contexts: Iterable[ArchiveContext],
+    templates: Iterable[Template] | None = None,
+    mapping_filter: Callable[[ArchiveMapping], bool] | None = None,
+) -> list[FileInfo]:
+    """The FileInfo rows for ``contexts`` under the blog's (or the given) templates, created or
+    re-pathed as needed. Rows whose entry or category is gone are returned too (their files go)."""
+    contexts = list(contexts)
+    types = {c.archive_type for c in contexts}
+    mappings = ArchiveMapping.objects.filter(archive_type__in=types, template__mode__in=ACTIVE_MODES)
+    if templates is not None:
+        mappings = mappings.filter(template__in=list(templates))
+    else:
+        mappings = mappings.filter(template__blog=blog)
+    mappings = [m for m in mappings.select_related("template") if mapping_filter is None or mapping_filter(m)]
+    if not mappings or not contexts:
+        return []
+    entry_ids = [c.entry_id for c in contexts if c.entry_id]
+    entries = Entry.objects.live().filter(pk__in=entry_ids).prefetch_related("categories").in_bulk()
+    category_ids = [c.category_id for c in contexts if c.category_id]
+    categories = Category.objects.filter(pk__in=category_ids).in_bulk()
+    by_type: dict[str, list[ArchiveContext]] = {}
+    for context in contexts:
+        by_type.setdefault(context.archive_type, []).append(context)
+
+    wanted: dict[tuple[int, str], FileInfo] = {}
+    for mapping in mappings:
+        for context in by_type.get(mapping.archive_type, ()):
+            fields = _context_fields(context, entries, categories)
+            if fields is None:
+                continue
+            try:
+                path = format_path(mapping.path_pattern, fields)
+            except PathError:
+                path = mapping.path_pattern  # the publisher refuses it with the error; keep the row
+            wanted[(mapping.pk, context.key)] = FileInfo(
+                blog=blog, template=mapping.template, mapping=mapping, archive_type=context.archive_type,
+                context_key=context.key, entry_id=context.entry_id, category_id=context.category_id,
+                period_start=context.period_start, path=path, url=blog.absolute_url(path),
+            )
+    return _sync_fileinfos(mappings, [c.key for c in contexts], wanted)
+
+
+def _existing(mappings: list[ArchiveMapping], keys: list[str]) -> dict[tuple[int, str], FileInfo]:
+    found: dict[tuple[int, str], FileInfo] = {}
+    for start in range(0, len(keys), 500):
+        rows = FileInfo.objects.filter(mapping__in=mappings, context_key__in=keys[start : start + 500])
+        for row in rows.select_related("template", "mapping", "blog"):
+            found[(row.mapping_id, row.context_key)] = row
+    return found
+
+
+def _sync_fileinfos(mappings, keys, wanted: dict[tuple[int, str], FileInfo]) -> list[FileInfo]:
+    existing = _existing(mappings, keys)
+    missing = [fi for key, fi in wanted.items() if key not in existing]
+    if missing:
+        # Concurrent requests may create the same rows: the unique constraint keeps one, we re-read.
+        FileInfo.objects.bulk_create(missing, ignore_conflicts=True, batch_size=500)
+        existing = _existing(mappings, keys)
+    moved = []
+    for key, row in existing.items():
+        want = wanted.get(key)
+        if want is not None and (row.path, row.url) != (want.path, want.url):
+            row.path, row.url = want.path, want.url
+            moved.append(row)
+    if moved:
+        FileInfo.objects.bulk_update(moved, ["path", "url"], batch_size=500)
+    return sorted(existing.values(), key=lambda fi: fi.pk)

@@ -1,0 +1,36 @@
+"""Publish a blog, a template, or everything, now or through the queue (MT's rebuild)."""
+from django.core.management.base import BaseCommand, CommandError
+from tqdm import tqdm
+
+from publishqueue.models import Template
+from publishqueue.services import publish_templates
+
+
+class Command(BaseCommand):
+    help = "Publish every file of the selected templates (Statically, Via Publish Queue and Manually ones)."
+
+    def add_arguments(self, parser) -> None:
+        parser.add_argument("--blog", type=int, action="append", help="Blog id (repeatable).")
+        parser.add_argument("--template", type=int, action="append", help="Template id (repeatable).")
+        parser.add_argument("--all", action="store_true", help="Every blog.")
+        parser.add_argument("--queue", action="store_true", help="Insert jobs instead of publishing here.")
+        parser.add_argument("--force", action="store_true", help="Rewrite files even when unchanged.")
+
+    def handle(self, *args, blog=None, template=None, all=False, queue=False, force=False, **options) -> None:
+        if not (blog or template or all):
+            raise CommandError("Say what to publish: --all, --blog ID or --template ID.")
+        templates = Template.objects.select_related("blog").exclude(kind=Template.Kind.MODULE)
+        if template:
+            templates = templates.filter(pk__in=template)
+        if blog:
+            templates = templates.filter(blog_id__in=blog)
+        if not templates.exists():
+            raise CommandError("No templates match.")
+        show = options["verbosity"] > 0 and not queue
+        with tqdm(total=0, unit="file", disable=not show, file=self.stderr._out) as progress:
+            report = publish_templates(templates=templates, queue=queue, force=force, progress=progress)
+        for error in report.errors:
+            self.stderr.write(self.style.ERROR(error))
+        self.stdout.write(report.summary())
+        if report.errors:
+            raise CommandError(f"{len(report.errors)} file(s) failed to publish.")

@@ -1,0 +1,184 @@
+"""Templates and their publishing modes, archive mappings, FileInfo, and the publish queue's rows."""
+from __future__ import annotations
+
+from django.core.exceptions import ValidationError
+from django.db import models
+from django.utils import timezone
+
+from blog.models import Blog, Category, Entry
+
+from .paths import ArchiveType, PathError, validate_pattern
+
+
+class PublishingMode(models.TextChoices):
+    STATIC = "static", "Statically"
+    QUEUE = "queue", "Via Publish Queue"
+    MANUAL = "manual", "Manually"
+    DYNAMIC = "dynamic", "Dynamically"
+    DISABLED = "disabled", "Do Not Publish"
+
+
+MODE_HELP = {
+    PublishingMode.STATIC: "written during the request that changed the content it shows.",
+    PublishingMode.QUEUE: "a change queues a job; a runworker process writes the file in the background.",
+    PublishingMode.MANUAL: "written only by Publish now or manage.py publish.",
+    PublishingMode.DYNAMIC: "never written; the app renders it at its URL on each request.",
+    PublishingMode.DISABLED: "never written; files already published are left alone.",
+}
+MODE_HELP_TEXT = " ".join(f"{PublishingMode(mode).label}: {text}" for mode, text in MODE_HELP.items())
+
+# Modes whose files are written to disk when their content changes.
+WRITTEN_MODES = (PublishingMode.STATIC, PublishingMode.QUEUE)
+
+
+class Template(models.Model):
+    class Kind(models.TextChoices):
+        INDEX = "index", "Index template"
+        ARCHIVE = "archive", "Archive template"
+        MODULE = "module", "Template module"
+
+    blog = models.ForeignKey(Blog, on_delete=models.CASCADE, related_name="templates")
+    name = models.CharField(max_length=100, help_text='Modules are included by name: {% include "Sidebar" %}.')
+    identifier = models.SlugField(max_length=50, blank=True, help_text="Stable name of a built-in template.")
+    kind = models.CharField(max_length=10, choices=Kind.choices, default=Kind.INDEX)
+    source = models.TextField(help_text="Django template language.")
+    mode = models.CharField(
+        "publishing", max_length=10, choices=PublishingMode.choices, default=PublishingMode.STATIC,
+        help_text=MODE_HELP_TEXT,
+    )
+    rebuild_interval_minutes = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Index templates only: also republish every N minutes."
+    )
+    depends_on_comments = models.BooleanField(
+        default=False, help_text="Republish when a comment is approved (entry pages always are)."
+    )
+    priority = models.IntegerField(
+        null=True, blank=True, help_text="Queue priority for this template's jobs; blank uses the archive type's."
+    )
+    version = models.PositiveIntegerField(default=1, editable=False)
+    last_error = models.TextField(blank=True, editable=False)
+    last_error_at = models.DateTimeField(null=True, blank=True, editable=False)
+    modified = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["blog", "kind", "name"]
+        constraints = [models.UniqueConstraint(fields=["blog", "name"], name="template_unique_name_per_blog")]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def writes_files(self) -> bool:
+        return self.mode in WRITTEN_MODES
+
+
+class ArchiveMapping(models.Model):
+    """Where a template's files go: one archive type and an output path pattern (MT's TemplateMap)."""
+
+    template = models.ForeignKey(Template, on_delete=models.CASCADE, related_name="mappings")
+    archive_type = models.CharField(max_length=10, choices=ArchiveType.choices)
+    path_pattern = models.CharField(
+        max_length=255,
+        help_text=(
+            "Relative to the site root. Fields: {year} {month} {day} {slug} {id} {category} "
+            "(by archive type); a trailing '/' means index.html."
+        ),
+    )
+    is_preferred = models.BooleanField(default=True, help_text="Used for permalinks to this archive type.")
+
+    class Meta:
+        ordering = ["template", "archive_type"]
+
+    def __str__(self) -> str:
+        return f"{self.get_archive_type_display()}: {self.path_pattern}"
+
+    def clean(self) -> None:
+        try:
+            validate_pattern(self.archive_type, self.path_pattern)
+        except PathError as exc:
+            raise ValidationError({"path_pattern": str(exc)}) from exc
+        template = getattr(self, "template", None)
+        if template is None:
+            return
+        is_index = self.archive_type == ArchiveType.INDEX
+        if template.kind == Template.Kind.MODULE:
+            raise ValidationError("Template modules are included by other templates and have no output file.")
+        if is_index != (template.kind == Template.Kind.INDEX):
+            raise ValidationError({"archive_type": "Index templates map to 'index'; archive templates to the others."})
+
+
+class FileInfo(models.Model):
+    """One output file: a template mapping rendered for one context (entry, category, period or index)."""
+
+    blog = models.ForeignKey(Blog, on_delete=models.CASCADE, related_name="fileinfos")
+    template = models.ForeignKey(Template, on_delete=models.CASCADE, related_name="fileinfos")
+    mapping = models.ForeignKey(ArchiveMapping, on_delete=models.CASCADE, related_name="fileinfos")
+    archive_type = models.CharField(max_length=10, choices=ArchiveType.choices)
+    context_key = models.CharField(max_length=64, help_text="index, entry:ID, category:ID or type:YYYY-MM-DD.")
+    entry = models.ForeignKey(Entry, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    category = models.ForeignKey(Category, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    period_start = models.DateField(null=True, blank=True)
+    path = models.CharField(max_length=1024, help_text="Where the file belongs now, relative to the site root.")
+    published_path = models.CharField(max_length=1024, blank=True, help_text="Where it was last written.")
+    url = models.CharField(max_length=2048)
+    content_hash = models.CharField(max_length=64, blank=True)
+    published_at = models.DateTimeField(null=True, blank=True)
+    created = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        verbose_name = "file info"
+        constraints = [
+            models.UniqueConstraint(fields=["mapping", "context_key"], name="fileinfo_unique_context"),
+        ]
+        indexes = [models.Index(fields=["blog", "path"], name="fileinfo_blog_path")]
+
+    def __str__(self) -> str:
+        return self.path
+
+
+class Job(models.Model):
+    """A queued unit of work (TheSchwartz's job row, with a generation so coalesced edits are not lost)."""
+
+    kind = models.CharField(max_length=50, default="publish")
+    unique_key = models.CharField(
+        max_length=100, null=True, blank=True, help_text="A second insert with the same kind and key coalesces."
+    )
+    args = models.JSONField(default=dict, blank=True)
+    fileinfo = models.ForeignKey(FileInfo, null=True, blank=True, on_delete=models.CASCADE, related_name="jobs")
+    priority = models.IntegerField(default=0)
+    run_after = models.DateTimeField(default=timezone.now)
+    grabbed_until = models.DateTimeField(null=True, blank=True)
+    grabbed_by = models.CharField(max_length=200, blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+    max_attempts = models.PositiveIntegerField(default=5)
+    generation = models.PositiveIntegerField(default=1)
+    created = models.DateTimeField(default=timezone.now)
+    last_error = models.TextField(blank=True)
+    failed_at = models.DateTimeField(null=True, blank=True, help_text="Set once max attempts are used up.")
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["kind", "unique_key"], name="job_unique_kind_key")]
+        indexes = [models.Index(fields=["failed_at", "priority", "run_after", "id"], name="job_claim_order")]
+
+    def __str__(self) -> str:
+        return f"{self.kind}:{self.unique_key or self.pk}"
+
+
+class JobError(models.Model):
+    """One failed attempt: kept after the job is gone, for the error log."""
+
+    job = models.ForeignKey(Job, null=True, blank=True, on_delete=models.SET_NULL, related_name="errors")
+    kind = models.CharField(max_length=50)
+    unique_key = models.CharField(max_length=100, blank=True)
+    fileinfo = models.ForeignKey(FileInfo, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    worker = models.CharField(max_length=200, blank=True)
+    attempt = models.PositiveIntegerField(default=1)
+    message = models.TextField()
+    traceback = models.TextField(blank=True)
+    created = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        ordering = ["-created", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.kind}:{self.unique_key} at {self.created:%Y-%m-%d %H:%M:%S}"

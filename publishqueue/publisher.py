@@ -1,0 +1,149 @@
+"""Publishing one file: render, skip if unchanged, write atomically, never outside the site root."""
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import tempfile
+from dataclasses import dataclass
+from typing import Literal
+
+from django.template import TemplateDoesNotExist, TemplateSyntaxError
+from django.utils import timezone
+
+from .models import FileInfo, PublishingMode, Template
+from .paths import ArchiveContext, PathError, resolve_output_path
+from .rendering import render
+
+logger = logging.getLogger("mtdispatch.publisher")
+
+Status = Literal["written", "unchanged", "removed", "dynamic"]
+
+
+class PublishError(Exception):
+    """A file could not be published; the message says which template and why."""
+
+
+@dataclass(frozen=True)
+class PublishResult:
+    fileinfo_id: int
+    path: str
+    status: Status
+    bytes: int = 0
+
+
+def context_of(fileinfo: FileInfo) -> ArchiveContext:
+    return ArchiveContext(
+        fileinfo.archive_type,
+        entry_id=fileinfo.entry_id if fileinfo.archive_type == "individual" else None,
+        category_id=fileinfo.category_id if fileinfo.archive_type == "category" else None,
+        period_start=fileinfo.period_start,
+    )
+
+
+def _missing_context(fileinfo: FileInfo) -> bool:
+    """The entry or category this file showed was deleted (the FK went NULL)."""
+    return (fileinfo.archive_type == "individual" and fileinfo.entry_id is None) or (
+        fileinfo.archive_type == "category" and fileinfo.category_id is None
+    )
+
+
+def render_fileinfo(fileinfo: FileInfo) -> str | None:
+    """The file's content now, or None if what it shows is gone. Template errors become PublishError
+    and are recorded on the template so the admin shows them."""
+    if _missing_context(fileinfo):
+        return None
+    template = fileinfo.template
+    try:
+        return render(blog=fileinfo.blog, template_name=template.name, context=context_of(fileinfo), url=fileinfo.url)
+    except (TemplateSyntaxError, TemplateDoesNotExist) as exc:
+        message = f"Template {template.name!r} could not be compiled: {exc}"
+    except Exception as exc:  # noqa: BLE001 - any error in user template code is reported, not raised raw
+        message = f"Template {template.name!r} failed to render {fileinfo.path!r}: {type(exc).__name__}: {exc}"
+    record_template_error(template, message)
+    raise PublishError(message)
+
+
+def record_template_error(template: Template, message: str) -> None:
+    Template.objects.filter(pk=template.pk).update(last_error=message, last_error_at=timezone.now())
+
+
+def publish_file(*, fileinfo: FileInfo, force: bool = False) -> PublishResult:
+    """Bring one output file up to date with the database.
+
+    Unchanged content is not rewritten (the mtime stays); changed content goes to a temp file in the same
+    directory, is fsynced and renamed over the old one, so a reader sees the old file or the new one.
+    A file whose context is gone is removed, as is one whose template is now Dynamically published.
+    """
+    if fileinfo.template.mode == PublishingMode.DYNAMIC:
+        _remove_published(fileinfo)
+        return PublishResult(fileinfo.pk, fileinfo.path, "dynamic")
+    content = render_fileinfo(fileinfo)
+    if content is None:
+        _remove_published(fileinfo)
+        FileInfo.objects.filter(pk=fileinfo.pk).delete()
+        return PublishResult(fileinfo.pk, fileinfo.path, "removed")
+    data = content.encode("utf-8")
+    digest = hashlib.sha256(data).hexdigest()
+    try:
+        target = resolve_output_path(fileinfo.blog.site_root, fileinfo.path)
+    except PathError as exc:
+        record_template_error(fileinfo.template, str(exc))
+        raise PublishError(str(exc)) from exc
+    unchanged = digest == fileinfo.content_hash and fileinfo.published_path == fileinfo.path
+    if unchanged and not force and os.path.isfile(target):
+        return PublishResult(fileinfo.pk, fileinfo.path, "unchanged", len(data))
+    write_atomic(target, data)
+    if fileinfo.published_path and fileinfo.published_path != fileinfo.path:
+        _unlink_quietly(fileinfo, fileinfo.published_path)
+    now = timezone.now()
+    FileInfo.objects.filter(pk=fileinfo.pk).update(content_hash=digest, published_path=fileinfo.path, published_at=now)
+    fileinfo.content_hash, fileinfo.published_path, fileinfo.published_at = digest, fileinfo.path, now
+    if fileinfo.template.last_error:
+        _clear_template_error(fileinfo.template)
+    return PublishResult(fileinfo.pk, fileinfo.path, "written", len(data))
+
+
+def _clear_template_error(template: Template) -> None:
+    """A successful render clears the error an earlier one left in the admin."""
+    Template.objects.filter(pk=template.pk).update(last_error="", last_error_at=None)
+    template.last_error = ""
+
+
+def write_atomic(target: str, data: bytes, mode: int = 0o644) -> None:
+    """Write ``data`` to ``target`` so that no reader ever sees a partial file."""
+    directory = os.path.dirname(target)
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(target)}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fchmod(handle.fileno(), mode)
+            os.fsync(handle.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        _silent_unlink(tmp)
+        raise
+
+
+def _silent_unlink(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
+def _unlink_quietly(fileinfo: FileInfo, relative: str) -> None:
+    try:
+        _silent_unlink(resolve_output_path(fileinfo.blog.site_root, relative))
+    except PathError:
+        logger.warning("Not removing %r: outside the site root of blog %s", relative, fileinfo.blog_id)
+
+
+def _remove_published(fileinfo: FileInfo) -> None:
+    if not fileinfo.published_path:
+        return
+    _unlink_quietly(fileinfo, fileinfo.published_path)
+    FileInfo.objects.filter(pk=fileinfo.pk).update(published_path="", content_hash="", published_at=None)
+    fileinfo.published_path = fileinfo.content_hash = ""

@@ -1,0 +1,109 @@
+"""Inserting jobs into the publish queue, coalescing on (kind, unique_key).
+
+One statement per batch: ``INSERT ... ON CONFLICT (kind, unique_key) DO UPDATE`` (SQLite >= 3.24 and
+PostgreSQL share the syntax). A conflicting insert does not vanish as in TheSchwartz: it bumps the job's
+generation, so a worker that is publishing the file right now sees its grab is stale and publishes again.
+It also keeps the higher priority, and revives a job that had failed for good.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from django.db import connection
+from django.utils import timezone
+
+from .conf import get_config
+from .models import FileInfo, Job
+from .paths import ArchiveType
+
+PUBLISH = "publish"
+
+
+@dataclass(frozen=True)
+class NewJob:
+    kind: str
+    unique_key: str | None
+    priority: int = 0
+    run_after: dt.datetime | None = None
+    args: dict | None = None
+    fileinfo_id: int | None = None
+
+
+def default_priority(fileinfo: FileInfo) -> int:
+    """MT's priorities by archive type (configurable), the main index and feeds first."""
+    if fileinfo.template.priority is not None:
+        return fileinfo.template.priority
+    priorities = get_config()["PRIORITIES"]
+    if fileinfo.archive_type == ArchiveType.INDEX:
+        is_main = fileinfo.template.identifier in get_config()["MAIN_INDEX_IDENTIFIERS"]
+        return priorities["main_index" if is_main else "index"]
+    return priorities.get(fileinfo.archive_type, 0)
+
+
+def publish_job(fileinfo: FileInfo, *, priority: int | None = None) -> NewJob:
+    return NewJob(
+        kind=PUBLISH,
+        unique_key=str(fileinfo.pk),
+        priority=default_priority(fileinfo) if priority is None else priority,
+        fileinfo_id=fileinfo.pk,
+    )
+
+
+_UPSERT = """
+INSERT INTO {table} (kind, unique_key, args, fileinfo_id, priority, run_after, grabbed_by, attempts,
+                     max_attempts, generation, created, last_error)
+VALUES {rows}
+ON CONFLICT (kind, unique_key) DO UPDATE SET
+    generation = {table}.generation + 1,
+    priority = CASE WHEN excluded.priority > {table}.priority THEN excluded.priority ELSE {table}.priority END,
+    run_after = CASE WHEN {table}.failed_at IS NOT NULL THEN excluded.run_after ELSE {table}.run_after END,
+    attempts = CASE WHEN {table}.failed_at IS NOT NULL THEN 0 ELSE {table}.attempts END,
+    failed_at = NULL
+"""
+_ROW = "(%s, %s, %s, %s, %s, %s, '', 0, %s, 1, %s, '')"
+_BATCH = 200
+
+
+def enqueue(jobs: Iterable[NewJob]) -> int:
+    """Insert or coalesce jobs; returns how many were given. Runs in the caller's transaction."""
+    jobs = _coalesce(jobs)
+    if not jobs:
+        return 0
+    now = timezone.now()
+    ops = connection.ops
+    max_attempts = get_config()["JOB_MAX_ATTEMPTS"]
+    with connection.cursor() as cursor:
+        for start in range(0, len(jobs), _BATCH):
+            batch = jobs[start : start + _BATCH]
+            params: list = []
+            for job in batch:
+                params += [
+                    job.kind, job.unique_key, json.dumps(job.args or {}), job.fileinfo_id, job.priority,
+                    ops.adapt_datetimefield_value(job.run_after or now), max_attempts,
+                    ops.adapt_datetimefield_value(now),
+                ]
+            sql = _UPSERT.format(table=Job._meta.db_table, rows=", ".join([_ROW] * len(batch)))
+            cursor.execute(sql, params)
+    return len(jobs)
+
+
+def _coalesce(jobs: Iterable[NewJob]) -> list[NewJob]:
+    """One job per key within a batch (PostgreSQL refuses to upsert a row twice in one statement)."""
+    keyed: dict[tuple[str, str], NewJob] = {}
+    loose: list[NewJob] = []
+    for job in jobs:
+        if job.unique_key is None:
+            loose.append(job)
+            continue
+        seen = keyed.get((job.kind, job.unique_key))
+        if seen is None or job.priority > seen.priority:
+            keyed[(job.kind, job.unique_key)] = job
+    return [*keyed.values(), *loose]
+
+
+def enqueue_publish(fileinfos: Iterable[FileInfo], *, priority: int | None = None) -> int:
+    """Queue a publish job per FileInfo (coalescing with any job already queued for it)."""
+    return enqueue(publish_job(fi, priority=priority) for fi in fileinfos)

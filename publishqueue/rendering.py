@@ -1,0 +1,274 @@
+"""Rendering templates stored in the database.
+
+Each blog gets a Django template ``Engine`` whose loader holds the blog's template sources; it is cached
+under ``(blog id, blog.templates_version)``, so every template is compiled once per version and a save
+anywhere in the blog (a module included by others, say) invalidates exactly that blog's engine.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.db.models import Count
+from django.db.models.functions import TruncMonth
+from django.template import Context, Engine
+from django.urls import reverse
+from django.utils import timezone
+
+from blog.models import Blog, Category, Entry
+
+from .conf import get_config
+from .paths import ArchiveContext, ArchiveType, date_fields, format_path, period_end
+
+
+def primary_category_slug(entry: Entry) -> str:
+    """The {category} of an entry's path: its first category by slug (MT's primary category)."""
+    return min((c.slug for c in entry.categories.all()), default="uncategorized")
+
+
+def build_engine(sources: dict[str, str]) -> Engine:
+    return Engine(
+        loaders=[("django.template.loaders.cached.Loader", [("django.template.loaders.locmem.Loader", sources)])],
+        builtins=["publishqueue.templatetags.mt"],
+        autoescape=True,
+    )
+
+
+@dataclass
+class Links:
+    """Permalinks from the preferred archive mapping of each type."""
+
+    blog: Blog
+    patterns: dict[str, str] = field(default_factory=dict)
+
+    def _url(self, archive_type: str, fields: dict[str, str]) -> str:
+        pattern = self.patterns.get(archive_type)
+        return self.blog.absolute_url(format_path(pattern, fields)) if pattern is not None else ""
+
+    def entry_url(self, entry: Entry) -> str:
+        day = timezone.localdate(entry.published_on)
+        fields = {**date_fields(day), "slug": entry.slug, "id": str(entry.pk)}
+        if "{category}" in self.patterns.get(ArchiveType.INDIVIDUAL, ""):
+            fields["category"] = primary_category_slug(entry)
+        return self._url(ArchiveType.INDIVIDUAL, fields)
+
+    def category_url(self, category: Category) -> str:
+        return self._url(ArchiveType.CATEGORY, {"category": category.slug})
+
+    def period_url(self, archive_type: str, start: dt.date) -> str:
+        return self._url(archive_type, date_fields(start))
+
+
+@dataclass
+class BlogRenderer:
+    blog_id: int
+    version: int
+    engine: Engine
+    patterns: dict[str, str]
+
+
+class _RendererCache:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._items: OrderedDict[tuple[int, int], BlogRenderer] = OrderedDict()
+
+    def get(self, blog: Blog) -> BlogRenderer:
+        key = (blog.pk, blog.templates_version)
+        with self._lock:
+            if key in self._items:
+                self._items.move_to_end(key)
+                return self._items[key]
+        renderer = _load_renderer(blog)
+        with self._lock:
+            self._items[key] = renderer
+            while len(self._items) > get_config()["ENGINE_CACHE_SIZE"]:
+                self._items.popitem(last=False)
+        return renderer
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+
+
+renderers = _RendererCache()
+
+
+def _load_renderer(blog: Blog) -> BlogRenderer:
+    from .models import ArchiveMapping, Template
+
+    sources = dict(Template.objects.filter(blog=blog).values_list("name", "source"))
+    patterns: dict[str, str] = {}
+    mappings = ArchiveMapping.objects.filter(template__blog=blog).order_by("-is_preferred", "id")
+    for archive_type, pattern in mappings.values_list("archive_type", "path_pattern"):
+        patterns.setdefault(archive_type, pattern)
+    return BlogRenderer(blog.pk, blog.templates_version, build_engine(sources), patterns)
+
+
+def compile_source(*, blog: Blog, name: str, source: str) -> None:
+    """Compile ``source`` as template ``name`` of ``blog``; raises TemplateSyntaxError (admin validation)."""
+    from .models import Template
+
+    sources = dict(Template.objects.filter(blog=blog).values_list("name", "source")) if blog.pk else {}
+    sources[name] = source
+    build_engine(sources).get_template(name)
+
+
+class _Lazy:
+    """A value computed on first use, so templates that do not show it do not pay for its query."""
+
+    def __init__(self, func: Any) -> None:
+        self._func = func
+
+    def __call__(self) -> Any:
+        if not hasattr(self, "_value"):
+            self._value = self._func()
+        return self._value
+
+
+def _with_links(entries: list[Entry], links: Links) -> list[Entry]:
+    for entry in entries:
+        entry.permalink = links.entry_url(entry)
+    return entries
+
+
+def _live_entries(blog: Blog):
+    return Entry.objects.live().filter(blog=blog).prefetch_related("categories")
+
+
+def neighbours(entry: Entry) -> tuple[Entry | None, Entry | None]:
+    """The live entries just before and after ``entry`` by publication date (then id)."""
+    qs = Entry.objects.live().filter(blog_id=entry.blog_id)
+    return qs.nearest_before(entry.published_on, entry.pk), qs.nearest_after(entry.published_on, entry.pk)
+
+
+def period_bounds(archive_type: str, start: dt.date) -> tuple[dt.datetime, dt.datetime]:
+    tz = timezone.get_current_timezone()
+    end = period_end(archive_type, start)
+    return (
+        dt.datetime.combine(start, dt.time.min, tzinfo=tz),
+        dt.datetime.combine(end, dt.time.min, tzinfo=tz),
+    )
+
+
+class _SidebarCache:
+    """Blog-wide lists (categories, monthly archives) shared by every page rendered for one content
+    and templates version. Every content change bumps ``content_version`` in its own transaction and
+    republishes what it touches, so a render that used an older list is always redone."""
+
+    def __init__(self, size: int = 16) -> None:
+        self._lock = threading.Lock()
+        self._size = size
+        self._items: OrderedDict[tuple[int, int, int], dict[str, Any]] = OrderedDict()
+
+    def get(self, blog: Blog, links: Links) -> dict[str, Any]:
+        key = (blog.pk, blog.content_version, blog.templates_version)
+        with self._lock:
+            found = self._items.get(key)
+            if found is None:
+                found = self._items[key] = _sidebar(blog, links)
+                while len(self._items) > self._size:
+                    self._items.popitem(last=False)
+            return found
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+
+
+sidebars = _SidebarCache()
+
+
+def _sidebar(blog: Blog, links: Links) -> dict[str, Any]:
+    def categories() -> list[Category]:
+        cats = list(
+            Category.objects.filter(blog=blog, entries__status=Entry.Status.PUBLISHED)
+            .annotate(count=Count("entries"))
+            .order_by("label")
+        )
+        for cat in cats:
+            cat.archive_url = links.category_url(cat)
+        return cats
+
+    def monthly_archives() -> list[dict[str, Any]]:
+        rows = (
+            _live_entries(blog)
+            .annotate(month=TruncMonth("published_on"))
+            .values("month")
+            .annotate(count=Count("id"))
+            .order_by("-month")
+        )
+        return [
+            {"start": r["month"], "count": r["count"], "url": links.period_url(ArchiveType.MONTHLY, r["month"].date())}
+            for r in rows
+        ]
+
+    return {"all_categories": _Lazy(categories), "monthly_archives": _Lazy(monthly_archives)}
+
+
+def _context_for(blog: Blog, context: ArchiveContext, links: Links) -> dict[str, Any] | None:
+    """Template variables for ``context``, or None when it no longer exists (its file should go)."""
+    limit = get_config()["INDEX_ENTRIES"]
+    if context.archive_type == ArchiveType.INDEX:
+        return {"entries": _with_links(list(_live_entries(blog)[:limit]), links), "archive_title": blog.name}
+    if context.archive_type == ArchiveType.INDIVIDUAL:
+        return _entry_context(blog, context.entry_id, links)
+    if context.archive_type == ArchiveType.CATEGORY:
+        category = Category.objects.filter(blog=blog, pk=context.category_id).first()
+        entries = list(_live_entries(blog).filter(categories=category)) if category else []
+        if not entries:
+            return None
+        category.archive_url = links.category_url(category)
+        return {"category": category, "entries": _with_links(entries, links), "archive_title": category.label}
+    start, end = period_bounds(context.archive_type, context.period_start)
+    entries = list(_live_entries(blog).filter(published_on__gte=start, published_on__lt=end))
+    if not entries:
+        return None
+    return {
+        "entries": _with_links(entries, links),
+        "period_start": start,
+        "period_end": end,
+        "archive_title": _period_title(context.archive_type, context.period_start),
+    }
+
+
+def _period_title(archive_type: str, start: dt.date) -> str:
+    formats = {ArchiveType.MONTHLY: "%B %Y", ArchiveType.YEARLY: "%Y", ArchiveType.DAILY: "%B %-d, %Y"}
+    return start.strftime(formats[archive_type])
+
+
+def _entry_context(blog: Blog, entry_id: int | None, links: Links) -> dict[str, Any] | None:
+    entry = _live_entries(blog).filter(pk=entry_id).select_related("author").first() if entry_id else None
+    if entry is None:
+        return None
+    previous_entry, next_entry = neighbours(entry)
+    _with_links([e for e in (entry, previous_entry, next_entry) if e is not None], links)
+    for category in entry.categories.all():
+        category.archive_url = links.category_url(category)
+    return {
+        "entry": entry,
+        "previous_entry": previous_entry,
+        "next_entry": next_entry,
+        "comments": _Lazy(lambda: list(entry.comments.filter(status="approved"))),
+        "archive_title": entry.title,
+        "comments_open": blog.comment_policy != Blog.CommentPolicy.CLOSED,
+    }
+
+
+def render(*, blog: Blog, template_name: str, context: ArchiveContext, url: str) -> str | None:
+    """Render one file; None when the context is gone (entry unpublished, archive now empty)."""
+    renderer = renderers.get(blog)
+    links = Links(blog, renderer.patterns)
+    variables = _context_for(blog, context, links)
+    if variables is None:
+        return None
+    variables.update(sidebars.get(blog, links))
+    variables.update(
+        blog=blog,
+        archive_type=context.archive_type,
+        file_url=url,
+        comment_action=reverse("blog:comment_post"),
+    )
+    return renderer.engine.get_template(template_name).render(Context(variables))

@@ -1,0 +1,139 @@
+"""What happens to the files a change touches, by each template's publishing mode.
+
+Statically: published in the request, once the transaction that made the change commits.
+Via Publish Queue: a coalesced job per file, inserted in the same transaction as the change.
+Manually, Dynamically, Do Not Publish: nothing is written.
+"""
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from django.db import transaction
+
+from blog.models import Blog
+
+from .conf import get_config
+from .dependencies import all_template_contexts, ensure_fileinfos
+from .models import FileInfo, PublishingMode, Template
+from .publisher import PublishError, PublishResult, publish_file
+from .queue import enqueue_publish
+
+logger = logging.getLogger("mtdispatch.publish")
+
+
+@dataclass
+class ChangeReport:
+    """What a change did: files published in the request, jobs queued, files left for later."""
+
+    published: list[PublishResult] = field(default_factory=list)
+    queued: int = 0
+    skipped: dict[str, int] = field(default_factory=dict)
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def written(self) -> int:
+        return sum(1 for r in self.published if r.status == "written")
+
+    def summary(self) -> str:
+        parts = []
+        if self.published:
+            parts.append(f"published {self.written} file(s), {len(self.published) - self.written} unchanged or removed")
+        if self.queued:
+            parts.append(f"queued {self.queued} file(s) for the publish queue")
+        parts += [f"{count} {mode} file(s) not written" for mode, count in sorted(self.skipped.items())]
+        parts += self.errors
+        return "; ".join(parts) or "no published files affected"
+
+
+def publish_many(fileinfos: Iterable[FileInfo], report: ChangeReport, *, force: bool = False) -> None:
+    """Publish each file now; one failure is reported and does not stop the others."""
+    for fileinfo in fileinfos:
+        try:
+            report.published.append(publish_file(fileinfo=fileinfo, force=force))
+        except PublishError as exc:
+            logger.warning("%s", exc)
+            report.errors.append(str(exc))
+
+
+def apply_change(fileinfos: Iterable[FileInfo], *, priority: int | None = None) -> ChangeReport:
+    """Route each touched file through its template's publishing mode."""
+    report = ChangeReport()
+    static: list[FileInfo] = []
+    queued: list[FileInfo] = []
+    for fileinfo in fileinfos:
+        mode = fileinfo.template.mode
+        if mode == PublishingMode.STATIC:
+            static.append(fileinfo)
+        elif mode == PublishingMode.QUEUE:
+            queued.append(fileinfo)
+        else:
+            report.skipped[mode] = report.skipped.get(mode, 0) + 1
+    report.queued = enqueue_publish(queued, priority=priority)
+    if static:
+        transaction.on_commit(lambda: publish_many(static, report))
+    return report
+
+
+def template_saved(*, template: Template, previous_mode: str | None) -> ChangeReport:
+    """A template (or module) changed: republish its files, queued at low priority (SPEC 1)."""
+    report = ChangeReport()
+    if template.mode == PublishingMode.DYNAMIC and previous_mode != PublishingMode.DYNAMIC:
+        _unpublish_static_files(template)
+    targets = _templates_affected_by(template)
+    if not targets:
+        return report
+    for target in targets:
+        fileinfos = ensure_fileinfos(
+            blog=template.blog, contexts=all_template_contexts(target), templates=[target]
+        )
+        if target.writes_files:
+            report.queued += enqueue_publish(fileinfos, priority=get_config()["TEMPLATE_SAVE_PRIORITY"])
+    return report
+
+
+def _templates_affected_by(template: Template) -> list[Template]:
+    if template.kind != Template.Kind.MODULE:
+        return [template]
+    # A module reaches the files of every template that includes it by name.
+    pattern = re.compile(r"""\{%\s*(include|extends)\s+["']""" + re.escape(template.name) + r"""["']""")
+    return [t for t in template.blog.templates.exclude(kind=Template.Kind.MODULE) if pattern.search(t.source)]
+
+
+def _unpublish_static_files(template: Template) -> None:
+    """Switching to Dynamically: the written files must go, or the web server would keep serving them."""
+    for fileinfo in template.fileinfos.exclude(published_path="").select_related("blog", "template"):
+        publish_file(fileinfo=fileinfo)
+
+
+def publish_templates(
+    *, templates: Iterable[Template], queue: bool = False, force: bool = False, progress=None
+) -> ChangeReport:
+    """Publish every file of ``templates`` now (or queue them): Publish now and manage.py publish."""
+    report = ChangeReport()
+    for template in templates:
+        if template.kind == Template.Kind.MODULE or template.mode == PublishingMode.DISABLED:
+            continue
+        fileinfos = ensure_fileinfos(
+            blog=template.blog, contexts=all_template_contexts(template), templates=[template]
+        )
+        if template.mode == PublishingMode.DYNAMIC:
+            report.skipped["dynamic"] = report.skipped.get("dynamic", 0) + len(fileinfos)
+            continue
+        if queue:
+            report.queued += enqueue_publish(fileinfos)
+            continue
+        if progress is not None:
+            progress.total = (progress.total or 0) + len(fileinfos)
+            progress.refresh()
+        for fileinfo in fileinfos:
+            publish_many([fileinfo], report, force=force)
+            if progress is not None:
+                progress.update(1)
+    return report
+
+
+def blog_templates(blog: Blog) -> list[Template]:
+    return list(blog.templates.exclude(kind=Template.Kind.MODULE).select_related("blog"))
