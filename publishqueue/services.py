@@ -94,12 +94,25 @@ def template_saved(*, template: Template, previous_mode: str | None) -> ChangeRe
     return report
 
 
+def _includes(source: str, names: set[str]) -> bool:
+    alternatives = "|".join(re.escape(name) for name in names)
+    return re.search(r"""\{%\s*(?:include|extends)\s+["'](?:""" + alternatives + r""")["']""", source) is not None
+
+
 def _templates_affected_by(template: Template) -> list[Template]:
+    """The template itself, or for a module every page template that includes it, directly or through
+    other modules."""
     if template.kind != Template.Kind.MODULE:
         return [template]
-    # A module reaches the files of every template that includes it by name.
-    pattern = re.compile(r"""\{%\s*(include|extends)\s+["']""" + re.escape(template.name) + r"""["']""")
-    return [t for t in template.blog.templates.exclude(kind=Template.Kind.MODULE) if pattern.search(t.source)]
+    everything = list(template.blog.templates.exclude(pk=template.pk))
+    reached, names = set(), {template.name}
+    while True:
+        found = {t for t in everything if t.pk not in reached and _includes(t.source, names)}
+        if not found:
+            break
+        reached |= {t.pk for t in found}
+        names |= {t.name for t in found if t.kind == Template.Kind.MODULE}
+    return [t for t in everything if t.pk in reached and t.kind != Template.Kind.MODULE]
 
 
 def _unpublish_static_files(template: Template) -> None:

@@ -1,0 +1,13 @@
+import pytest
+
+from publishqueue.rendering import renderers, sidebars
+
+
+@pytest.fixture(autouse=True)
+def _fresh_render_caches():
+    """Compiled engines and sidebars are per process; tests start from empty caches."""
+    renderers.clear()
+    sidebars.clear()
+    yield
+    renderers.clear()
+    sidebars.clear()
