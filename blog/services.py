@@ -132,7 +132,7 @@ def post_comment(*, entry: Entry, data: CommentInput) -> Comment:
     if blog.comment_policy == Blog.CommentPolicy.CLOSED or not entry.is_live:
         raise CommentRejected("Comments are closed for this entry.", status=403)
     body = sanitize_comment(data.body)
-    if not nh3.clean_text(body).strip():
+    if not nh3.clean(body, tags=set()).strip():
         raise CommentRejected("The comment is empty.")
     with transaction.atomic():
         # Serialise comments per blog so two requests from one IP cannot both pass the throttle.

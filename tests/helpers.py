@@ -1,20 +1,32 @@
 """Helpers for driving the Django admin like a browser does."""
 from __future__ import annotations
 
+from django import forms
+
+
+def _field_data(bound) -> dict:
+    widget = bound.field.widget
+    if isinstance(widget, forms.MultiWidget):  # e.g. the admin's split date and time inputs
+        context = widget.get_context(bound.html_name, bound.value(), {})
+        return {sub["name"]: sub["value"] or "" for sub in context["widget"]["subwidgets"]}
+    value = bound.value()
+    if value is None or value is False:
+        return {}
+    if value is True:
+        return {bound.html_name: "on"}
+    if isinstance(value, (list, tuple)):
+        return {bound.html_name: [str(v) for v in value]}
+    return {bound.html_name: value}
+
 
 def admin_form_data(response) -> dict:
     """The POST data a browser would send for an admin change form as rendered (main form and inlines)."""
     data: dict = {}
-    forms = [response.context["adminform"].form]
+    forms_ = [response.context["adminform"].form]
     for inline in response.context["inline_admin_formsets"]:
         formset = inline.formset
-        forms += [formset.management_form, *formset.forms]
-    for form in forms:
+        forms_ += [formset.management_form, *formset.forms]
+    for form in forms_:
         for bound in form:
-            value = bound.value()
-            if value is None or value is False:
-                continue
-            if value is True:
-                value = "on"
-            data[bound.html_name] = [str(v) for v in value] if isinstance(value, (list, tuple)) else value
+            data.update(_field_data(bound))
     return data
