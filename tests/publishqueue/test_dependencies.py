@@ -25,7 +25,8 @@ def blog(tmp_path):
 def three(blog):
     """Three live entries on consecutive days in March 2026."""
     news = CategoryFactory(blog=blog, slug="news")
-    entries = [EntryFactory(blog=blog, published_on=dt.datetime(2026, 3, day, 12, tzinfo=dt.UTC)) for day in (10, 11, 12)]
+    days = [dt.datetime(2026, 3, day, 12, tzinfo=dt.UTC) for day in (10, 11, 12)]
+    entries = [EntryFactory(blog=blog, published_on=when) for when in days]
     for entry in entries:
         entry.categories.add(news)
     return entries
