@@ -24,10 +24,19 @@ from .models import Blog, Comment, Entry
 
 def entry_changed(*, entry: Entry | None, before: EntryState | None, blog: Blog) -> ChangeReport:
     """Publish what an entry save or delete touches. ``before`` is the state captured before the change
-    (None for a new entry); ``entry`` is None after a delete."""
+    (None for a new entry); ``entry`` is None after a delete. An entry going live pings update services."""
     after = EntryState.of(entry) if entry is not None else None
     contexts = entry_change_contexts(before, after)
+    if after is not None and after.live and not (before and before.live) and get_config()["PING_URLS"]:
+        background("blog.tasks.ping_update_services", blog.pk)
     return apply_change(ensure_fileinfos(blog=blog, contexts=contexts))
+
+
+def background(func: str, *args) -> None:
+    """Queue a django-q2 task once the current transaction commits (runworker runs it)."""
+    from django_q.tasks import async_task
+
+    transaction.on_commit(lambda: async_task(func, *args))
 
 
 def save_entry(*, entry: Entry, categories=None) -> ChangeReport:
@@ -144,6 +153,8 @@ def post_comment(*, entry: Entry, data: CommentInput) -> Comment:
             status=status,
         )
         comment_changed(comment=comment, was_approved=False)
+        if status != Comment.Status.JUNK and get_config()["NOTIFY_COMMENTS"]:
+            background("blog.tasks.notify_comment", comment.pk)
     return comment
 
 

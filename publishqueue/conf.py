@@ -28,6 +28,31 @@ DEFAULTS: dict[str, Any] = {
     # Template identifiers treated as "main index and feeds" for priority.
     "MAIN_INDEX_IDENTIFIERS": ["main_index", "feed_atom", "feed_rss"],
     "JOB_MAX_ATTEMPTS": 5,
+    # Extra or replacement job handlers: {"kind": "dotted.path.to.callable"} (called with the claimed job).
+    "JOB_HANDLERS": {},
+    # A grabbed job belongs to its worker this long; a running job's lease is renewed every third of it.
+    "LEASE_SECONDS": 60,
+    # Retry after a failure: this long the first time, then doubling with +-20% jitter, up to the cap.
+    "RETRY_BACKOFF_SECONDS": 300,
+    "RETRY_BACKOFF_MAX_SECONDS": 6 * 3600,
+    # --randomly picks a batch among this many times --load of the eligible top of the queue.
+    "RANDOM_WINDOW": 5,
+    # Worker heartbeat (dashboard) period, and when a silent worker is considered gone.
+    "HEARTBEAT_SECONDS": 2,
+    "HEARTBEAT_STALE_SECONDS": 60,
+    # SIGTERM: a worker finishes its current job but exits after this long at the most.
+    "STOP_TIMEOUT_SECONDS": 30,
+    # Retention for the bounded history.
+    "STATS_RETENTION_HOURS": 7 * 24,
+    "ERROR_RETENTION_DAYS": 30,
+    "JUNK_EXPIRY_DAYS": 14,
+    # How often a worker looks for due periodic tasks and django-q2 tasks (seconds).
+    "PERIODIC_CHECK_SECONDS": 5,
+    "BACKGROUND_CHECK_SECONDS": 1,
+    # Update services pinged (XML-RPC weblogUpdates.ping) when an entry goes live.
+    "PING_URLS": [],
+    # Email the entry's author about new comments (a django-q2 task).
+    "NOTIFY_COMMENTS": True,
     # Serve files from each blog's site root through Django (development and the demo; in
     # production the web server serves them and passes only misses to the app).
     "SERVE_PUBLISHED_FILES": True,

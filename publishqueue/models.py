@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from django.core.exceptions import ValidationError
 from django.db import models
+from django.db.models import Q
 from django.utils import timezone
 
 from blog.models import Blog, Category, Entry
@@ -158,7 +159,13 @@ class Job(models.Model):
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["kind", "unique_key"], name="job_unique_kind_key")]
-        indexes = [models.Index(fields=["failed_at", "priority", "run_after", "id"], name="job_claim_order")]
+        indexes = [
+            # Walked in claim order; failed jobs are not in it.
+            models.Index(
+                fields=["-priority", "run_after", "id"], name="job_claim_order", condition=Q(failed_at__isnull=True)
+            ),
+            models.Index(fields=["grabbed_by"], name="job_grabbed_by"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.kind}:{self.unique_key or self.pk}"
@@ -167,7 +174,10 @@ class Job(models.Model):
 class JobError(models.Model):
     """One failed attempt: kept after the job is gone, for the error log."""
 
-    job = models.ForeignKey(Job, null=True, blank=True, on_delete=models.SET_NULL, related_name="errors")
+    # No database constraint: completed jobs are deleted in bulk and their error log stays.
+    job = models.ForeignKey(
+        Job, null=True, blank=True, on_delete=models.DO_NOTHING, db_constraint=False, related_name="errors"
+    )
     kind = models.CharField(max_length=50)
     unique_key = models.CharField(max_length=100, blank=True)
     fileinfo = models.ForeignKey(FileInfo, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
@@ -182,3 +192,60 @@ class JobError(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind}:{self.unique_key} at {self.created:%Y-%m-%d %H:%M:%S}"
+
+
+class JobStat(models.Model):
+    """Per-minute completion counts and latency sums for throughput and latency charts (bounded: purged
+    by a periodic task). Workers add their counts once per batch."""
+
+    minute = models.DateTimeField()
+    kind = models.CharField(max_length=50)
+    done = models.PositiveIntegerField(default=0)
+    failed = models.PositiveIntegerField(default=0)
+    latency_ms = models.BigIntegerField(default=0, help_text="Sum over done jobs of finish time - run_after.")
+    run_ms = models.BigIntegerField(default=0, help_text="Sum over done jobs of time spent running.")
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["minute", "kind"], name="jobstat_unique_minute_kind")]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.minute:%Y-%m-%d %H:%M}: {self.done} done"
+
+
+class PeriodicTask(models.Model):
+    """When each periodic task is next due; a worker on any host takes a run by moving ``next_run``."""
+
+    name = models.CharField(max_length=100, unique=True)
+    next_run = models.DateTimeField()
+    last_run = models.DateTimeField(null=True, blank=True)
+    last_worker = models.CharField(max_length=200, blank=True)
+    last_result = models.TextField(blank=True)
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class WorkerHeartbeat(models.Model):
+    """A live queue worker, as the dashboard sees it."""
+
+    class State(models.TextChoices):
+        IDLE = "idle", "Idle"
+        BUSY = "busy", "Busy"
+        STOPPING = "stopping", "Stopping"
+
+    worker_id = models.CharField(max_length=200, unique=True, help_text="host:pid:start")
+    host = models.CharField(max_length=200)
+    pid = models.PositiveIntegerField()
+    started = models.DateTimeField()
+    last_seen = models.DateTimeField(db_index=True)
+    state = models.CharField(max_length=10, choices=State.choices, default=State.IDLE)
+    jobs_done = models.PositiveIntegerField(default=0)
+    jobs_failed = models.PositiveIntegerField(default=0)
+    current_job = models.CharField(max_length=300, blank=True)
+    current_since = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["host", "pid"]
+
+    def __str__(self) -> str:
+        return self.worker_id

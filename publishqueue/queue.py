@@ -3,7 +3,8 @@
 One statement per batch: ``INSERT ... ON CONFLICT (kind, unique_key) DO UPDATE`` (SQLite >= 3.24 and
 PostgreSQL share the syntax). A conflicting insert does not vanish as in TheSchwartz: it bumps the job's
 generation, so a worker that is publishing the file right now sees its grab is stale and publishes again.
-It also keeps the higher priority, and revives a job that had failed for good.
+It also keeps the higher priority and the earlier run_after (a new change cuts a retry backoff short),
+and revives a job that had failed for good.
 """
 from __future__ import annotations
 
@@ -59,7 +60,8 @@ VALUES {rows}
 ON CONFLICT (kind, unique_key) DO UPDATE SET
     generation = {table}.generation + 1,
     priority = CASE WHEN excluded.priority > {table}.priority THEN excluded.priority ELSE {table}.priority END,
-    run_after = CASE WHEN {table}.failed_at IS NOT NULL THEN excluded.run_after ELSE {table}.run_after END,
+    run_after = CASE WHEN {table}.failed_at IS NOT NULL OR excluded.run_after < {table}.run_after
+                     THEN excluded.run_after ELSE {table}.run_after END,
     attempts = CASE WHEN {table}.failed_at IS NOT NULL THEN 0 ELSE {table}.attempts END,
     failed_at = NULL
 """

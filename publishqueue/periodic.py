@@ -1,0 +1,108 @@
+"""MT's periodic tasks, run by whichever worker (on any host) takes each run first.
+
+A run is taken by moving the task's ``next_run`` forward with a conditional UPDATE, so several workers on
+several hosts never run the same task twice for one period.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from django.db.models import Q
+from django.utils import timezone
+
+from blog.models import Comment
+
+from .conf import get_config
+from .models import JobError, JobStat, PeriodicTask, PublishingMode, Template, WorkerHeartbeat
+
+logger = logging.getLogger("mtdispatch.periodic")
+
+
+@dataclass(frozen=True)
+class Periodic:
+    name: str
+    every: dt.timedelta
+    func: Callable[[dt.datetime], object]
+
+
+def publish_scheduled_entries(now: dt.datetime) -> int:
+    from blog.services import publish_due_entries
+
+    return publish_due_entries(now=now)
+
+
+def republish_interval_templates(now: dt.datetime) -> int:
+    """Index templates with "republish every N minutes": queue their files when their interval is up."""
+    from .dependencies import all_template_contexts, ensure_fileinfos
+    from .queue import enqueue_publish
+
+    queued = 0
+    templates = Template.objects.filter(
+        rebuild_interval_minutes__gt=0, kind=Template.Kind.INDEX, mode__in=[PublishingMode.STATIC, PublishingMode.QUEUE]
+    ).select_related("blog")
+    for template in templates:
+        if take_run(f"template-interval:{template.pk}", dt.timedelta(minutes=template.rebuild_interval_minutes), now):
+            contexts = all_template_contexts(template)
+            fileinfos = ensure_fileinfos(blog=template.blog, contexts=contexts, templates=[template])
+            queued += enqueue_publish(fileinfos)
+    return queued
+
+
+def purge_history(now: dt.datetime) -> int:
+    config = get_config()
+    stats, _ = JobStat.objects.filter(minute__lt=now - dt.timedelta(hours=config["STATS_RETENTION_HOURS"])).delete()
+    old_errors = JobError.objects.filter(created__lt=now - dt.timedelta(days=config["ERROR_RETENTION_DAYS"]))
+    # Errors of a job still failed are its history: they stay while the job does.
+    errors, _ = old_errors.filter(~Q(job_id__in=_failed_job_ids())).delete()
+    stale = now - dt.timedelta(seconds=config["HEARTBEAT_STALE_SECONDS"] * 10)
+    gone, _ = WorkerHeartbeat.objects.filter(last_seen__lt=stale).delete()
+    return stats + errors + gone
+
+
+def _failed_job_ids():
+    from .models import Job
+
+    return Job.objects.filter(failed_at__isnull=False).values("id")
+
+
+def expire_junk_comments(now: dt.datetime) -> int:
+    cutoff = now - dt.timedelta(days=get_config()["JUNK_EXPIRY_DAYS"])
+    deleted, _ = Comment.objects.filter(status=Comment.Status.JUNK, created__lt=cutoff).delete()
+    return deleted
+
+
+TASKS = (
+    Periodic("publish-scheduled-entries", dt.timedelta(seconds=30), publish_scheduled_entries),
+    Periodic("republish-interval-templates", dt.timedelta(seconds=60), republish_interval_templates),
+    Periodic("purge-history", dt.timedelta(hours=1), purge_history),
+    Periodic("expire-junk-comments", dt.timedelta(hours=1), expire_junk_comments),
+)
+
+
+def take_run(name: str, every: dt.timedelta, now: dt.datetime, worker_id: str = "") -> bool:
+    """True for exactly one caller per period, across processes and hosts."""
+    PeriodicTask.objects.get_or_create(name=name, defaults={"next_run": now})
+    return bool(
+        PeriodicTask.objects.filter(name=name, next_run__lte=now).update(
+            next_run=now + every, last_run=now, last_worker=worker_id
+        )
+    )
+
+
+def run_due(*, worker_id: str, now: dt.datetime | None = None, tasks=TASKS) -> dict[str, object]:
+    """Run every task that is due and that this worker takes; a failing task is logged, not raised."""
+    now = now or timezone.now()
+    results: dict[str, object] = {}
+    for task in tasks:
+        if not take_run(task.name, task.every, now, worker_id):
+            continue
+        try:
+            results[task.name] = task.func(now)
+        except Exception as exc:  # noqa: BLE001 - one broken task must not stop the worker
+            logger.exception("Periodic task %s failed", task.name)
+            results[task.name] = exc
+        PeriodicTask.objects.filter(name=task.name).update(last_result=repr(results[task.name])[:2000])
+    return results

@@ -1,0 +1,253 @@
+"""The queue worker (MT's run-periodic-tasks): drains the publish queue by priority, runs the periodic
+tasks and django-q2's background tasks.
+
+``Worker.run()`` is the loop; ``manage.py runworker`` only parses options and wires signals. Stopping is an
+event, so tests run the loop in process and stop it from outside.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import socket
+import threading
+import time
+import traceback
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from django.db import close_old_connections, connection
+from django.utils import timezone
+
+from . import engine, periodic
+from .conf import get_config
+from .engine import Claimed
+from .jobs import run_job
+from .models import WorkerHeartbeat
+from .stats import StatsBuffer
+
+logger = logging.getLogger("mtdispatch.worker")
+
+
+@dataclass
+class WorkerOptions:
+    load: int = 10
+    sleep: float = 5.0
+    daemon: bool = False
+    once: bool = False
+    randomly: bool = False
+    max_jobs: int | None = None
+    floor: int | None = None
+    kinds: Sequence[str] | None = None
+    periodic: bool = True
+    background: bool = True
+    verbose: bool = False
+
+
+@dataclass
+class WorkerResult:
+    done: int = 0
+    failed: int = 0
+    requeued: int = 0
+    background: int = 0
+    reason: str = ""
+
+
+def make_worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{int(time.time())}"
+
+
+@dataclass
+class _Current:
+    """What the worker holds now, shared with the heartbeat thread."""
+
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    held: list[Claimed] = field(default_factory=list)
+    job: Claimed | None = None
+    since: float = 0.0
+
+
+class Worker:
+    def __init__(
+        self,
+        options: WorkerOptions,
+        *,
+        stop_event: threading.Event | None = None,
+        worker_id: str | None = None,
+        job_runner: Callable[[Claimed], object] = run_job,
+        log: Callable[[str], None] | None = None,
+    ) -> None:
+        self.options = options
+        self.stop_event = stop_event or threading.Event()
+        self.worker_id = worker_id or make_worker_id()
+        self.job_runner = job_runner
+        self.log = log or logger.info
+        self.result = WorkerResult()
+        self.stats = StatsBuffer()
+        self._current = _Current()
+        self._next_periodic = 0.0
+        self._next_background = 0.0
+        self._bridge = None
+
+    # -- lifecycle ---------------------------------------------------------------------------------
+
+    def stop(self, reason: str = "stopped") -> None:
+        """Finish the job in hand, give back the rest of the batch, and return from run()."""
+        self.result.reason = self.result.reason or reason
+        self.stop_event.set()
+
+    @property
+    def stopping(self) -> bool:
+        return self.stop_event.is_set()
+
+    def run(self) -> WorkerResult:
+        beat = _Heartbeat(self)
+        beat.start()
+        try:
+            self._loop()
+        finally:
+            beat.stop()
+            self.stats.flush()
+            WorkerHeartbeat.objects.filter(worker_id=self.worker_id).delete()
+        return self.result
+
+    def _loop(self) -> None:
+        opts = self.options
+        while not self.stopping:
+            close_old_connections()
+            self._maybe_periodic()
+            self._maybe_background()
+            jobs = engine.claim(
+                worker_id=self.worker_id, load=opts.load, kinds=opts.kinds, floor=opts.floor, randomly=opts.randomly
+            )
+            if jobs:
+                self._run_batch(jobs)
+            elif not opts.daemon:
+                self.result.reason = self.result.reason or "queue empty"
+                return
+            if opts.once:
+                self.result.reason = self.result.reason or "once"
+                return
+            if self._reached_max():
+                return
+            if not jobs:
+                self.stop_event.wait(opts.sleep)  # only sleeps when nothing is waiting
+
+    def _reached_max(self) -> bool:
+        limit = self.options.max_jobs
+        if limit is not None and self.result.done + self.result.failed >= limit:
+            self.result.reason = self.result.reason or "max jobs"
+            return True
+        return False
+
+    # -- jobs --------------------------------------------------------------------------------------
+
+    def _run_batch(self, jobs: list[Claimed]) -> None:
+        done: list[Claimed] = []
+        with self._current.lock:
+            self._current.held = list(jobs)
+        try:
+            for index, job in enumerate(jobs):
+                if self.stopping or self._reached_max():
+                    engine.release(worker_id=self.worker_id, jobs=jobs[index:])
+                    break
+                if self._run_one(job):
+                    done.append(job)
+        finally:
+            self.result.requeued += engine.complete(worker_id=self.worker_id, jobs=done)
+            with self._current.lock:
+                self._current.held, self._current.job = [], None
+            self.stats.flush()
+
+    def _run_one(self, job: Claimed) -> bool:
+        with self._current.lock:
+            self._current.job, self._current.since = job, time.monotonic()
+        started = time.monotonic()
+        try:
+            outcome = self.job_runner(job)
+        except Exception as exc:  # noqa: BLE001 - every failure is logged on the job and retried
+            final = engine.fail(
+                worker_id=self.worker_id, job=job, message=f"{type(exc).__name__}: {exc}",
+                traceback=traceback.format_exc(),
+            )
+            self.result.failed += 1
+            self.stats.failed(job.kind, finished=timezone.now())
+            self.log(f"{job} failed ({'for good' if final else 'will retry'}): {exc}")
+            return False
+        finished = timezone.now()
+        if self.options.verbose:
+            self.log(f"{job}: {outcome}")
+        self.result.done += 1
+        self.stats.done(job.kind, finished=finished, run_after=job.run_after, run_seconds=time.monotonic() - started)
+        return True
+
+    # -- periodic and background tasks -------------------------------------------------------------
+
+    def _maybe_periodic(self) -> None:
+        if not self.options.periodic or time.monotonic() < self._next_periodic:
+            return
+        self._next_periodic = time.monotonic() + get_config()["PERIODIC_CHECK_SECONDS"]
+        for name, result in periodic.run_due(worker_id=self.worker_id).items():
+            self.log(f"periodic task {name}: {result!r}")
+
+    def _maybe_background(self) -> None:
+        if not self.options.background or time.monotonic() < self._next_background:
+            return
+        self._next_background = time.monotonic() + get_config()["BACKGROUND_CHECK_SECONDS"]
+        if self._bridge is None:
+            from .background import DjangoQBridge
+
+            self._bridge = DjangoQBridge()
+        self.result.background += self._bridge.run_pending()
+
+
+class _Heartbeat:
+    """A thread that renews the leases of held jobs and publishes the worker's state for the dashboard."""
+
+    def __init__(self, worker: Worker) -> None:
+        self.worker = worker
+        self.started = timezone.now()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="mtdispatch-heartbeat", daemon=True)
+
+    def start(self) -> None:
+        self.beat()
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+    def _run(self) -> None:
+        config = get_config()
+        period = min(config["HEARTBEAT_SECONDS"], config["LEASE_SECONDS"] / 3)
+        try:
+            while not self._stop.wait(period):
+                try:
+                    self.beat()
+                except Exception:  # noqa: BLE001 - a database hiccup must not kill the thread
+                    logger.exception("Heartbeat failed")
+        finally:
+            connection.close()
+
+    def beat(self) -> None:
+        w = self.worker
+        with w._current.lock:
+            held = [job.id for job in w._current.held]
+            job, since = w._current.job, w._current.since
+        engine.renew(worker_id=w.worker_id, job_ids=held)
+        host, pid = w.worker_id.split(":")[:2]
+        state = (
+            WorkerHeartbeat.State.STOPPING if w.stopping else
+            WorkerHeartbeat.State.BUSY if job else WorkerHeartbeat.State.IDLE
+        )
+        now = timezone.now()
+        WorkerHeartbeat.objects.update_or_create(
+            worker_id=w.worker_id,
+            defaults={
+                "host": host, "pid": int(pid), "started": self.started, "last_seen": now, "state": state,
+                "jobs_done": w.result.done, "jobs_failed": w.result.failed,
+                "current_job": str(job) if job else "",
+                "current_since": now - dt.timedelta(seconds=time.monotonic() - since) if job else None,
+            },
+        )
