@@ -188,7 +188,8 @@ class Worker:
             return
         self._next_periodic = time.monotonic() + get_config()["PERIODIC_CHECK_SECONDS"]
         for name, result in periodic.run_due(worker_id=self.worker_id).items():
-            self.log(f"periodic task {name}: {result!r}")
+            if result:  # a count of things done, or the exception it raised
+                self.log(f"periodic task {name}: {result!r}")
 
     def _maybe_background(self) -> None:
         if not self.options.background or time.monotonic() < self._next_background:

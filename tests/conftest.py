@@ -1,6 +1,7 @@
 import pytest
 
 from publishqueue.rendering import renderers, sidebars
+from tests.multiproc import cluster  # noqa: F401 - fixture for multi-process tests
 
 
 @pytest.fixture(autouse=True)

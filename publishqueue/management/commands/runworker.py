@@ -51,6 +51,7 @@ class Command(BaseCommand):
                 f"(changed while running), {result.background} background task(s); {result.reason}."
             )
         if restart.is_set():
+            self.stderr.write(f"{worker.worker_id}: SIGHUP, restarting with fresh code")
             self._reexec()
 
     def _install_signals(self, worker: Worker) -> threading.Event:

@@ -1,0 +1,74 @@
+"""Commands run in subprocesses by the multi-process tests, against the database in their environment:
+``python -m tests.mp setup|edit|status|verify ...``; each prints one JSON line."""
+import json
+import os
+import random
+import sys
+
+import django
+
+
+def setup(entries: int, site_root: str, noops: int = 0) -> dict:
+    from django.core.management import call_command
+
+    from blog.demo import create_demo_blog
+    from publishqueue.queue import NewJob, enqueue
+    from publishqueue.services import blog_templates, publish_templates
+
+    call_command("migrate", verbosity=0)
+    result = create_demo_blog(
+        site_root=site_root, site_url="http://127.0.0.1/blog/", entries=entries, mode="queue", password="pw"
+    )
+    report = publish_templates(templates=blog_templates(result.blog), queue=True)
+    enqueue(NewJob(kind="noop", unique_key=f"n{i}") for i in range(noops))
+    return {"queued": report.queued + noops}
+
+
+def edit(count: int, seed: int) -> dict:
+    """Edit entries through the service (titles change, some move between months)."""
+    from blog.models import Entry
+    from blog.services import save_entry
+
+    rng = random.Random(seed)
+    ids = list(Entry.objects.values_list("pk", flat=True))
+    for n in range(count):
+        entry = Entry.objects.get(pk=rng.choice(ids))
+        entry.title = f"Edited {seed}-{n} {entry.slug}"
+        save_entry(entry=entry)
+    return {"edited": count}
+
+
+def status() -> dict:
+    from publishqueue.models import Job
+
+    return {"jobs": Job.objects.count(), "failed": Job.objects.filter(failed_at__isnull=False).count()}
+
+
+def verify() -> dict:
+    """Every file on disk has exactly the content its template renders from the database now."""
+    from publishqueue.models import FileInfo, Job, JobError, JobStat
+    from publishqueue.paths import resolve_output_path
+    from publishqueue.publisher import render_fileinfo
+
+    stale, missing = [], []
+    fileinfos = FileInfo.objects.select_related("blog", "template")
+    for fileinfo in fileinfos:
+        want = render_fileinfo(fileinfo)
+        path = resolve_output_path(fileinfo.blog.site_root, fileinfo.path)
+        if not os.path.exists(path):
+            missing.append(fileinfo.path)
+        elif open(path, encoding="utf-8").read() != want:
+            stale.append(fileinfo.path)
+    return {
+        "files": fileinfos.count(), "stale": stale[:20], "missing": missing[:20], "jobs_left": Job.objects.count(),
+        "errors": list(JobError.objects.values_list("message", flat=True)[:5]),
+        "done": sum(JobStat.objects.values_list("done", flat=True)),
+    }
+
+
+if __name__ == "__main__":
+    django.setup()
+    command, *args = sys.argv[1:]
+    functions = {"setup": setup, "edit": edit, "status": status, "verify": verify}
+    parsed = [int(a) if a.isdigit() else a for a in args]
+    print(json.dumps(functions[command](*parsed)))

@@ -1,0 +1,174 @@
+"""The worker loop in process: cron and daemon modes, failures, heartbeats, periodic and background tasks."""
+import datetime as dt
+import threading
+import time
+import xmlrpc.server
+
+import pytest
+from django.core import mail
+from django.core.management import call_command
+from django.test import override_settings
+from django.utils import timezone
+
+from blog import services
+from blog.models import Comment, Entry
+from publishqueue import periodic
+from publishqueue.models import Job, JobError, JobStat, PeriodicTask, WorkerHeartbeat
+from publishqueue.queue import NewJob, enqueue
+from publishqueue.worker import Worker, WorkerOptions
+from tests.factories import CommentFactory, EntryFactory, UserFactory, blog_with_templates
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def noops(n, **kwargs):
+    enqueue(NewJob(kind="noop", unique_key=str(i), **kwargs) for i in range(n))
+
+
+def worker(**kwargs):
+    kwargs.setdefault("periodic", False)
+    kwargs.setdefault("background", False)
+    return Worker(WorkerOptions(**kwargs), worker_id="test:1:1")
+
+
+def test_cron_mode_drains_the_queue_and_exits():
+    noops(25)
+    result = worker(load=4).run()
+    assert (result.done, result.reason) == (25, "queue empty")
+    assert not Job.objects.exists()
+    assert sum(JobStat.objects.values_list("done", flat=True)) == 25
+
+
+def test_once_and_max_jobs_bound_the_loop():
+    noops(25)
+    assert worker(load=4, once=True).run().done == 4
+    result = worker(load=4, max_jobs=10).run()
+    assert (result.done, result.reason) == (10, "max jobs")
+    assert Job.objects.count() == 11
+    assert not Job.objects.exclude(grabbed_by="").exists()  # the rest of the batch was given back
+
+
+def test_a_failing_job_is_logged_and_retried_later():
+    enqueue([NewJob(kind="no-such-kind", unique_key="x")])
+    result = worker().run()
+    assert (result.done, result.failed) == (0, 1)
+    job = Job.objects.get()
+    assert job.attempts == 1 and job.run_after > timezone.now() + dt.timedelta(minutes=4)
+    error = JobError.objects.get()
+    assert "No handler for job kind 'no-such-kind'" in error.message and "Traceback" in error.traceback
+
+
+def test_publish_jobs_write_the_files(tmp_path):
+    blog = blog_with_templates(tmp_path / "site", mode="queue")
+    entry = EntryFactory(blog=blog, title="Queued title")
+    services.save_entry(entry=entry)
+    assert worker(load=3).run().done == 5  # main index, feed, stylesheet, entry, monthly
+    assert "Queued title" in next((tmp_path / "site").rglob(f"{entry.slug}.html")).read_text()
+
+
+def test_a_daemon_waits_for_work_and_stops_on_request():
+    w = worker(daemon=True, sleep=0.05)
+    thread = threading.Thread(target=w.run)
+    thread.start()
+    noops(3)
+    deadline = time.monotonic() + 10
+    while Job.objects.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert WorkerHeartbeat.objects.filter(worker_id="test:1:1").exists()
+    w.stop("test")
+    thread.join(timeout=10)
+    assert not thread.is_alive() and w.result.done == 3
+    assert not WorkerHeartbeat.objects.exists()  # a clean exit removes its heartbeat
+
+
+@override_settings(
+    MTDISPATCH={"HEARTBEAT_SECONDS": 0.05, "JOB_HANDLERS": {"noop": "tests.publishqueue.test_worker.slow"}}
+)
+def test_the_heartbeat_shows_the_current_job():
+    noops(1)
+    w = worker()
+    thread = threading.Thread(target=w.run)
+    thread.start()
+    assert SLOW_STARTED.wait(10)
+    time.sleep(0.3)
+    beat = WorkerHeartbeat.objects.get()
+    SLOW_RELEASE.set()
+    thread.join(10)
+    assert (beat.state, beat.current_job, beat.host, beat.pid) == ("busy", "noop:0", "test", 1)
+
+
+SLOW_STARTED, SLOW_RELEASE = threading.Event(), threading.Event()
+
+
+def slow(job):
+    SLOW_STARTED.set()
+    SLOW_RELEASE.wait(10)
+
+
+def test_periodic_tasks_run_once_per_period_across_workers(tmp_path):
+    blog = blog_with_templates(tmp_path / "site", mode="queue")
+    due = EntryFactory(blog=blog, status="scheduled", published_on=timezone.now() - dt.timedelta(minutes=1))
+    first = periodic.run_due(worker_id="a")
+    second = periodic.run_due(worker_id="b")
+    assert first["publish-scheduled-entries"] == 1 and second == {}
+    assert Entry.objects.get(pk=due.pk).status == "published"
+    assert PeriodicTask.objects.get(name="publish-scheduled-entries").last_worker == "a"
+
+
+def test_interval_templates_are_queued_when_their_interval_is_up(tmp_path):
+    blog = blog_with_templates(tmp_path / "site", mode="queue")
+    blog.templates.filter(identifier="main_index").update(rebuild_interval_minutes=15)
+    now = timezone.now()
+    assert periodic.republish_interval_templates(now) == 1
+    assert periodic.republish_interval_templates(now + dt.timedelta(minutes=5)) == 0
+    assert periodic.republish_interval_templates(now + dt.timedelta(minutes=16)) == 1
+
+
+def test_purges_keep_history_bounded_and_expire_junk(tmp_path):
+    blog = blog_with_templates(tmp_path / "site")
+    now = timezone.now()
+    JobStat.objects.create(minute=now - dt.timedelta(days=30), kind="noop", done=1)
+    JobStat.objects.create(minute=now.replace(second=0, microsecond=0), kind="noop", done=1)
+    JobError.objects.create(kind="noop", message="old", created=now - dt.timedelta(days=90))
+    old_junk = CommentFactory(entry=EntryFactory(blog=blog), status="junk", created=now - dt.timedelta(days=30))
+    CommentFactory(entry=old_junk.entry, status="approved", created=now - dt.timedelta(days=30))
+    periodic.purge_history(now)
+    periodic.expire_junk_comments(now)
+    assert JobStat.objects.count() == 1 and not JobError.objects.exists()
+    assert list(Comment.objects.values_list("status", flat=True)) == ["approved"]
+
+
+@override_settings(EMAIL_BACKEND="django.core.mail.backends.locmem.EmailBackend")
+def test_comment_notification_mail_runs_through_django_q2_in_the_worker(tmp_path):
+    from django_q.models import Success
+
+    blog = blog_with_templates(tmp_path / "site", mode="queue")
+    entry = EntryFactory(blog=blog, author=UserFactory(username="writer", email="writer@example.com"))
+    services.post_comment(entry=entry, data=services.CommentInput("Ann", "", "", "Hello", "192.0.2.1"))
+    result = worker(background=True).run()
+    assert result.background == 1
+    assert [m.to for m in mail.outbox] == [["writer@example.com"]]
+    assert "New comment" in mail.outbox[0].subject
+    assert Success.objects.get().func == "blog.tasks.notify_comment"
+
+
+def test_update_pings_go_to_the_configured_services(tmp_path):
+    received = []
+    server = xmlrpc.server.SimpleXMLRPCServer(("127.0.0.1", 0), logRequests=False, allow_none=True)
+    server.register_function(lambda name, url: received.append((name, url)) or {"flerror": False}, "weblogUpdates.ping")
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        with override_settings(MTDISPATCH={"PING_URLS": [f"http://127.0.0.1:{server.server_address[1]}/RPC2"]}):
+            blog = blog_with_templates(tmp_path / "site", mode="queue")
+            services.save_entry(entry=EntryFactory.build(blog=blog))
+            assert worker(background=True).run().background == 1
+    finally:
+        server.shutdown()
+    assert received == [(blog.name, blog.site_url)]
+
+
+def test_runworker_command_reports_what_it_did(capsys):
+    noops(3)
+    call_command("runworker", "--no-periodic", "--no-background", "--load", "2")
+    assert "3 done, 0 failed" in capsys.readouterr().out

@@ -1,0 +1,12 @@
+"""Settings for worker subprocesses in multi-process tests: short leases, probed job handlers."""
+import os
+
+from mtdispatch_project.settings import *  # noqa: F403
+
+MTDISPATCH = {
+    "LEASE_SECONDS": float(os.environ.get("MTD_LEASE_SECONDS", "5")),
+    "HEARTBEAT_SECONDS": 0.5,
+    "PERIODIC_CHECK_SECONDS": 3600,
+    "JOB_HANDLERS": {"publish": "tests.probe.probed_publish", "noop": "tests.probe.probed_noop"},
+}
+LOGGING = {"version": 1, "disable_existing_loggers": False}
