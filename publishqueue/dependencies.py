@@ -46,9 +46,8 @@ class EntryState:
 
 
 def _neighbour_ids(state: EntryState) -> set[int]:
-    qs = Entry.objects.live().filter(blog_id=state.blog_id).only("pk")
-    when, pk = state.published_on, state.entry_id
-    return {e.pk for e in (qs.nearest_before(when, pk), qs.nearest_after(when, pk)) if e}
+    found = Entry.objects.neighbour_ids(state.blog_id, state.published_on, state.entry_id)
+    return {pk for pk in found if pk}
 
 
 def _date_contexts(when: dt.datetime) -> set[ArchiveContext]:

@@ -68,6 +68,41 @@ class BlogRenderer:
     version: int
     engine: Engine
     patterns: dict[str, str]
+    # Cached module output ({% include_cached %}) for one content version of the blog.
+    fragments: dict[str, str] = field(default_factory=dict)
+    fragments_version: int = -1
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def fragment(self, name: str, content_version: int, render_fragment) -> str:
+        """A module's output, rendered once per content version (MT's module caching)."""
+        with self.lock:
+            if self.fragments_version != content_version:
+                self.fragments, self.fragments_version = {}, content_version
+            cached = self.fragments.get(name)
+        if cached is None:
+            cached = render_fragment()
+            with self.lock:
+                if self.fragments_version == content_version:
+                    self.fragments[name] = cached
+        return cached
+
+
+BLOG_WIDE = ("blog", "all_categories", "monthly_archives", "comment_action")
+
+
+@dataclass(frozen=True)
+class RenderScope:
+    """Handed to templates as ``_mt``: what {% include_cached %} needs to render a blog-wide module."""
+
+    blog: Blog
+    renderer: BlogRenderer
+
+    def render_cached(self, name: str, variables: Context) -> str:
+        def render_fragment() -> str:
+            blog_wide = {key: variables[key] for key in BLOG_WIDE if key in variables}
+            return self.renderer.engine.get_template(name).render(Context(blog_wide))
+
+        return self.renderer.fragment(name, self.blog.content_version, render_fragment)
 
 
 class _RendererCache:
@@ -140,8 +175,9 @@ def _live_entries(blog: Blog):
 
 def neighbours(entry: Entry) -> tuple[Entry | None, Entry | None]:
     """The live entries just before and after ``entry`` by publication date (then id)."""
-    qs = Entry.objects.live().filter(blog_id=entry.blog_id)
-    return qs.nearest_before(entry.published_on, entry.pk), qs.nearest_after(entry.published_on, entry.pk)
+    before, after = Entry.objects.neighbour_ids(entry.blog_id, entry.published_on, entry.pk)
+    found = Entry.objects.in_bulk([pk for pk in (before, after) if pk])
+    return found.get(before), found.get(after)
 
 
 def period_bounds(archive_type: str, start: dt.date) -> tuple[dt.datetime, dt.datetime]:
@@ -270,5 +306,6 @@ def render(*, blog: Blog, template_name: str, context: ArchiveContext, url: str)
         archive_type=context.archive_type,
         file_url=url,
         comment_action=reverse("blog:comment_post"),
+        _mt=RenderScope(blog, renderer),
     )
     return renderer.engine.get_template(template_name).render(Context(variables))

@@ -96,7 +96,8 @@ def template_saved(*, template: Template, previous_mode: str | None) -> ChangeRe
 
 def _includes(source: str, names: set[str]) -> bool:
     alternatives = "|".join(re.escape(name) for name in names)
-    return re.search(r"""\{%\s*(?:include|extends)\s+["'](?:""" + alternatives + r""")["']""", source) is not None
+    tag = r"""\{%\s*(?:include|include_cached|extends)\s+["'](?:""" + alternatives + r""")["']"""
+    return re.search(tag, source) is not None
 
 
 def _templates_affected_by(template: Template) -> list[Template]:
