@@ -123,7 +123,7 @@ LOGGING = {
 Q_CLUSTER = {
     "name": "mtdispatch",
     "orm": "default",
-    "workers": 1,
+    "workers": int(os.environ.get("Q_CLUSTER_WORKERS", "1")),
     "timeout": 120,
     "retry": 300,
     "max_attempts": 5,

@@ -1,0 +1,262 @@
+"""Publish queue benchmarks (SPEC 6), each phase on a fresh SQLite database, all in one run:
+
+1. No-op jobs: enqueue rate (one call per job, and batched) and drain rate with N worker processes, for
+   mtdispatch's queue and for django-q2's ORM broker (async_task + qcluster with the same worker count).
+2. Saving an entry with every template Via Publish Queue, in a 100- and a 10,000-entry blog.
+3. Full rebuild of a 10,000-entry blog drained by N runworker processes: pages/s, and the share of a
+   worker's time spent outside rendering.
+
+    python bench/queue.py [--jobs 20000] [--q2-jobs 3000] [--workers 2] [--large 10000] [--quick]
+"""
+from __future__ import annotations
+
+import sys
+
+# Run as a script, this file's directory comes first on sys.path and its name shadows the stdlib's queue.
+sys.path[:] = [p for p in sys.path if p != __import__("os").path.dirname(__file__)]
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PY = sys.executable
+
+
+# ---- phases: run in a subprocess whose environment names the database ---------------------------------
+
+
+def _setup_django():
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mtdispatch_project.settings")
+    sys.path.insert(0, str(ROOT))
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0)
+
+
+def phase_ours_enqueue(n: int) -> dict:
+    from publishqueue.queue import NewJob, enqueue
+
+    t = time.perf_counter()
+    for i in range(n):
+        enqueue([NewJob(kind="noop", unique_key=f"s{i}")])
+    single = n / (time.perf_counter() - t)
+    t = time.perf_counter()
+    enqueue(NewJob(kind="noop", unique_key=f"b{i}") for i in range(n))
+    bulk = n / (time.perf_counter() - t)
+    return {"single": single, "bulk": bulk, "queued": 2 * n}
+
+
+def phase_q2_enqueue(n: int) -> dict:
+    from django_q.tasks import async_task
+
+    t = time.perf_counter()
+    for _ in range(n):
+        async_task("math.floor", 1.5)
+    return {"single": n / (time.perf_counter() - t), "queued": n}
+
+
+def phase_count(what: str) -> dict:
+    if what == "ours":
+        from publishqueue.models import Job
+
+        return {"left": Job.objects.count()}
+    from django_q.models import OrmQ
+
+    return {"left": OrmQ.objects.count()}
+
+
+def phase_blog(entries: int, site: str) -> dict:
+    from blog.demo import create_demo_blog
+
+    t = time.perf_counter()
+    create_demo_blog(site_root=site, site_url="http://127.0.0.1/blog/", entries=entries, mode="queue", password="x")
+    return {"seconds": time.perf_counter() - t}
+
+
+def phase_save_time(samples: int) -> dict:
+    import random
+
+    from blog.models import Entry
+    from blog.services import save_entry
+
+    ids = list(Entry.objects.values_list("pk", flat=True))
+    rng = random.Random(1)
+    times = []
+    for n in range(samples):
+        entry = Entry.objects.get(pk=rng.choice(ids))
+        entry.title = f"Edited {n}"
+        t = time.perf_counter()
+        save_entry(entry=entry)
+        times.append(time.perf_counter() - t)
+    return {"median_ms": statistics.median(times) * 1000}
+
+
+def phase_queue_all() -> dict:
+    from publishqueue.models import Template
+    from publishqueue.services import publish_templates
+
+    report = publish_templates(templates=Template.objects.exclude(kind="module"), queue=True)
+    return {"queued": report.queued}
+
+
+def phase_render_share(jobs: int) -> dict:
+    """One worker in process, timing the render calls inside publish_file."""
+    from publishqueue import publisher
+    from publishqueue.worker import Worker, WorkerOptions
+
+    spent = [0.0]
+    real_render = publisher.render
+
+    def timed_render(**kwargs):
+        t = time.perf_counter()
+        try:
+            return real_render(**kwargs)
+        finally:
+            spent[0] += time.perf_counter() - t
+
+    publisher.render = timed_render
+    worker = Worker(WorkerOptions(load=20, max_jobs=jobs, periodic=False, background=False))
+    t = time.perf_counter()
+    worker.run()
+    total = time.perf_counter() - t
+    return {"jobs": worker.result.done, "seconds": total, "render_share": spent[0] / total}
+
+
+PHASES = {
+    "ours_enqueue": phase_ours_enqueue, "q2_enqueue": phase_q2_enqueue, "count": phase_count,
+    "blog": phase_blog, "save_time": phase_save_time, "queue_all": phase_queue_all,
+    "render_share": phase_render_share,
+}
+
+
+# ---- the driver -------------------------------------------------------------------------------------------
+
+
+class Database:
+    def __init__(self, tmp: Path, name: str, workers: int) -> None:
+        self.dir = tmp / name
+        self.dir.mkdir()
+        self.env = {
+            **os.environ, "MTDISPATCH_SQLITE": str(self.dir / "db.sqlite3"), "DJANGO_SETTINGS_MODULE":
+            "mtdispatch_project.settings", "Q_CLUSTER_WORKERS": str(workers), "MTDISPATCH_LOG_LEVEL": "WARNING",
+        }
+        self.env.pop("DATABASE_URL", None)
+        self.site = str(self.dir / "site")
+
+    def phase(self, name: str, *args) -> dict:
+        out = subprocess.run([PY, __file__, "--phase", name, *map(str, args)], env=self.env, cwd=ROOT,
+                             capture_output=True, text=True)
+        if out.returncode:
+            raise SystemExit(f"phase {name} failed:\n{out.stderr[-4000:]}")
+        return json.loads(out.stdout.strip().splitlines()[-1])
+
+    def manage(self, *args) -> subprocess.Popen:
+        return subprocess.Popen([PY, "manage.py", *args], env=self.env, cwd=ROOT, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)
+
+
+def drain_ours(db: Database, workers: int, load: int) -> float:
+    t = time.perf_counter()
+    procs = [db.manage("runworker", "--load", str(load), "--no-periodic", "--no-background", "--quiet")
+             for _ in range(workers)]
+    for proc in procs:
+        proc.wait()
+    elapsed = time.perf_counter() - t
+    assert db.phase("count", "ours")["left"] == 0
+    return elapsed
+
+
+def drain_q2(db: Database) -> float:
+    t = time.perf_counter()
+    cluster = db.manage("qcluster")
+    try:
+        while db.phase("count", "q2")["left"]:
+            time.sleep(0.25)
+        return time.perf_counter() - t
+    finally:
+        cluster.terminate()
+        cluster.wait(timeout=60)
+
+
+def table(rows: list[tuple]) -> str:
+    widths = [max(len(str(r[i])) for r in rows) for i in range(len(rows[0]))]
+    lines = [" | ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
+    lines.insert(1, "-+-".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--jobs", type=int, default=20000)
+    parser.add_argument("--q2-jobs", type=int, default=3000)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--small", type=int, default=100)
+    parser.add_argument("--large", type=int, default=10000)
+    parser.add_argument("--quick", action="store_true", help="Small sizes, for a smoke run.")
+    parser.add_argument("--phase", nargs="+", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.phase:
+        _setup_django()
+        name, *rest = args.phase
+        print(json.dumps(PHASES[name](*[int(a) if a.isdigit() else a for a in rest])))
+        return
+    if args.quick:
+        args.jobs, args.q2_jobs, args.large = 2000, 300, 1000
+    w = args.workers
+    with tempfile.TemporaryDirectory(prefix="mtd-bench-") as tmp:
+        tmp = Path(tmp)
+        ours_db = Database(tmp, "ours", w)
+        ours = ours_db.phase("ours_enqueue", args.jobs)
+        ours_drain = ours["queued"] / drain_ours(ours_db, w, 100)
+        q2_db = Database(tmp, "q2", w)
+        q2 = q2_db.phase("q2_enqueue", args.q2_jobs)
+        q2_drain = q2["queued"] / drain_q2(q2_db)
+        print(f"\nNo-op jobs on SQLite, {w} worker processes each ({ours['queued']} mtdispatch jobs, "
+              f"{q2['queued']} django-q2 tasks)\n")
+        print(table([
+            ("measure", "mtdispatch jobs/s", "django-q2 ORM tasks/s", "ratio"),
+            ("enqueue, one call each", f"{ours['single']:.0f}", f"{q2['single']:.0f}",
+             f"{ours['single'] / q2['single']:.1f}x"),
+            ("enqueue, batched", f"{ours['bulk']:.0f}", "n/a (no bulk API)", f"{ours['bulk'] / q2['single']:.1f}x"),
+            ("drain", f"{ours_drain:.0f}", f"{q2_drain:.0f}", f"{ours_drain / q2_drain:.1f}x"),
+        ]))
+
+        saves = []
+        for size in (args.small, args.large):
+            db = Database(tmp, f"save{size}", w)
+            db.phase("blog", size, db.site)
+            saves.append((size, db.phase("save_time", 50)["median_ms"]))
+        print("\nSaving an entry, every template Via Publish Queue (median of 50)\n")
+        print(table([("entries", "ms per save", "vs smallest")]
+                    + [(s, f"{ms:.2f}", f"{ms / saves[0][1]:.2f}x") for s, ms in saves]))
+
+        db = Database(tmp, "rebuild", w)
+        db.phase("blog", args.large, db.site)
+        queued = db.phase("queue_all")["queued"]
+        seconds = drain_ours(db, w, 20)
+        share_db = Database(tmp, "share", w)
+        share_db.phase("blog", args.large, share_db.site)
+        share_db.phase("queue_all")
+        share = share_db.phase("render_share", min(queued, 2000))
+        print(f"\nFull rebuild of a {args.large}-entry blog ({queued} files), {w} runworker processes, "
+              f"{os.cpu_count()} cores\n")
+        print(table([
+            ("measure", "value"),
+            ("pages/s", f"{queued / seconds:.0f}"),
+            ("wall time", f"{seconds:.1f} s"),
+            ("one worker, pages/s", f"{share['jobs'] / share['seconds']:.0f}"),
+            ("one worker, time outside rendering", f"{(1 - share['render_share']) * 100:.0f}%"),
+        ]))
+
+
+if __name__ == "__main__":
+    main()
