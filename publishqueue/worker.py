@@ -42,6 +42,8 @@ class WorkerOptions:
     periodic: bool = True
     background: bool = True
     verbose: bool = False
+    # Standalone workers act on the dashboard's recycle requests (supervised ones get SIGHUP instead).
+    follow_recycles: bool = False
 
 
 @dataclass
@@ -85,6 +87,7 @@ class Worker:
         self.result = WorkerResult()
         self.stats = StatsBuffer()
         self._current = _Current()
+        self.restart_requested = False
         self._next_periodic = 0.0
         self._next_background = 0.0
         self._bridge = None
@@ -231,8 +234,25 @@ class _Heartbeat:
         finally:
             connection.close()
 
+    def follow_recycles(self) -> None:
+        """A recycle request made after this worker started: acknowledge it and restart (fresh code)."""
+        from dispatch.control import acknowledge, latest_request_id
+
+        latest = latest_request_id()
+        if self.seen_request is None:
+            self.seen_request = latest
+        elif latest > self.seen_request:
+            self.seen_request = latest
+            acknowledge(request_id=latest, kind="worker", old_pids=[os.getpid()], new_pids=[os.getpid()])
+            self.worker.restart_requested = True
+            self.worker.stop(f"recycle request #{latest}: restarting with fresh code")
+
+    seen_request: int | None = None
+
     def beat(self) -> None:
         w = self.worker
+        if w.options.follow_recycles:
+            self.follow_recycles()
         with w._current.lock:
             held = [job.id for job in w._current.held]
             job, since = w._current.job, w._current.since

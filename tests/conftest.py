@@ -1,6 +1,7 @@
 import pytest
 
 from publishqueue.rendering import renderers, sidebars
+from tests.fcgi import runfcgi  # noqa: F401 - fixture: a real runfcgi process
 from tests.multiproc import cluster  # noqa: F401 - fixture for multi-process tests
 
 

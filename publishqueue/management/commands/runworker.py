@@ -30,6 +30,8 @@ class Command(BaseCommand):
         parser.add_argument("--kinds", nargs="+", help="Only these job kinds (default: all).")
         parser.add_argument("--no-periodic", action="store_true", help="Do not run the periodic tasks.")
         parser.add_argument("--no-background", action="store_true", help="Do not run django-q2 tasks.")
+        parser.add_argument("--supervised", action="store_true",
+                            help="Run under runfcgi --queue-workers: recycle on its SIGHUP, not on requests.")
         parser.add_argument("--verbose", action="store_true", help="Report every job.")
         parser.add_argument("--quiet", action="store_true", help="Report nothing but errors.")
 
@@ -40,6 +42,7 @@ class Command(BaseCommand):
             load=opts["load"], sleep=opts["sleep"], daemon=opts["daemon"], once=opts["once"],
             randomly=opts["randomly"], max_jobs=opts["max_jobs"], floor=opts["floor"], kinds=opts["kinds"],
             periodic=not opts["no_periodic"], background=not opts["no_background"], verbose=opts["verbose"],
+            follow_recycles=not opts["supervised"],
         )
         quiet = opts["quiet"]
         worker = Worker(options, log=(lambda msg: None) if quiet else (lambda msg: self.stderr.write(msg)))
@@ -50,7 +53,7 @@ class Command(BaseCommand):
                 f"{worker.worker_id}: {result.done} done, {result.failed} failed, {result.requeued} requeued "
                 f"(changed while running), {result.background} background task(s); {result.reason}."
             )
-        if restart.is_set():
+        if restart.is_set() or worker.restart_requested:
             self.stderr.write(f"{worker.worker_id}: SIGHUP, restarting with fresh code")
             self._reexec()
 

@@ -1,0 +1,58 @@
+"""Recycle requests: recorded in the database for every host, signalled at once on this one."""
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import signal
+import socket
+
+from django.utils import timezone
+
+from .models import ManagerStatus, RecycleAck, RecycleRequest
+
+logger = logging.getLogger("mtdispatch.control")
+
+STALE = dt.timedelta(seconds=30)
+
+
+def request_recycle(*, user=None, note: str = "") -> RecycleRequest:
+    """Record a recycle request and SIGHUP the live managers on this host (others poll the database)."""
+    request = RecycleRequest.objects.create(requested_by=user, note=note[:200])
+    for manager in live_managers().filter(host=socket.gethostname()):
+        try:
+            os.kill(manager.pid, signal.SIGHUP)
+        except (ProcessLookupError, PermissionError) as exc:
+            logger.info("Could not signal manager %s: %s (it will see the request in the database)", manager.pid, exc)
+    return request
+
+
+def live_managers():
+    return ManagerStatus.objects.filter(last_seen__gte=timezone.now() - STALE)
+
+
+def latest_request_id() -> int:
+    return RecycleRequest.objects.order_by("-id").values_list("id", flat=True).first() or 0
+
+
+def acknowledge(*, request_id: int, kind: str, old_pids: list[int], new_pids: list[int]) -> None:
+    RecycleAck.objects.create(
+        request_id=request_id, kind=kind, host=socket.gethostname(), pid=os.getpid(),
+        old_pids=old_pids, new_pids=new_pids,
+    )
+
+
+def progress(request: RecycleRequest) -> dict:
+    """Which live managers and queue workers acknowledged the request (for the dashboard)."""
+    from publishqueue.models import WorkerHeartbeat
+
+    acks = list(request.acks.values("kind", "host", "pid", "acked_at", "old_pids", "new_pids"))
+    stale = timezone.now() - STALE
+    expected = list(live_managers().filter(started__lt=request.requested_at).values("host", "pid"))
+    workers = WorkerHeartbeat.objects.filter(last_seen__gte=stale, started__lt=request.requested_at)
+    expected += list(workers.values("host", "pid"))
+    acked = {(a["host"], a["pid"]) for a in acks}
+    return {
+        "id": request.pk, "requested_at": request.requested_at, "requested_by": str(request.requested_by or ""),
+        "acks": acks, "waiting": [e for e in expected if (e["host"], e["pid"]) not in acked],
+    }

@@ -1,0 +1,108 @@
+"""A FastCGI client on flup6's Record code: the --http development front and the tests use it.
+(flup's own client, flup.client.fcgi_app, still joins bytes as str and fails on Python 3.)"""
+from __future__ import annotations
+
+import socket
+import struct
+from dataclasses import dataclass
+
+from flup.server.fcgi_base import (
+    FCGI_BEGIN_REQUEST,
+    FCGI_END_REQUEST,
+    FCGI_PARAMS,
+    FCGI_RESPONDER,
+    FCGI_STDERR,
+    FCGI_STDIN,
+    FCGI_STDOUT,
+    FCGI_BeginRequestBody,
+    Record,
+    encode_pair,
+)
+
+Address = str | tuple[str, int]
+
+
+@dataclass
+class Response:
+    status: int
+    reason: str
+    headers: list[tuple[str, str]]
+    body: bytes
+    stderr: bytes = b""
+
+    def header(self, name: str) -> str | None:
+        return next((v for k, v in self.headers if k.lower() == name.lower()), None)
+
+
+def connect(address: Address, timeout: float | None = 30) -> socket.socket:
+    family = socket.AF_UNIX if isinstance(address, str) else socket.AF_INET6 if ":" in address[0] else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.settimeout(timeout)
+    sock.connect(address)
+    return sock
+
+
+def _record(rtype: int, data: bytes = b"") -> bytes:
+    header = struct.pack("!BBHHBx", 1, rtype, 1, len(data), 0)
+    return header + data
+
+
+def request_bytes(params: dict[str, str], body: bytes = b"") -> bytes:
+    """The records of one FastCGI request (id 1, no keep-alive)."""
+    out = _record(FCGI_BEGIN_REQUEST, struct.pack(FCGI_BeginRequestBody, FCGI_RESPONDER, 0))
+    encoded = b"".join(encode_pair(k.encode("latin-1"), v.encode("latin-1")) for k, v in params.items())
+    for start in range(0, len(encoded), 65535):
+        out += _record(FCGI_PARAMS, encoded[start : start + 65535])
+    out += _record(FCGI_PARAMS)
+    for start in range(0, len(body), 65535):
+        out += _record(FCGI_STDIN, body[start : start + 65535])
+    return out + _record(FCGI_STDIN)
+
+
+def params_for(method: str, uri: str, *, body: bytes = b"", headers: dict[str, str] | None = None,
+               server: tuple[str, int] = ("127.0.0.1", 80), remote: str = "127.0.0.1") -> dict[str, str]:
+    path, _, query = uri.partition("?")
+    params = {
+        "GATEWAY_INTERFACE": "CGI/1.1", "REQUEST_METHOD": method, "REQUEST_URI": uri, "SCRIPT_NAME": "",
+        "PATH_INFO": path, "QUERY_STRING": query, "SERVER_NAME": server[0], "SERVER_PORT": str(server[1]),
+        "SERVER_PROTOCOL": "HTTP/1.1", "REMOTE_ADDR": remote, "CONTENT_LENGTH": str(len(body)) if body else "",
+    }
+    for name, value in (headers or {}).items():
+        key = name.upper().replace("-", "_")
+        params[key if key in ("CONTENT_TYPE", "CONTENT_LENGTH") else f"HTTP_{key}"] = value
+    return params
+
+
+def request(address: Address, params: dict[str, str], body: bytes = b"", timeout: float | None = 30) -> Response:
+    with connect(address, timeout) as sock:
+        sock.sendall(request_bytes(params, body))
+        stdout, stderr = bytearray(), bytearray()
+        while True:
+            rec = Record()
+            rec.read(sock)
+            if rec.type == FCGI_STDOUT:
+                stdout += rec.contentData
+            elif rec.type == FCGI_STDERR:
+                stderr += rec.contentData
+            elif rec.type == FCGI_END_REQUEST:
+                break
+    return parse_response(bytes(stdout), bytes(stderr))
+
+
+def parse_response(stdout: bytes, stderr: bytes = b"") -> Response:
+    head, _, body = stdout.partition(b"\r\n\r\n")
+    status, reason, headers = 200, "OK", []
+    for line in head.decode("latin-1").split("\r\n"):
+        if not line:
+            continue
+        name, _, value = line.partition(":")
+        if name.lower() == "status":
+            code, _, reason = value.strip().partition(" ")
+            status = int(code)
+        else:
+            headers.append((name.strip(), value.strip()))
+    return Response(status, reason, headers, body, stderr)
+
+
+def get(address: Address, uri: str, **kwargs) -> Response:
+    return request(address, params_for("GET", uri, **kwargs))

@@ -1,0 +1,95 @@
+"""Serve the app over FastCGI with a pre-fork manager (MT-Dispatch)."""
+from __future__ import annotations
+
+import os
+import sys
+
+from django.core.management.base import BaseCommand, CommandError
+
+from dispatch.manager import Manager, ManagerOptions
+from dispatch.sockets import ListenSpec, SocketError
+
+
+def octal(value: str) -> int:
+    return int(value, 8)
+
+
+class Command(BaseCommand):
+    help = (
+        "Serve the site over FastCGI: --socket PATH or --host/--port (external), or the listening socket on "
+        "fd 0 (internal: spawned by a web server or spawn-fcgi). HUP recycles, TERM stops gracefully."
+    )
+
+    def add_arguments(self, parser) -> None:
+        where = parser.add_argument_group("where to listen")
+        where.add_argument("--socket", help="Unix socket path.")
+        where.add_argument("--socket-mode", type=octal, default=0o660, help="Octal mode of the socket (0660).")
+        where.add_argument("--socket-owner", help="User owning the socket.")
+        where.add_argument("--socket-group", help="Group owning the socket (e.g. the web server's).")
+        where.add_argument("--host", help="TCP address (IPv4 or IPv6).")
+        where.add_argument("--port", type=int, help="TCP port.")
+        where.add_argument("--backlog", type=int, default=1024, help="listen() backlog (flup: SOMAXCONN).")
+        procs = parser.add_argument_group("processes")
+        procs.add_argument("--workers", type=int, default=2, help="FastCGI children.")
+        procs.add_argument("--max-children", type=int, default=64, help="Upper bound for TTIN.")
+        procs.add_argument("--max-requests", type=int, default=0, help="Recycle a child after N requests.")
+        procs.add_argument("--max-requests-jitter", type=int, default=0, help="Plus a random 0..N.")
+        procs.add_argument("--max-rss", type=int, default=0, help="Recycle a child above this RSS (MB).")
+        procs.add_argument("--request-timeout", type=float, default=0, help="Kill a child busy this long (s).")
+        procs.add_argument("--graceful-timeout", type=float, default=30, help="TERM: wait this long (s).")
+        procs.add_argument("--queue-workers", type=int, default=0, help="Also supervise N runworker processes.")
+        procs.add_argument("--queue-worker-args", default="", help='Extra runworker options, e.g. "--load 20".')
+        ops = parser.add_argument_group("operation")
+        ops.add_argument("--pidfile")
+        ops.add_argument("--daemonize", action="store_true")
+        ops.add_argument("--outlog", help="stdout goes here (reopened on USR1).")
+        ops.add_argument("--errlog", help="stderr goes here (reopened on USR1).")
+        ops.add_argument("--umask", type=octal)
+        ops.add_argument("--workdir")
+        ops.add_argument("--http", metavar="ADDR",
+                         help="Development HTTP front, e.g. 127.0.0.1:8000 (not for production).")
+        ops.add_argument("--no-status", action="store_true", help="Do not publish status or poll recycle requests.")
+
+    def handle(self, *args, **o) -> None:
+        if o["socket"] and o["port"]:
+            raise CommandError("Give --socket or --host/--port, not both.")
+        if o["workers"] < 1:
+            raise CommandError("--workers must be at least 1.")
+        spec = ListenSpec(path=o["socket"], host=o["host"], port=o["port"], mode=o["socket_mode"],
+                          owner=o["socket_owner"], group=o["socket_group"], backlog=o["backlog"])
+        options = ManagerOptions(
+            listen=spec, workers=o["workers"], max_children=o["max_children"], max_requests=o["max_requests"],
+            max_requests_jitter=o["max_requests_jitter"], max_rss_mb=o["max_rss"],
+            request_timeout=o["request_timeout"], graceful_timeout=o["graceful_timeout"],
+            queue_workers=o["queue_workers"], queue_worker_args=o["queue_worker_args"].split(),
+            pidfile=o["pidfile"], outlog=o["outlog"], errlog=o["errlog"], http=o["http"],
+            publish_status=not o["no_status"],
+        )
+        self._prepare_process(o)
+        try:
+            Manager(options, log=lambda msg: (sys.stderr.write(msg + "\n"), sys.stderr.flush())).serve()
+        except SocketError as exc:
+            raise CommandError(str(exc)) from exc
+
+    def _prepare_process(self, o) -> None:
+        if o["umask"] is not None:
+            os.umask(o["umask"])
+        if o["workdir"]:
+            os.chdir(o["workdir"])
+        if o["daemonize"]:
+            _daemonize()
+        from dispatch.child import reopen_logs
+
+        reopen_logs(o["outlog"], o["errlog"])
+
+
+def _daemonize() -> None:
+    """The classic double fork: detached from the terminal and session, stdin from /dev/null."""
+    if os.fork():
+        os._exit(0)
+    os.setsid()
+    if os.fork():
+        os._exit(0)
+    null = os.open(os.devnull, os.O_RDWR)
+    os.dup2(null, 0)
+    os.close(null)

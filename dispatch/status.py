@@ -1,0 +1,58 @@
+"""Process status: what each manager publishes, and the pool view for the dashboard and the CLI."""
+from __future__ import annotations
+
+import os
+import socket
+
+from django.utils import timezone
+
+from .control import live_managers
+from .models import ManagerStatus
+
+
+def publish_manager(manager) -> None:
+    """Write the manager's pool (per child: pid, state, requests, current request and age, RSS, CPU)."""
+    queue = []
+    for pid in manager.queue_workers:
+        queue.append({"pid": pid})
+    ManagerStatus.objects.update_or_create(
+        host=socket.gethostname(), pid=os.getpid(),
+        defaults={
+            "started": manager.started, "last_seen": timezone.now(), "address": manager.options.listen.describe(),
+            "state": manager.stopping and "stopping" or ("recycling" if manager.recycle_state else "running"),
+            "workers_target": manager.target, "children": manager.snapshot(), "queue_workers": queue,
+            "requests_served": manager.requests_served, "recycles": manager.recycles,
+            "last_recycle_request": manager._last_request_id or 0,
+        },
+    )
+
+
+def forget_manager() -> None:
+    ManagerStatus.objects.filter(host=socket.gethostname(), pid=os.getpid()).delete()
+
+
+def pool() -> dict:
+    """Every live manager and queue worker, on every host (dashboard, /dispatch/status, manage.py workers)."""
+    from publishqueue.conf import get_config
+    from publishqueue.models import WorkerHeartbeat
+
+    now = timezone.now()
+    stale_after = get_config()["HEARTBEAT_STALE_SECONDS"]
+    managers = [
+        {
+            "host": m.host, "pid": m.pid, "address": m.address, "state": m.state,
+            "uptime": (now - m.started).total_seconds(),
+            "last_seen": m.last_seen, "workers_target": m.workers_target, "children": m.children,
+            "queue_workers": m.queue_workers, "requests_served": m.requests_served, "recycles": m.recycles,
+        }
+        for m in live_managers().order_by("host", "pid")
+    ]
+    workers = [
+        {
+            "host": w.host, "pid": w.pid, "worker_id": w.worker_id, "state": w.state, "jobs_done": w.jobs_done,
+            "jobs_failed": w.jobs_failed, "current_job": w.current_job, "age": (now - w.started).total_seconds(),
+            "last_seen": w.last_seen, "stale": (now - w.last_seen).total_seconds() > stale_after,
+        }
+        for w in WorkerHeartbeat.objects.order_by("host", "pid")
+    ]
+    return {"managers": managers, "queue_workers": workers, "generated": now}

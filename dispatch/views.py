@@ -1,0 +1,33 @@
+"""Health and status endpoints (php-fpm's ping and status pages)."""
+import ipaddress
+
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse, HttpResponseForbidden, JsonResponse
+from django.views.decorators.cache import never_cache
+
+from .status import pool
+
+
+@never_cache
+def ping(request: HttpRequest) -> HttpResponse:
+    return HttpResponse("pong\n", content_type="text/plain")
+
+
+def _allowed(request: HttpRequest) -> bool:
+    if request.user.is_authenticated and request.user.is_staff:
+        return True
+    allow = getattr(settings, "DISPATCH_STATUS_ALLOW", ["127.0.0.1/32", "::1/128"])
+    try:
+        ip = ipaddress.ip_address(request.META.get("REMOTE_ADDR", ""))
+    except ValueError:
+        return False
+    return any(ip in ipaddress.ip_network(net, strict=False) for net in allow)
+
+
+@never_cache
+def status(request: HttpRequest) -> HttpResponse:
+    """JSON: every manager with its children (pid, state, requests, current request and age, RSS, CPU)
+    and every queue worker. Staff, or addresses in DISPATCH_STATUS_ALLOW (default: loopback)."""
+    if not _allowed(request):
+        return HttpResponseForbidden("Status is for staff or allowed addresses.\n")
+    return JsonResponse(pool())

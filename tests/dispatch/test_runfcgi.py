@@ -1,0 +1,225 @@
+"""runfcgi as a real process, spoken to over FastCGI: signals, recycling, limits, bad input."""
+import os
+import signal
+import socket
+import stat
+import struct
+import threading
+import time
+
+import pytest
+
+from dispatch import fcgi_client
+
+pytestmark = pytest.mark.slow
+
+
+def test_serves_over_a_unix_socket_with_the_mode_asked_for(runfcgi):
+    runfcgi.start("--workers", "2", "--socket-mode", "0600")
+    assert runfcgi.get("/dispatch/ping").body == b"pong\n"
+    assert stat.S_IMODE(os.stat(runfcgi.address).st_mode) == 0o600
+    assert runfcgi.pidfile.read_text().strip() == str(runfcgi.proc.pid)
+    assert len(runfcgi.children()) == 2
+
+
+def test_serves_over_tcp(runfcgi):
+    runfcgi.start("--workers", "1", tcp=True)
+    assert runfcgi.get("/dispatch/ping").status == 200
+
+
+def test_an_idle_master_stops_on_sigterm_at_once_and_cleans_up(runfcgi):
+    runfcgi.start("--workers", "2")
+    time.sleep(1.5)  # idle: flup's master would sit in select() until a child wrote
+    started = time.monotonic()
+    runfcgi.signal(signal.SIGTERM)
+    runfcgi.proc.wait(timeout=10)
+    assert time.monotonic() - started < 1.5
+    assert not os.path.exists(runfcgi.address) and not runfcgi.pidfile.exists()
+
+
+def test_sigterm_lets_the_request_in_flight_finish(runfcgi):
+    runfcgi.start("--workers", "1")
+    result = {}
+    thread = threading.Thread(target=lambda: result.update(r=runfcgi.get("/t/slow?s=2")))
+    thread.start()
+    time.sleep(0.5)
+    runfcgi.signal(signal.SIGTERM)
+    thread.join(10)
+    assert result["r"].status == 200 and result["r"].body.startswith(b"slept")
+    assert runfcgi.proc.wait(timeout=10) == 0
+
+
+def test_sighup_recycles_to_new_children_that_load_changed_code(runfcgi):
+    runfcgi.start("--workers", "2")
+    assert runfcgi.get("/t/version").body == b"1"
+    before = runfcgi.children()
+    (runfcgi.tmp / "codeversion.py").write_text("VERSION = 2\n")
+    runfcgi.signal(signal.SIGHUP)
+    runfcgi.wait_for(lambda: runfcgi.children() and not (runfcgi.children() & before), what="new children")
+    assert runfcgi.get("/t/version").body == b"2"
+    assert "recycled (SIGHUP)" in runfcgi.log.read_text()
+
+
+def test_a_broken_deploy_leaves_the_old_children_serving(runfcgi):
+    runfcgi.start("--workers", "1")
+    before = runfcgi.children()
+    hook = runfcgi.tmp / "startup_hook.py"
+    hook.write_text("raise RuntimeError('broken deploy')\n")  # new children fail to load the app
+    runfcgi.signal(signal.SIGHUP)
+    runfcgi.wait_for(lambda: "abandoned" in runfcgi.log.read_text(), 60, "the recycle to be abandoned")
+    assert runfcgi.children() == before
+    assert runfcgi.get("/dispatch/ping").status == 200
+    hook.unlink()
+    runfcgi.signal(signal.SIGHUP)
+    runfcgi.wait_for(lambda: "recycled (SIGHUP)" in runfcgi.log.read_text(), 60, "the next recycle")
+    runfcgi.wait_for(lambda: runfcgi.children().isdisjoint(before), what="the old child to leave")
+
+
+def test_busy_children_finish_their_request_during_a_recycle(runfcgi):
+    runfcgi.start("--workers", "2")
+    results = []
+    threads = [threading.Thread(target=lambda: results.append(runfcgi.get("/t/slow?s=2"))) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    time.sleep(0.5)
+    runfcgi.signal(signal.SIGHUP)
+    for thread in threads:
+        thread.join(15)
+    assert [r.status for r in results] == [200, 200]  # flup SIGINTed busy children: a reset
+
+
+def test_no_request_fails_across_recycles_under_load(runfcgi):
+    runfcgi.start("--workers", "2")
+    failures, done, stop = [], [0], threading.Event()
+
+    def load():
+        while not stop.is_set():
+            try:
+                response = runfcgi.get("/dispatch/ping")
+                if response.status != 200:
+                    failures.append(response.status)
+                done[0] += 1
+            except OSError as exc:
+                failures.append(repr(exc))
+
+    threads = [threading.Thread(target=load) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for n in range(1, 4):
+        time.sleep(0.5)
+        runfcgi.signal(signal.SIGHUP)
+        runfcgi.wait_for(lambda n=n: runfcgi.log.read_text().count("recycled (SIGHUP)") >= n, 60, f"recycle {n}")
+    time.sleep(0.5)
+    stop.set()
+    for thread in threads:
+        thread.join(10)
+    assert failures == [] and done[0] > 100
+
+
+def test_max_requests_replaces_children(runfcgi):
+    runfcgi.start("--workers", "1", "--max-requests", "3")
+    pids = [int(runfcgi.get("/t/pid").body) for _ in range(10)]
+    assert len(set(pids)) >= 3
+
+
+def test_max_rss_retires_a_child_that_grew(runfcgi):
+    runfcgi.start("--workers", "1", "--max-rss", "200")
+    first = int(runfcgi.get("/t/pid").body)
+    runfcgi.get("/t/grow?mb=300")
+    runfcgi.wait_for(lambda: first not in runfcgi.children() and runfcgi.children(), what="the child to be retired")
+    assert int(runfcgi.get("/t/pid").body) != first
+    assert "over --max-rss 200 MB" in runfcgi.log.read_text()
+
+
+def test_a_hung_request_is_killed_and_logged(runfcgi):
+    runfcgi.start("--workers", "1", "--request-timeout", "1")
+    started = time.monotonic()
+    with pytest.raises((OSError, EOFError, struct.error)):
+        runfcgi.get("/t/slow?s=30", timeout=20)
+    assert time.monotonic() - started < 6
+    assert "request timeout: killing child" in runfcgi.log.read_text()
+    assert "GET /t/slow?s=30" in runfcgi.log.read_text()
+    runfcgi.wait_ready()
+
+
+def test_an_application_exception_is_a_500_not_a_dead_child(runfcgi):
+    runfcgi.start("--workers", "1")
+    pid = int(runfcgi.get("/t/pid").body)
+    response = runfcgi.get("/t/boom")
+    assert response.status == 500
+    assert int(runfcgi.get("/t/pid").body) == pid
+
+
+def test_header_values_are_latin1(runfcgi):
+    runfcgi.start("--workers", "1")
+    response = runfcgi.get("/t/latin1")
+    assert response.status == 200 and response.header("X-Name") == "Zoë Ångström"
+
+
+@pytest.mark.parametrize(
+    "garbage",
+    [
+        b"\x00" * 8,  # version 0, type 0
+        b"GET / HTTP/1.1\r\nHost: x\r\n\r\n",  # HTTP spoken to FastCGI
+        struct.pack("!BBHHBx", 1, 1, 1, 65535, 0) + b"short",  # truncated record
+        struct.pack("!BBHHBx", 1, 99, 0, 0, 0),  # unknown record type (flup: NameError)
+        struct.pack("!BBHHBx", 1, 1, 1, 2, 0) + b"xx",  # malformed BEGIN_REQUEST body
+        fcgi_client.request_bytes({"REQUEST_METHOD": "GET"})[:30],  # cut mid-request
+    ],
+)
+def test_malformed_and_truncated_records_never_take_the_server_down(runfcgi, garbage):
+    if not runfcgi.proc:
+        runfcgi.start("--workers", "1")
+    pid = int(runfcgi.get("/t/pid").body)
+    with fcgi_client.connect(runfcgi.address, timeout=5) as sock:
+        sock.sendall(garbage)
+        sock.shutdown(socket.SHUT_WR)
+        try:
+            sock.recv(1024)
+        except OSError:
+            pass
+    assert runfcgi.get("/dispatch/ping").status == 200
+    assert runfcgi.proc.poll() is None
+    assert int(runfcgi.get("/t/pid").body) == pid  # not even the child died
+
+
+def test_ttin_and_ttou_change_the_number_of_children(runfcgi):
+    runfcgi.start("--workers", "2")
+    runfcgi.signal(signal.SIGTTIN)
+    runfcgi.wait_for(lambda: len(runfcgi.children()) == 3, what="3 children")
+    for expected in (2, 1):  # one signal at a time: POSIX does not queue two pending TTOUs
+        runfcgi.signal(signal.SIGTTOU)
+        runfcgi.wait_for(lambda expected=expected: len(runfcgi.children()) == expected, what=f"{expected} children")
+
+
+def test_a_dead_child_is_replaced(runfcgi):
+    runfcgi.start("--workers", "2")
+    victim = next(iter(runfcgi.children()))
+    os.kill(victim, signal.SIGKILL)
+    runfcgi.wait_for(lambda: len(runfcgi.children()) == 2 and victim not in runfcgi.children(), what="a new child")
+    assert runfcgi.get("/dispatch/ping").status == 200
+
+
+def test_usr1_reopens_the_log_files(runfcgi):
+    errlog = runfcgi.tmp / "err.log"
+    runfcgi.start("--workers", "1", "--errlog", str(errlog))
+    os.rename(errlog, runfcgi.tmp / "err.log.1")
+    runfcgi.signal(signal.SIGUSR1)
+    runfcgi.wait_for(lambda: errlog.exists() and "log files reopened" in errlog.read_text(), what="a new log file")
+    assert runfcgi.proc.poll() is None
+
+
+def test_status_is_published_for_the_dashboard_and_the_cli(runfcgi):
+    runfcgi.start("--workers", "2")
+    runfcgi.get("/t/pid")
+    out = runfcgi.wait_for(lambda: "fastcgi child" in (o := runfcgi.manage("workers").stdout) and o, what="status")
+    assert out.count("fastcgi child") == 2 and "runfcgi unix:" in out
+
+
+def test_a_recycle_request_is_acknowledged_with_the_new_pids(runfcgi):
+    runfcgi.start("--workers", "1", "--queue-workers", "1")
+    before = runfcgi.children()
+    runfcgi.wait_for(lambda: "runworker" in runfcgi.manage("workers").stdout, what="the queue worker heartbeat")
+    out = runfcgi.manage("recycle", "--wait", "20").stdout
+    assert "manager" in out and "acknowledged" in out, out
+    runfcgi.wait_for(lambda: runfcgi.children().isdisjoint(before), what="the old child to leave")

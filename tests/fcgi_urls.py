@@ -1,0 +1,47 @@
+"""Test-only views served by runfcgi under test."""
+import importlib
+import os
+import time
+
+from django.http import HttpResponse
+from django.urls import include, path
+
+from mtdispatch_project.urls import urlpatterns as project_urls
+
+_ballast = []
+
+
+def slow(request):
+    time.sleep(float(request.GET.get("s", "1")))
+    return HttpResponse(f"slept {os.getpid()}")
+
+
+def boom(request):
+    raise RuntimeError("boom from the application")
+
+
+def latin1(request):
+    response = HttpResponse("ok")
+    response["X-Name"] = "Zoë Ångström"  # latin-1, not ASCII (PEP 3333)
+    return response
+
+
+def pid(request):
+    return HttpResponse(str(os.getpid()))
+
+
+def code_version(request):
+    module = importlib.import_module("codeversion")  # a file the test rewrites between recycles
+    return HttpResponse(str(module.VERSION))
+
+
+def grow(request):
+    _ballast.append(bytearray(int(request.GET.get("mb", "50")) * 1024 * 1024))
+    return HttpResponse(f"grew {os.getpid()}")
+
+
+urlpatterns = [
+    path("t/slow", slow), path("t/boom", boom), path("t/latin1", latin1), path("t/pid", pid),
+    path("t/version", code_version), path("t/grow", grow),
+    path("", include(project_urls)),
+]

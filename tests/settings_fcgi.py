@@ -1,0 +1,10 @@
+"""Settings for runfcgi processes under test: the project plus a few test views (tests/fcgi_urls.py)."""
+from mtdispatch_project.settings import *  # noqa: F403
+
+ROOT_URLCONF = "tests.fcgi_urls"
+
+try:  # a test writes this module into its directory to make newly started children fail to load
+    import startup_hook  # noqa: F401
+except ModuleNotFoundError:
+    pass
+MTDISPATCH = {"HEARTBEAT_SECONDS": 0.5, "PERIODIC_CHECK_SECONDS": 3600}
