@@ -81,9 +81,10 @@ class SafeConnection(Connection):
         self.writeRecord(outrec)
 
     def end_request(self, req, appStatus=0, protocolStatus=FCGI_REQUEST_COMPLETE, remove=True) -> None:
-        # A process that is stopping (recycle, max requests) does not keep the connection open.
-        if self.server.closing and req.flags & FCGI_KEEP_CONN:
-            req.flags &= ~FCGI_KEEP_CONN
+        # One request per connection, even when the web server asks to keep it: a pre-fork child serves
+        # one connection at a time, so an idle kept connection would starve new ones, and closing it
+        # later races the web server reusing it (a 502). Keep nginx's default fastcgi_keep_conn off.
+        req.flags &= ~FCGI_KEEP_CONN
         super().end_request(req, appStatus, protocolStatus, remove)
 
 
