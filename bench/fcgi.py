@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parent.parent
 PY = sys.executable
 
 NGINX = """
-worker_processes 1; daemon off; pid {tmp}/nginx.pid; error_log {tmp}/nginx-error.log warn;
+user {user}; worker_processes 1; daemon off; pid {tmp}/nginx.pid; error_log {tmp}/nginx-error.log warn;
 events {{ worker_connections 1024; }}
 http {{
     access_log off;
@@ -88,6 +88,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--only", nargs="+", help="Measure only these servers (runfcgi is always measured).")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="mtd-fcgi-bench-") as tmp:
         tmp = Path(tmp)
@@ -101,6 +102,8 @@ def main() -> None:
         subprocess.run([PY, "manage.py", "publish", "--all", "-v0"], **run)  # FileInfo rows for dynamic URLs
         results = {}
         for name, (command, backend) in servers(args.workers, str(tmp / "app.sock")).items():
+            if args.only and name != "runfcgi" and not any(o in name for o in args.only):
+                continue
             results[name] = measure(name, command, backend, tmp, env, args)
         print_table(results, args)
 
@@ -112,12 +115,16 @@ def measure(name, command, backend, tmp, env, args) -> dict:
     app = subprocess.Popen(command, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=open(tmp / f"{name}.log", "w"))
     port = free_port()
     conf = tmp / "nginx.conf"
-    conf.write_text(NGINX.format(tmp=tmp, port=port, backend=backend.format(sock=sock)))
+    user = "root" if os.geteuid() == 0 else os.environ.get("USER", "nobody")
+    conf.write_text(NGINX.format(tmp=tmp, port=port, user=user, backend=backend.format(sock=sock)))
     nginx = subprocess.Popen([shutil.which("nginx") or "/usr/sbin/nginx", "-c", str(conf)])
     try:
         base = f"http://127.0.0.1:{port}"
-        wait_http(base + "/dispatch/ping")
-        wait_http(base + "/blog/")
+        try:
+            wait_http(base + "/dispatch/ping")
+            wait_http(base + "/blog/")
+        except RuntimeError as exc:
+            raise SystemExit(f"{name}: {exc}\n{(tmp / f'{name}.log').read_text()[-2000:]}") from exc
         page = wrk(base + "/blog/", args.seconds, args.connections)
         ping = wrk(base + "/dispatch/ping", args.seconds, args.connections)
         return {"page": page, "ping": ping}

@@ -2,7 +2,10 @@
 import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+HERE = os.path.dirname(os.path.abspath(__file__))
+# bench/queue.py would shadow the stdlib's queue: take this directory off the path, add the project's.
+sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != HERE]
+sys.path.insert(0, os.path.dirname(HERE))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mtdispatch_project.settings")
 
 from flup.server.fcgi_fork import WSGIServer  # noqa: E402

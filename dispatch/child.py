@@ -1,7 +1,7 @@
-"""A FastCGI child: ``python -m dispatch.child`` started by the manager with the listening socket and a
-status pipe. It imports the application fresh (so a recycle picks up changed code), accepts one
-connection at a time, and reports to the manager: ``R`` ready, ``B <time> <method> <uri>`` busy, ``I <n>``
-idle after n requests.
+"""A FastCGI child: ``python -m dispatch.child`` started by the manager with the listening socket, a
+status pipe and its scoreboard slot. It imports the application fresh (so a recycle picks up changed
+code), accepts one connection at a time, says ``R`` on the pipe once ready, and keeps its slot of the
+shared scoreboard current (busy with which request since when, or idle, and requests served).
 
 Signals: TERM/INT/HUP finish the current request and exit; QUIT exits at once; USR1 reopens logs.
 """
@@ -16,6 +16,8 @@ import socket
 import sys
 import time
 
+from dispatch.scoreboard import BUSY, IDLE
+
 
 class Child:
     def __init__(self, args: argparse.Namespace) -> None:
@@ -23,6 +25,10 @@ class Child:
         self.listen = socket.socket(fileno=args.listen_fd)
         self.listen.setblocking(False)
         self.status_fd = args.status_fd
+        from dispatch.scoreboard import Scoreboard
+
+        self.board = Scoreboard(args.slot + 1, fd=args.scoreboard_fd)
+        self.slot = args.slot
         self.parent = os.getppid()
         self.served = 0
         limit = args.max_requests
@@ -70,17 +76,18 @@ class Child:
 
     def _started(self, environ: dict) -> None:
         uri = environ.get("REQUEST_URI") or environ.get("PATH_INFO", "")
-        self.report(f"B {time.time():.3f} {environ.get('REQUEST_METHOD', '-')} {uri[:300]}")
+        self.board.write(self.slot, BUSY, self.served, time.time(), f"{environ.get('REQUEST_METHOD', '-')} {uri}")
 
     def _ended(self) -> None:
         self.served += 1
         if self.limit and self.served >= self.limit:
             self.closing = self.server.closing = True
-        self.report(f"I {self.served}")
+        self.board.write(self.slot, IDLE, self.served)
 
     def run(self) -> None:
         self.install_signals()
         self.load()
+        self.board.write(self.slot, IDLE, 0)
         self.report("R")
         while not self.closing:
             ready, _, _ = select.select([self.listen, self.wake_r], [], [], 2.0)
@@ -124,6 +131,8 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="dispatch.child")
     parser.add_argument("--listen-fd", type=int, required=True)
     parser.add_argument("--status-fd", type=int, required=True)
+    parser.add_argument("--scoreboard-fd", type=int, required=True)
+    parser.add_argument("--slot", type=int, required=True)
     parser.add_argument("--max-requests", type=int, default=0)
     parser.add_argument("--max-requests-jitter", type=int, default=0)
     parser.add_argument("--outlog")

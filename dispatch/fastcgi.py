@@ -13,6 +13,7 @@ from __future__ import annotations
 import errno
 import ipaddress
 import logging
+import select
 import socket
 import struct
 import sys
@@ -21,12 +22,22 @@ from collections.abc import Callable
 
 from flup.server import fcgi_base
 from flup.server.fcgi_base import (
+    FCGI_ABORT_REQUEST,
+    FCGI_BEGIN_REQUEST,
+    FCGI_DATA,
+    FCGI_GET_VALUES,
+    FCGI_HEADER_LEN,
     FCGI_KEEP_CONN,
+    FCGI_NULL_REQUEST_ID,
+    FCGI_PARAMS,
     FCGI_REQUEST_COMPLETE,
     FCGI_RESPONDER,
+    FCGI_STDIN,
     FCGI_UNKNOWN_ROLE,
     FCGI_UNKNOWN_TYPE,
+    FCGI_VERSION_1,
     Connection,
+    FCGI_Header,
     FCGI_UnknownTypeBody,
     FCGI_UnknownTypeBody_LEN,
     Record,
@@ -43,6 +54,11 @@ ERROR_PAGE = (
 
 
 class SafeRequest(Request):
+    def __init__(self, conn, inputStreamClass) -> None:
+        super().__init__(conn, inputStreamClass)
+        # Buffered: a complete response leaves in one send (streaming responses flush per chunk).
+        self.stdout = fcgi_base.OutputStream(conn, self, fcgi_base.FCGI_STDOUT, buffered=True)
+
     def run(self) -> None:
         try:
             protocol_status, app_status = self.server.handler(self)
@@ -62,7 +78,55 @@ class SafeRequest(Request):
 
 
 class SafeConnection(Connection):
-    """One web server connection; errors end the connection, never the process."""
+    """One web server connection; errors end the connection, never the process.
+
+    Records are read from a buffer (one recv usually brings a whole request; flup did a select and two
+    recvs per record) and written with one send each (flup: header, content and padding separately)."""
+
+    def __init__(self, sock, addr, server) -> None:
+        super().__init__(sock, addr, server)
+        self._inbuf = bytearray()
+
+    def _fill(self, size: int) -> None:
+        while len(self._inbuf) < size:
+            data = self._sock.recv(max(65536, size - len(self._inbuf)))
+            if not data:
+                raise EOFError
+            self._inbuf += data
+
+    def process_input(self) -> None:
+        while self._keepGoing and not self._inbuf:
+            try:
+                ready, _, _ = select.select([self._sock], [], [], 1.0)
+            except ValueError:
+                raise EOFError from None
+            if ready:
+                break
+        if not self._keepGoing:
+            return
+        self._fill(FCGI_HEADER_LEN)
+        _version, rtype, request_id, length, padding = struct.unpack(FCGI_Header, self._inbuf[:FCGI_HEADER_LEN])
+        self._fill(FCGI_HEADER_LEN + length + padding)
+        rec = Record(rtype, request_id)
+        rec.contentLength, rec.paddingLength = length, padding
+        rec.contentData = bytes(self._inbuf[FCGI_HEADER_LEN : FCGI_HEADER_LEN + length])
+        del self._inbuf[: FCGI_HEADER_LEN + length + padding]
+        handler = self._handlers.get(rtype)
+        if handler is not None:
+            handler(self, rec)
+        elif request_id == FCGI_NULL_REQUEST_ID:
+            self._do_unknown_type(rec)
+
+    _handlers = {
+        FCGI_GET_VALUES: Connection._do_get_values, FCGI_BEGIN_REQUEST: Connection._do_begin_request,
+        FCGI_ABORT_REQUEST: Connection._do_abort_request, FCGI_PARAMS: Connection._do_params,
+        FCGI_STDIN: Connection._do_stdin, FCGI_DATA: Connection._do_data,
+    }
+
+    def writeRecord(self, rec: Record) -> None:
+        padding = -rec.contentLength & 7
+        header = struct.pack(FCGI_Header, FCGI_VERSION_1, rec.type, rec.requestId, rec.contentLength, padding)
+        self._sock.sendall(header + rec.contentData + b"\x00" * padding)
 
     def run(self) -> None:
         try:
@@ -161,8 +225,11 @@ class FastCGIServer(fcgi_base.BaseFCGIServer):
             chunks = list(result) if isinstance(result, (list, tuple)) else result
             if isinstance(chunks, list) and len(chunks) == 1:
                 response.set_length(len(chunks[0]))
+            streaming = not isinstance(chunks, list)
             for chunk in chunks:
                 response.write(chunk)
+                if streaming:
+                    req.stdout.flush()
             response.write(b"")  # headers, for an empty body
         except OSError as exc:
             if exc.errno not in (errno.EPIPE, errno.ECONNRESET):

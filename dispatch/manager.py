@@ -25,6 +25,7 @@ import psutil
 from django.db import close_old_connections
 from django.utils import timezone
 
+from .scoreboard import BUSY, Scoreboard
 from .sockets import ListenSpec, open_listener
 
 logger = logging.getLogger("mtdispatch.manager")
@@ -65,6 +66,7 @@ class ChildProc:
     retiring: bool = False
     buffer: bytes = b""
     ps: psutil.Process | None = None
+    slot: int = 0
 
     @property
     def pid(self) -> int:
@@ -103,6 +105,9 @@ class Manager:
         self._next_control = 0.0
         self._last_request_id = None
         self.listener: socket.socket | None = None
+        # Slots for every child that can exist at once: old and new ones overlap during a recycle.
+        self.board = Scoreboard(2 * options.max_children + 2)
+        self.free_slots = list(range(self.board.slots))
 
     # -- start and stop ----------------------------------------------------------------------------
 
@@ -266,13 +271,17 @@ class Manager:
         os.set_blocking(status_r, False)
         listen_fd = self.listener.fileno()
         opts = self.options
+        slot = self.free_slots.pop(0)
+        self.board.clear(slot)
         args = [sys.executable, "-m", "dispatch.child", "--listen-fd", str(listen_fd), "--status-fd", str(status_w),
+                "--scoreboard-fd", str(self.board.fd), "--slot", str(slot),
                 "--max-requests", str(opts.max_requests), "--max-requests-jitter", str(opts.max_requests_jitter)]
         args += [f"--outlog={opts.outlog}"] if opts.outlog else []
         args += [f"--errlog={opts.errlog}"] if opts.errlog else []
-        proc = subprocess.Popen(args, pass_fds=(listen_fd, status_w), stdin=subprocess.DEVNULL, env=_child_env())
+        proc = subprocess.Popen(args, pass_fds=(listen_fd, status_w, self.board.fd), stdin=subprocess.DEVNULL,
+                                env=_child_env())
         os.close(status_w)
-        child = ChildProc(proc=proc, status_fd=status_r, generation=self.generation)
+        child = ChildProc(proc=proc, status_fd=status_r, generation=self.generation, slot=slot)
         try:
             child.ps = psutil.Process(proc.pid)
             child.ps.cpu_percent(None)
@@ -292,16 +301,21 @@ class Manager:
             self._status_line(child, line.decode("utf-8", "replace"))
 
     def _status_line(self, child: ChildProc, line: str) -> None:
-        kind, _, rest = line.partition(" ")
-        if kind == "R":
+        if line == "R":
             child.ready, child.state = True, "idle"
             self.early_exits = 0
-        elif kind == "B":
-            since, _, request = rest.partition(" ")
-            child.state, child.request, child.request_since = "busy", request, float(since)
-        elif kind == "I":
-            child.state, child.request, child.requests = "idle", "", int(rest or 0)
-            self.requests_served += 1
+
+    def _read_board(self, child: ChildProc) -> None:
+        """Bring a child's state up to date from its scoreboard slot."""
+        slot = self.board.read(child.slot)
+        if not child.ready or child.state == "killed":
+            return
+        self.requests_served += max(slot.requests - child.requests, 0)
+        child.requests = slot.requests
+        if slot.state == BUSY:
+            child.state, child.request, child.request_since = "busy", slot.request, slot.since
+        else:
+            child.state, child.request = "idle", ""
 
     def _reap(self) -> None:
         for child in list(self.children.values()):
@@ -309,8 +323,10 @@ class Manager:
             if code is None:
                 continue
             self._read_status(child)  # its last words (the pipe is at EOF after them)
+            self._read_board(child)
             os.close(child.status_fd)
             del self.children[child.pid]
+            self.free_slots.append(child.slot)
             if self.stopping or child.retiring:
                 continue
             if not child.ready:
@@ -369,6 +385,7 @@ class Manager:
         now = time.time()
         opts = self.options
         for child in list(self.children.values()):
+            self._read_board(child)
             if opts.request_timeout and child.state == "busy" and now - child.request_since > opts.request_timeout:
                 self.log(f"request timeout: killing child {child.pid} after {now - child.request_since:.1f}s "
                          f"serving {child.request}")

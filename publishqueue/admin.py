@@ -1,17 +1,20 @@
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin.helpers import ActionForm
 from django.core.exceptions import PermissionDenied
-from django.db.models import Count, Q
+from django.db.models import Count, F, Q
 from django.http import HttpResponseNotAllowed, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.template import TemplateSyntaxError
 from django.urls import path, reverse
+from django.utils import timezone
 from django.utils.html import format_html
 
 from blog.admin import report_after_commit
 
-from . import services
+from . import engine, services
 from .models import ArchiveMapping, FileInfo, Job, JobError, Template
+from .overview import state_of
 from .rendering import compile_source
 
 
@@ -61,6 +64,7 @@ class TemplateAdmin(admin.ModelAdmin):
     form = TemplateForm
     inlines = [ArchiveMappingInline]
     list_display = ["name", "blog", "kind", "mode", "queued_jobs", "has_error", "modified"]
+    list_display_links = ["name"]
     list_filter = ["blog", "kind", "mode"]
     search_fields = ["name", "identifier", "source"]
     readonly_fields = ["last_error", "last_error_at", "version", "publish_button"]
@@ -77,8 +81,9 @@ class TemplateAdmin(admin.ModelAdmin):
         )
 
     @admin.display(description="Queued jobs", ordering="_queued")
-    def queued_jobs(self, obj) -> int:
-        return obj._queued
+    def queued_jobs(self, obj) -> str:
+        url = reverse("admin:publishqueue_job_changelist") + f"?fileinfo__template__id__exact={obj.pk}"
+        return format_html('<a href="{}">{}</a>', url, obj._queued)
 
     @admin.display(description="Renders", boolean=True)
     def has_error(self, obj) -> bool:
@@ -143,20 +148,76 @@ class FileInfoAdmin(admin.ModelAdmin):
         return False
 
 
+class JobStateFilter(admin.SimpleListFilter):
+    title = "state"
+    parameter_name = "state"
+
+    def lookups(self, request, model_admin):
+        return [("ready", "Ready"), ("waiting", "Waiting to retry"), ("in_progress", "In progress"),
+                ("failed", "Failed")]
+
+    def queryset(self, request, queryset):
+        if self.value():
+            return queryset.annotate(state=state_of(timezone.now())).filter(state=self.value())
+        return queryset
+
+
+class JobActionForm(ActionForm):
+    priority = forms.IntegerField(required=False, help_text="For “Set priority”.")
+
+
+@admin.action(description="Retry now (reset attempts)", permissions=["change"])
+def retry_jobs(modeladmin, request, queryset) -> None:
+    modeladmin.message_user(request, f"{engine.retry_now(queryset.values_list('id', flat=True))} job(s) will run now.")
+
+
+@admin.action(description="Raise priority by 5", permissions=["change"])
+def raise_priority(modeladmin, request, queryset) -> None:
+    modeladmin.message_user(request, f"Raised {queryset.update(priority=F('priority') + 5)} job(s).")
+
+
+@admin.action(description="Set priority", permissions=["change"])
+def set_priority(modeladmin, request, queryset) -> None:
+    value = request.POST.get("priority", "").strip()
+    if not value.lstrip("-").isdigit():
+        modeladmin.message_user(request, "Give a priority (a whole number) to set.", messages.ERROR)
+        return
+    modeladmin.message_user(request, f"Set priority {value} on {queryset.update(priority=int(value))} job(s).")
+
+
 @admin.register(Job)
 class JobAdmin(admin.ModelAdmin):
-    list_display = ["__str__", "fileinfo", "priority", "run_after", "attempts", "grabbed_by", "failed_at"]
-    list_filter = ["kind", "failed_at"]
-    list_select_related = ["fileinfo"]
+    list_display = ["__str__", "fileinfo", "template", "priority", "run_after", "attempts", "grabbed_by",
+                    "failed_at", "short_error"]
+    list_filter = [JobStateFilter, "kind", ("fileinfo__blog", admin.RelatedOnlyFieldListFilter),
+                   ("fileinfo__template", admin.RelatedOnlyFieldListFilter)]
+    list_select_related = ["fileinfo__template"]
     raw_id_fields = ["fileinfo"]
+    search_fields = ["unique_key", "fileinfo__path", "last_error"]
+    action_form = JobActionForm
+    actions = [retry_jobs, raise_priority, set_priority, "delete_selected"]
+    ordering = ["-priority", "run_after", "id"]
+
+    @admin.display(description="Template", ordering="fileinfo__template__name")
+    def template(self, obj) -> str:
+        return obj.fileinfo.template.name if obj.fileinfo else "-"
+
+    @admin.display(description="Last error")
+    def short_error(self, obj) -> str:
+        return obj.last_error[:100]
 
 
 @admin.register(JobError)
 class JobErrorAdmin(admin.ModelAdmin):
-    list_display = ["created", "kind", "unique_key", "worker", "message"]
+    list_display = ["created", "kind", "unique_key", "attempt", "worker", "message"]
     list_filter = ["kind"]
-    search_fields = ["message", "unique_key"]
-    readonly_fields = [f.name for f in JobError._meta.fields]
+    search_fields = ["message", "unique_key", "traceback"]
+    readonly_fields = [f.name for f in JobError._meta.fields if f.name != "traceback"] + ["traceback_html"]
+    exclude = ["traceback"]
+
+    @admin.display(description="Traceback")
+    def traceback_html(self, obj) -> str:
+        return format_html('<pre style="white-space: pre-wrap">{}</pre>', obj.traceback or "-")
 
     def has_add_permission(self, request) -> bool:
         return False

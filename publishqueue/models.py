@@ -249,3 +249,16 @@ class WorkerHeartbeat(models.Model):
 
     def __str__(self) -> str:
         return self.worker_id
+
+
+class QueueSample(models.Model):
+    """Queue depth once a minute (a periodic task), for the dashboard's depth chart."""
+
+    minute = models.DateTimeField(unique=True)
+    ready = models.PositiveIntegerField(default=0)
+    waiting = models.PositiveIntegerField(default=0)
+    in_progress = models.PositiveIntegerField(default=0)
+    failed = models.PositiveIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return f"{self.minute:%H:%M} ready {self.ready}"

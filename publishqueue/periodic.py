@@ -74,7 +74,14 @@ def expire_junk_comments(now: dt.datetime) -> int:
     return deleted
 
 
+def sample_queue_depth(now: dt.datetime) -> None:
+    from .overview import sample_depth
+
+    sample_depth(now)
+
+
 TASKS = (
+    Periodic("sample-queue-depth", dt.timedelta(seconds=60), sample_queue_depth),
     Periodic("publish-scheduled-entries", dt.timedelta(seconds=30), publish_scheduled_entries),
     Periodic("republish-interval-templates", dt.timedelta(seconds=60), republish_interval_templates),
     Periodic("purge-history", dt.timedelta(hours=1), purge_history),

@@ -1,0 +1,40 @@
+"""The admin dashboard: queue depth and history, workers on every host, Recycle Workers and its progress."""
+from __future__ import annotations
+
+from django.utils import timezone
+
+from publishqueue.overview import overview
+
+from .control import progress
+from .models import RecycleRequest
+from .status import pool
+
+
+def chart_svg(history: list[dict], width: int = 600, height: int = 120) -> str:
+    """Throughput (bars) and depth (line) per minute over the last hour, as inline SVG (no JavaScript)."""
+    done = [p["done"] for p in history]
+    depth = [p.get("depth") or 0 for p in history]
+    top = max([*done, *depth, 1])
+    step = width / max(len(history), 1)
+    bars = "".join(
+        f'<rect x="{i * step:.1f}" y="{height - d / top * height:.1f}" width="{max(step - 1, 1):.1f}" '
+        f'height="{d / top * height:.1f}" class="done"><title>{p["minute"]:%H:%M}: {d} done</title></rect>'
+        for i, (p, d) in enumerate(zip(history, done, strict=True)) if d
+    )
+    points = " ".join(f"{i * step + step / 2:.1f},{height - v / top * height:.1f}" for i, v in enumerate(depth))
+    return (
+        f'<svg class="pq-chart" viewBox="0 0 {width} {height}" width="100%" height="{height}" role="img" '
+        f'aria-label="Jobs done per minute and queue depth, last hour (max {top})">{bars}'
+        f'<polyline points="{points}" class="depth" fill="none"/></svg>'
+    )
+
+
+def dashboard_data(user) -> dict:
+    data = overview()
+    data["workers"] = pool()
+    data["chart"] = chart_svg(data["history"])
+    latest = RecycleRequest.objects.select_related("requested_by").first()
+    data["recycle"] = progress(latest) if latest else None
+    data["can_recycle"] = user.has_perm("dispatch.recycle_workers")
+    data["generated"] = timezone.now()
+    return data
