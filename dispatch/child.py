@@ -92,7 +92,7 @@ class Child:
         while not self.closing:
             ready, _, _ = select.select([self.listen, self.wake_r], [], [], 2.0)
             if self.wake_r in ready:
-                _drain(self.wake_r)
+                drain(self.wake_r)
             if os.getppid() != self.parent:
                 break  # orphaned: the manager died
             if self.listen in ready and not self.closing:
@@ -110,7 +110,8 @@ class Child:
         self.server.serve_connection(conn, addr)
 
 
-def _drain(fd: int) -> None:
+def drain(fd: int) -> None:
+    """Empty a non-blocking wakeup pipe."""
     try:
         while os.read(fd, 512):
             pass

@@ -25,6 +25,7 @@ import psutil
 from django.db import close_old_connections
 from django.utils import timezone
 
+from .child import drain
 from .scoreboard import BUSY, Scoreboard
 from .sockets import ListenSpec, open_listener
 
@@ -135,7 +136,7 @@ class Manager:
             except InterruptedError:
                 readable = []
             if self.wake_r in readable:
-                _drain(self.wake_r)
+                drain(self.wake_r)
             self._handle_signals()
             for child in list(self.children.values()):
                 if child.status_fd in readable:
@@ -457,14 +458,6 @@ def _select(fds, timeout):
     import select
 
     return select.select(fds, [], [], timeout)
-
-
-def _drain(fd: int) -> None:
-    try:
-        while os.read(fd, 512):
-            pass
-    except BlockingIOError:
-        pass
 
 
 def _signal(pid: int, sig: int) -> None:

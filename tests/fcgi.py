@@ -95,6 +95,39 @@ class Runfcgi:
                 self.proc.wait()
 
 
+def load_across_recycles(server: Runfcgi, fetch_status, paths: list[str], recycles: int = 3) -> tuple[list, int]:
+    """Keep one thread per path requesting while the server is recycled (SIGHUP) ``recycles`` times,
+    each time waiting until the recycle completed. Returns the failures and the number of requests."""
+    import threading
+
+    failures, done, stop = [], [0], threading.Event()
+
+    def load(path: str) -> None:
+        while not stop.is_set():
+            try:
+                status = fetch_status(path)
+            except OSError as exc:
+                status = repr(exc)
+            done[0] += 1
+            if status != 200:
+                failures.append((path, status))
+
+    threads = [threading.Thread(target=load, args=(path,)) for path in paths]
+    for thread in threads:
+        thread.start()
+    try:
+        for n in range(1, recycles + 1):
+            time.sleep(0.5)
+            server.signal(signal.SIGHUP)
+            server.wait_for(lambda n=n: server.log.read_text().count("recycled (SIGHUP)") >= n, 60, f"recycle {n}")
+        time.sleep(0.5)
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(30)
+    return failures, done[0]
+
+
 @pytest.fixture
 def runfcgi(tmp_path):
     server = Runfcgi(tmp_path)

@@ -1,12 +1,11 @@
 """nginx as the FastCGI client of runfcgi, on a unix socket and on TCP."""
 import os
-import signal
 import tempfile
-import threading
-import time
 from pathlib import Path
 
 import pytest
+
+from tests.fcgi import load_across_recycles
 
 pytestmark = pytest.mark.slow
 
@@ -55,25 +54,7 @@ def test_socket_group_and_mode_decide_who_may_connect(runfcgi, nginx_for, tmp_pa
 def test_zero_failed_requests_through_nginx_across_recycles_under_load(runfcgi, nginx_for, tmp_path):
     runfcgi.start("--workers", "2")
     nginx = nginx_for(f"unix:{runfcgi.address}", tmp_path)
-    failures, done, stop = [], [0], threading.Event()
-
-    def load(path):
-        while not stop.is_set():
-            status = nginx.get(path)[0]
-            done[0] += 1
-            if status != 200:
-                failures.append((path, status))
-
-    threads = [threading.Thread(target=load, args=(p,)) for p in ["/dispatch/ping"] * 3 + ["/t/slow?s=0.3"]]
-    for thread in threads:
-        thread.start()
-    for n in range(1, 4):
-        time.sleep(0.5)
-        runfcgi.signal(signal.SIGHUP)
-        runfcgi.wait_for(lambda n=n: runfcgi.log.read_text().count("recycled (SIGHUP)") >= n, 60, f"recycle {n}")
-    time.sleep(1)
-    stop.set()
-    for thread in threads:
-        thread.join(30)
-    assert done[0] > 100
+    paths = ["/dispatch/ping"] * 3 + ["/t/slow?s=0.3"]
+    failures, done = load_across_recycles(runfcgi, lambda path: nginx.get(path)[0], paths)
+    assert done > 100
     assert failures == []

@@ -10,6 +10,7 @@ import time
 import pytest
 
 from dispatch import fcgi_client
+from tests.fcgi import load_across_recycles
 
 pytestmark = pytest.mark.slow
 
@@ -90,30 +91,8 @@ def test_busy_children_finish_their_request_during_a_recycle(runfcgi):
 
 def test_no_request_fails_across_recycles_under_load(runfcgi):
     runfcgi.start("--workers", "2")
-    failures, done, stop = [], [0], threading.Event()
-
-    def load():
-        while not stop.is_set():
-            try:
-                response = runfcgi.get("/dispatch/ping")
-                if response.status != 200:
-                    failures.append(response.status)
-                done[0] += 1
-            except OSError as exc:
-                failures.append(repr(exc))
-
-    threads = [threading.Thread(target=load) for _ in range(4)]
-    for thread in threads:
-        thread.start()
-    for n in range(1, 4):
-        time.sleep(0.5)
-        runfcgi.signal(signal.SIGHUP)
-        runfcgi.wait_for(lambda n=n: runfcgi.log.read_text().count("recycled (SIGHUP)") >= n, 60, f"recycle {n}")
-    time.sleep(0.5)
-    stop.set()
-    for thread in threads:
-        thread.join(10)
-    assert failures == [] and done[0] > 100
+    failures, done = load_across_recycles(runfcgi, lambda path: runfcgi.get(path).status, ["/dispatch/ping"] * 4)
+    assert failures == [] and done > 100
 
 
 def test_max_requests_replaces_children(runfcgi):
