@@ -1,5 +1,6 @@
 """nginx as the FastCGI client of runfcgi, on a unix socket and on TCP."""
 import os
+import pwd
 import tempfile
 from pathlib import Path
 
@@ -42,9 +43,9 @@ def test_socket_group_and_mode_decide_who_may_connect(runfcgi, nginx_for, tmp_pa
     public = Path(tempfile.mkdtemp(prefix="mtd-sock-"))  # pytest's own temp parents are 0700
     public.chmod(0o755)
     runfcgi.address = str(public / "fcgi.sock")
-    runfcgi.start("--workers", "1", "--socket-group", "www-data", "--socket-mode", "0660")
+    runfcgi.start("--workers", "1", "--socket-owner", "nobody", "--socket-group", "www-data", "--socket-mode", "0660")
     stat = os.stat(runfcgi.address)
-    assert (stat.st_mode & 0o777, stat.st_gid) == (0o660, 33)
+    assert (stat.st_mode & 0o777, stat.st_uid, stat.st_gid) == (0o660, pwd.getpwnam("nobody").pw_uid, 33)
     nginx = nginx_for(f"unix:{runfcgi.address}", public, user="www-data")
     assert nginx.get("/dispatch/ping")[0] == 200
     os.chmod(runfcgi.address, 0o600)  # as if --socket-mode 0600: www-data is shut out

@@ -202,3 +202,58 @@ def test_a_recycle_request_is_acknowledged_with_the_new_pids(runfcgi):
     out = runfcgi.manage("recycle", "--wait", "20").stdout
     assert "manager" in out and "acknowledged" in out, out
     runfcgi.wait_for(lambda: runfcgi.children().isdisjoint(before), what="the old child to leave")
+
+
+def test_internal_mode_serves_the_listening_socket_on_fd_0(runfcgi):
+    """As spawn-fcgi or a web server starts it: no address, the listening socket is stdin."""
+    import subprocess
+    import sys
+
+    from tests.fcgi import ROOT
+
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(runfcgi.address)
+    listener.listen(16)
+    runfcgi.proc = subprocess.Popen(
+        [sys.executable, "manage.py", "runfcgi", "--workers", "1", "--no-status"], stdin=listener.fileno(),
+        env=runfcgi.env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=open(runfcgi.log, "a"),
+    )
+    listener.close()
+    runfcgi.wait_ready()
+    assert "listening on fd 0 (inherited)" in runfcgi.log.read_text()
+
+
+def test_without_an_address_and_no_socket_on_fd_0_it_says_so(runfcgi):
+    out = runfcgi.manage("runfcgi", "--no-status", check=False)
+    assert out.returncode != 0 and "fd 0 is not a listening socket" in out.stderr
+
+
+def test_daemonize_detaches_and_writes_the_pidfile(runfcgi):
+    import subprocess
+    import sys
+
+    from tests.fcgi import ROOT
+
+    errlog = runfcgi.tmp / "daemon.log"
+    subprocess.run(
+        [sys.executable, "manage.py", "runfcgi", "--socket", runfcgi.address, "--workers", "1", "--daemonize",
+         "--pidfile", str(runfcgi.pidfile), "--errlog", str(errlog), "--no-status"],
+        env=runfcgi.env, cwd=ROOT, check=True, timeout=30,
+    )  # returns at once: the server lives on, detached
+    pid = int(runfcgi.wait_for(lambda: runfcgi.pidfile.exists() and runfcgi.pidfile.read_text().strip(),
+                               what="the pidfile"))
+    try:
+        # A new session, and (second fork) not its leader, so it can never reacquire a terminal.
+        assert os.getsid(pid) != os.getsid(0) and os.getsid(pid) != pid
+        runfcgi.wait_for(lambda: _answers(runfcgi), what="the daemon to answer")
+        assert "listening on unix:" in errlog.read_text()
+    finally:
+        os.kill(pid, signal.SIGTERM)
+    runfcgi.wait_for(lambda: not runfcgi.pidfile.exists(), what="the pidfile to go")
+
+
+def _answers(runfcgi) -> bool:
+    try:
+        return runfcgi.get("/dispatch/ping").status == 200
+    except OSError:
+        return False
