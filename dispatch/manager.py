@@ -37,6 +37,9 @@ class ManagerOptions:
     listen: ListenSpec
     workers: int = 2
     max_children: int = 64
+    # php-fpm's dynamic pool: keep this many idle children (0: a fixed pool of `workers`).
+    min_spare: int = 0
+    max_spare: int = 0
     max_requests: int = 0
     max_requests_jitter: int = 0
     max_rss_mb: int = 0
@@ -143,6 +146,7 @@ class Manager:
                     self._read_status(child)
             self._reap()
             self._check_limits()
+            self._adjust_spares()
             self._advance_recycle()
             self._periodic()
             if self.stopping and not self.children and not self.queue_workers:
@@ -396,6 +400,22 @@ class Manager:
                 rss = _rss(child)
                 if rss > opts.max_rss_mb * 1024 * 1024:
                     self._retire(child, f"RSS {rss // 1048576} MB over --max-rss {opts.max_rss_mb} MB")
+
+    def _adjust_spares(self) -> None:
+        """Dynamic pool: one child more while fewer than --min-spare are idle (up to --max-children), one
+        idle child fewer while more than --max-spare are (down to --workers). One step per loop."""
+        opts = self.options
+        if not (opts.min_spare or opts.max_spare) or self.stopping or self.recycle_state:
+            return
+        active = self._active()
+        if not all(c.ready for c in active):
+            return  # wait until the last child spawned reports in
+        idle = [c for c in active if c.state == "idle"]
+        if opts.min_spare and len(idle) < opts.min_spare and self.target < opts.max_children:
+            self.target += 1
+        elif opts.max_spare and len(idle) > opts.max_spare and self.target > opts.workers:
+            self.target -= 1
+            self._retire(idle[-1], f"more than --max-spare {opts.max_spare} idle")
 
     # -- queue workers -----------------------------------------------------------------------------
 

@@ -253,3 +253,19 @@ def _answers(runfcgi) -> bool:
         return runfcgi.get("/dispatch/ping").status == 200
     except OSError:
         return False
+
+
+def test_a_dynamic_pool_keeps_spare_children_within_bounds(runfcgi):
+    runfcgi.start("--workers", "1", "--min-spare", "1", "--max-spare", "2", "--max-children", "4")
+    time.sleep(2)
+    assert len(runfcgi.children()) == 1  # its one child is idle: --min-spare 1 holds
+    threads = [threading.Thread(target=runfcgi.get, args=("/t/slow?s=6",)) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    # Each busy child leaves no idle one: the pool grows, one child at a time, up to --max-children.
+    runfcgi.wait_for(lambda: len(runfcgi.children()) == 4, what="the pool to grow to --max-children")
+    for thread in threads:
+        thread.join(20)
+    # All idle now: more than --max-spare, so it shrinks back to two idle children.
+    runfcgi.wait_for(lambda: len(runfcgi.children()) == 2, what="the pool to shrink to --max-spare")
+    assert "more than --max-spare 2 idle" in runfcgi.log.read_text()

@@ -31,7 +31,11 @@ class Command(BaseCommand):
         where.add_argument("--backlog", type=int, default=1024, help="listen() backlog (flup: SOMAXCONN).")
         procs = parser.add_argument_group("processes")
         procs.add_argument("--workers", type=int, default=2, help="FastCGI children.")
-        procs.add_argument("--max-children", type=int, default=64, help="Upper bound for TTIN.")
+        procs.add_argument("--max-children", type=int, default=64, help="Upper bound (TTIN, spare children).")
+        procs.add_argument("--min-spare", type=int, default=0,
+                           help="Dynamic pool: start children while fewer than this are idle.")
+        procs.add_argument("--max-spare", type=int, default=0,
+                           help="Dynamic pool: retire idle children above this (never below --workers).")
         procs.add_argument("--max-requests", type=int, default=0, help="Recycle a child after N requests.")
         procs.add_argument("--max-requests-jitter", type=int, default=0, help="Plus a random 0..N.")
         procs.add_argument("--max-rss", type=int, default=0, help="Recycle a child above this RSS (MB).")
@@ -55,10 +59,13 @@ class Command(BaseCommand):
             raise CommandError("Give --socket or --host/--port, not both.")
         if o["workers"] < 1:
             raise CommandError("--workers must be at least 1.")
+        if o["max_spare"] and o["max_spare"] < o["min_spare"]:
+            raise CommandError("--max-spare must be at least --min-spare.")
         spec = ListenSpec(path=o["socket"], host=o["host"], port=o["port"], mode=o["socket_mode"],
                           owner=o["socket_owner"], group=o["socket_group"], backlog=o["backlog"])
         options = ManagerOptions(
             listen=spec, workers=o["workers"], max_children=o["max_children"], max_requests=o["max_requests"],
+            min_spare=o["min_spare"], max_spare=o["max_spare"],
             max_requests_jitter=o["max_requests_jitter"], max_rss_mb=o["max_rss"],
             request_timeout=o["request_timeout"], graceful_timeout=o["graceful_timeout"],
             queue_workers=o["queue_workers"], queue_worker_args=o["queue_worker_args"].split(),
