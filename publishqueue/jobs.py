@@ -1,14 +1,20 @@
-"""Job kinds and their handlers. A handler raises to fail the attempt (it is logged and retried)."""
+"""Job kinds and their handlers. A handler raises to fail the attempt (it is logged and retried).
+
+A handler is called as ``handler(job, prepared)``: ``prepared`` is what the kind's preparer (if any)
+loaded for the whole claimed batch at once, or None."""
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 from django.utils.module_loading import import_string
 
 from .conf import get_config
 from .engine import Claimed
 from .models import FileInfo
+from .paths import ArchiveType
 from .publisher import publish_file
+from .rendering import EntryPages
 
 Handler = Callable[[Claimed], object]
 HANDLERS: dict[str, Handler] = {}
@@ -39,19 +45,61 @@ def handler_for(kind: str) -> Handler:
         raise UnknownJobKind(f"No handler for job kind {kind!r} in this worker.") from None
 
 
-def run_job(job: Claimed) -> object:
-    return handler_for(job.kind)(job)
+def run_job(job: Claimed, prepared: object = None) -> object:
+    return handler_for(job.kind)(job, prepared)
+
+
+@dataclass(frozen=True)
+class PreparedPublish:
+    fileinfo: FileInfo | None
+    pages: EntryPages | None
+
+
+def prepare_publish(jobs: Sequence[Claimed]) -> dict[int, PreparedPublish]:
+    """A batch of publish jobs: their FileInfos in one query, and what their entry pages show in a few
+    queries per blog (instead of several queries per page)."""
+    fileinfos = FileInfo.objects.select_related("blog", "template").in_bulk(
+        {job.fileinfo_id for job in jobs if job.fileinfo_id}
+    )
+    entries_by_blog: dict[int, set[int]] = {}
+    for fileinfo in fileinfos.values():
+        if fileinfo.archive_type == ArchiveType.INDIVIDUAL and fileinfo.entry_id:
+            entries_by_blog.setdefault(fileinfo.blog_id, set()).add(fileinfo.entry_id)
+    pages = {blog_id: EntryPages.load(blog_id, ids) for blog_id, ids in entries_by_blog.items()}
+    prepared = {}
+    for job in jobs:
+        fileinfo = fileinfos.get(job.fileinfo_id)
+        prepared[job.id] = PreparedPublish(fileinfo, pages.get(fileinfo.blog_id) if fileinfo else None)
+    return prepared
+
+
+PREPARERS: dict[str, Callable[[Sequence[Claimed]], dict[int, object]]] = {"publish": prepare_publish}
+
+
+def prepare(jobs: Sequence[Claimed]) -> dict[int, object]:
+    """What every job of a batch needs, loaded per kind in bulk."""
+    prepared: dict[int, object] = {}
+    by_kind: dict[str, list[Claimed]] = {}
+    for job in jobs:
+        by_kind.setdefault(job.kind, []).append(job)
+    for kind, group in by_kind.items():
+        preparer = PREPARERS.get(kind)
+        if preparer is not None:
+            prepared.update(preparer(group))
+    return prepared
 
 
 @handles("publish")
-def publish(job: Claimed) -> object:
+def publish(job: Claimed, prepared: PreparedPublish | None = None) -> object:
     """Publish one file. A FileInfo that is gone (its template or blog was deleted) is nothing to do."""
-    fileinfo = FileInfo.objects.select_related("blog", "template").filter(pk=job.fileinfo_id).first()
-    if fileinfo is None:
+    if prepared is None:
+        fileinfo = FileInfo.objects.select_related("blog", "template").filter(pk=job.fileinfo_id).first()
+        prepared = PreparedPublish(fileinfo, None)
+    if prepared.fileinfo is None:
         return None
-    return publish_file(fileinfo=fileinfo)
+    return publish_file(fileinfo=prepared.fileinfo, pages=prepared.pages)
 
 
 @handles("noop")
-def noop(job: Claimed) -> None:
+def noop(job: Claimed, prepared: object = None) -> None:
     """Does nothing: for measuring the queue itself (bench/queue.py) and checking a deployment."""

@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from .models import FileInfo, PublishingMode, Template
 from .paths import ArchiveContext, PathError, resolve_output_path
-from .rendering import render
+from .rendering import EntryPages, render
 
 logger = logging.getLogger("mtdispatch.publisher")
 
@@ -48,14 +48,17 @@ def _missing_context(fileinfo: FileInfo) -> bool:
     )
 
 
-def render_fileinfo(fileinfo: FileInfo) -> str | None:
+def render_fileinfo(fileinfo: FileInfo, pages: EntryPages | None = None) -> str | None:
     """The file's content now, or None if what it shows is gone. Template errors become PublishError
     and are recorded on the template so the admin shows them."""
     if _missing_context(fileinfo):
         return None
     template = fileinfo.template
     try:
-        return render(blog=fileinfo.blog, template_name=template.name, context=context_of(fileinfo), url=fileinfo.url)
+        return render(
+            blog=fileinfo.blog, template_name=template.name, context=context_of(fileinfo), url=fileinfo.url,
+            pages=pages,
+        )
     except (TemplateSyntaxError, TemplateDoesNotExist) as exc:
         message = f"Template {template.name!r} could not be compiled: {exc}"
     except Exception as exc:  # noqa: BLE001 - any error in user template code is reported, not raised raw
@@ -68,7 +71,7 @@ def record_template_error(template: Template, message: str) -> None:
     Template.objects.filter(pk=template.pk).update(last_error=message, last_error_at=timezone.now())
 
 
-def publish_file(*, fileinfo: FileInfo, force: bool = False) -> PublishResult:
+def publish_file(*, fileinfo: FileInfo, force: bool = False, pages: EntryPages | None = None) -> PublishResult:
     """Bring one output file up to date with the database.
 
     Unchanged content is not rewritten (the mtime stays); changed content goes to a temp file in the same
@@ -78,7 +81,7 @@ def publish_file(*, fileinfo: FileInfo, force: bool = False) -> PublishResult:
     if fileinfo.template.mode == PublishingMode.DYNAMIC:
         _remove_published(fileinfo)
         return PublishResult(fileinfo.pk, fileinfo.path, "dynamic")
-    content = render_fileinfo(fileinfo)
+    content = render_fileinfo(fileinfo, pages)
     if content is None:
         _remove_published(fileinfo)
         FileInfo.objects.filter(pk=fileinfo.pk).delete()

@@ -18,7 +18,7 @@ from django.template import Context, Engine
 from django.urls import reverse
 from django.utils import timezone
 
-from blog.models import Blog, Category, Entry
+from blog.models import Blog, Category, Comment, Entry
 
 from .conf import get_config
 from .paths import ArchiveContext, ArchiveType, date_fields, format_path, period_end
@@ -173,11 +173,28 @@ def _live_entries(blog: Blog):
     return Entry.objects.live().filter(blog=blog).prefetch_related("categories")
 
 
-def neighbours(entry: Entry) -> tuple[Entry | None, Entry | None]:
-    """The live entries just before and after ``entry`` by publication date (then id)."""
-    before, after = Entry.objects.neighbour_ids(entry.blog_id, entry.published_on, entry.pk)
-    found = Entry.objects.in_bulk([pk for pk in (before, after) if pk])
-    return found.get(before), found.get(after)
+@dataclass
+class EntryPages:
+    """What entry pages show (the entry, its categories and author, its neighbours, its approved
+    comments), loaded for many entries in a few queries: a worker's batch, or a single page."""
+
+    loaded: set[int]
+    entries: dict[int, Entry]
+    neighbours: dict[int, tuple[Entry | None, Entry | None]]
+    comments: dict[int, list[Comment]]
+
+    @classmethod
+    def load(cls, blog_id: int, entry_ids) -> EntryPages:
+        ids = set(entry_ids)
+        entries = Entry.objects.live().filter(blog_id=blog_id, pk__in=ids).select_related("author")
+        entries = entries.prefetch_related("categories").in_bulk()
+        pairs = {pk: Entry.objects.neighbour_ids(blog_id, e.published_on, pk) for pk, e in entries.items()}
+        near = Entry.objects.prefetch_related("categories").in_bulk({n for pair in pairs.values() for n in pair if n})
+        comments: dict[int, list[Comment]] = {pk: [] for pk in entries}
+        for comment in Comment.objects.filter(entry_id__in=list(entries), status=Comment.Status.APPROVED):
+            comments[comment.entry_id].append(comment)
+        neighbours = {pk: (near.get(before), near.get(after)) for pk, (before, after) in pairs.items()}
+        return cls(ids, entries, neighbours, comments)
 
 
 def period_bounds(archive_type: str, start: dt.date) -> tuple[dt.datetime, dt.datetime]:
@@ -244,13 +261,15 @@ def _sidebar(blog: Blog, links: Links) -> dict[str, Any]:
     return {"all_categories": _Lazy(categories), "monthly_archives": _Lazy(monthly_archives)}
 
 
-def _context_for(blog: Blog, context: ArchiveContext, links: Links) -> dict[str, Any] | None:
+def _context_for(
+    blog: Blog, context: ArchiveContext, links: Links, pages: EntryPages | None = None
+) -> dict[str, Any] | None:
     """Template variables for ``context``, or None when it no longer exists (its file should go)."""
     limit = get_config()["INDEX_ENTRIES"]
     if context.archive_type == ArchiveType.INDEX:
         return {"entries": _with_links(list(_live_entries(blog)[:limit]), links), "archive_title": blog.name}
     if context.archive_type == ArchiveType.INDIVIDUAL:
-        return _entry_context(blog, context.entry_id, links)
+        return _entry_context(blog, context.entry_id, links, pages)
     if context.archive_type == ArchiveType.CATEGORY:
         category = Category.objects.filter(blog=blog, pk=context.category_id).first()
         entries = list(_live_entries(blog).filter(categories=category)) if category else []
@@ -275,11 +294,17 @@ def _period_title(archive_type: str, start: dt.date) -> str:
     return start.strftime(formats[archive_type])
 
 
-def _entry_context(blog: Blog, entry_id: int | None, links: Links) -> dict[str, Any] | None:
-    entry = _live_entries(blog).filter(pk=entry_id).select_related("author").first() if entry_id else None
-    if entry is None:
+def _entry_context(
+    blog: Blog, entry_id: int | None, links: Links, pages: EntryPages | None
+) -> dict[str, Any] | None:
+    if not entry_id:
         return None
-    previous_entry, next_entry = neighbours(entry)
+    if pages is None or entry_id not in pages.loaded:
+        pages = EntryPages.load(blog.pk, [entry_id])
+    entry = pages.entries.get(entry_id)
+    if entry is None:
+        return None  # no longer live
+    previous_entry, next_entry = pages.neighbours[entry_id]
     _with_links([e for e in (entry, previous_entry, next_entry) if e is not None], links)
     for category in entry.categories.all():
         category.archive_url = links.category_url(category)
@@ -287,17 +312,20 @@ def _entry_context(blog: Blog, entry_id: int | None, links: Links) -> dict[str, 
         "entry": entry,
         "previous_entry": previous_entry,
         "next_entry": next_entry,
-        "comments": _Lazy(lambda: list(entry.comments.filter(status="approved"))),
+        "comments": pages.comments[entry_id],
         "archive_title": entry.title,
         "comments_open": blog.comment_policy != Blog.CommentPolicy.CLOSED,
     }
 
 
-def render(*, blog: Blog, template_name: str, context: ArchiveContext, url: str) -> str | None:
-    """Render one file; None when the context is gone (entry unpublished, archive now empty)."""
+def render(
+    *, blog: Blog, template_name: str, context: ArchiveContext, url: str, pages: EntryPages | None = None
+) -> str | None:
+    """Render one file; None when the context is gone (entry unpublished, archive now empty). ``pages``:
+    entry page data loaded beforehand for a batch (loaded here otherwise)."""
     renderer = renderers.get(blog)
     links = Links(blog, renderer.patterns)
-    variables = _context_for(blog, context, links)
+    variables = _context_for(blog, context, links, pages)
     if variables is None:
         return None
     variables.update(sidebars.get(blog, links))

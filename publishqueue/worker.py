@@ -22,7 +22,7 @@ from django.utils import timezone
 from . import engine, periodic
 from .conf import get_config
 from .engine import Claimed
-from .jobs import run_job
+from .jobs import prepare, run_job
 from .models import WorkerHeartbeat
 from .stats import StatsBuffer
 
@@ -76,7 +76,7 @@ class Worker:
         *,
         stop_event: threading.Event | None = None,
         worker_id: str | None = None,
-        job_runner: Callable[[Claimed], object] = run_job,
+        job_runner: Callable[[Claimed, object], object] = run_job,
         log: Callable[[str], None] | None = None,
     ) -> None:
         self.options = options
@@ -150,11 +150,12 @@ class Worker:
         with self._current.lock:
             self._current.held = list(jobs)
         try:
+            prepared = self._prepare(jobs)
             for index, job in enumerate(jobs):
                 if self.stopping or self._reached_max():
                     engine.release(worker_id=self.worker_id, jobs=jobs[index:])
                     break
-                if self._run_one(job):
+                if self._run_one(job, prepared.get(job.id)):
                     done.append(job)
         finally:
             self.result.requeued += engine.complete(worker_id=self.worker_id, jobs=done)
@@ -162,12 +163,20 @@ class Worker:
                 self._current.held, self._current.job = [], None
             self.stats.flush()
 
-    def _run_one(self, job: Claimed) -> bool:
+    def _prepare(self, jobs: list[Claimed]) -> dict:
+        """Bulk-load what the batch needs; if that fails, each job loads its own (and fails on its own)."""
+        try:
+            return prepare(jobs)
+        except Exception:  # noqa: BLE001
+            logger.exception("Preparing a batch failed; running its jobs one by one")
+            return {}
+
+    def _run_one(self, job: Claimed, prepared: object = None) -> bool:
         with self._current.lock:
             self._current.job, self._current.since = job, time.monotonic()
         started = time.monotonic()
         try:
-            outcome = self.job_runner(job)
+            outcome = self.job_runner(job, prepared)
         except Exception as exc:  # noqa: BLE001 - every failure is logged on the job and retried
             final = engine.fail(
                 worker_id=self.worker_id, job=job, message=f"{type(exc).__name__}: {exc}",

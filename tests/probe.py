@@ -17,9 +17,9 @@ def _log(event: str, job) -> None:
 
 
 def probed(kind: str):
-    def handler(job):
+    def handler(job, prepared=None):
         _log("start", job)
-        result = HANDLERS[kind](job)
+        result = HANDLERS[kind](job, prepared)
         time.sleep(float(os.environ.get("MTD_PROBE_SLEEP", "0")))
         _log("end", job)
         return result

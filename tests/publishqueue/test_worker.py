@@ -100,7 +100,7 @@ def test_the_heartbeat_shows_the_current_job():
 SLOW_STARTED, SLOW_RELEASE = threading.Event(), threading.Event()
 
 
-def slow(job):
+def slow(job, prepared=None):
     SLOW_STARTED.set()
     SLOW_RELEASE.wait(10)
 
