@@ -13,7 +13,7 @@ from .conf import get_config
 from .engine import Claimed
 from .models import FileInfo
 from .paths import ArchiveType
-from .publisher import publish_file
+from .publisher import publish_file, record_published
 from .rendering import EntryPages
 
 Handler = Callable[[Claimed], object]
@@ -74,6 +74,8 @@ def prepare_publish(jobs: Sequence[Claimed]) -> dict[int, PreparedPublish]:
 
 
 PREPARERS: dict[str, Callable[[Sequence[Claimed]], dict[int, object]]] = {"publish": prepare_publish}
+# Called with the outcomes of a batch's successful jobs of that kind, before they are completed.
+FINISHERS: dict[str, Callable[[list], None]] = {"publish": record_published}
 
 
 def prepare(jobs: Sequence[Claimed]) -> dict[int, object]:
@@ -89,6 +91,17 @@ def prepare(jobs: Sequence[Claimed]) -> dict[int, object]:
     return prepared
 
 
+def finish(outcomes: Sequence[tuple[Claimed, object]]) -> None:
+    """Per kind, what a batch's finished jobs leave to do together (one write for all their files)."""
+    by_kind: dict[str, list] = {}
+    for job, outcome in outcomes:
+        by_kind.setdefault(job.kind, []).append(outcome)
+    for kind, results in by_kind.items():
+        finisher = FINISHERS.get(kind)
+        if finisher is not None:
+            finisher([r for r in results if r is not None])
+
+
 @handles("publish")
 def publish(job: Claimed, prepared: PreparedPublish | None = None) -> object:
     """Publish one file. A FileInfo that is gone (its template or blog was deleted) is nothing to do."""
@@ -97,7 +110,7 @@ def publish(job: Claimed, prepared: PreparedPublish | None = None) -> object:
         prepared = PreparedPublish(fileinfo, None)
     if prepared.fileinfo is None:
         return None
-    return publish_file(fileinfo=prepared.fileinfo, pages=prepared.pages)
+    return publish_file(fileinfo=prepared.fileinfo, pages=prepared.pages, defer_record=True)
 
 
 @handles("noop")

@@ -1,6 +1,7 @@
 """Publishing one file: render, skip if unchanged, write atomically, never outside the site root."""
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import logging
 import os
@@ -8,6 +9,7 @@ import tempfile
 from dataclasses import dataclass
 from typing import Literal
 
+from django.db import connection, transaction
 from django.template import TemplateDoesNotExist, TemplateSyntaxError
 from django.utils import timezone
 
@@ -30,6 +32,8 @@ class PublishResult:
     path: str
     status: Status
     bytes: int = 0
+    digest: str = ""
+    published_at: dt.datetime | None = None
 
 
 def context_of(fileinfo: FileInfo) -> ArchiveContext:
@@ -71,12 +75,16 @@ def record_template_error(template: Template, message: str) -> None:
     Template.objects.filter(pk=template.pk).update(last_error=message, last_error_at=timezone.now())
 
 
-def publish_file(*, fileinfo: FileInfo, force: bool = False, pages: EntryPages | None = None) -> PublishResult:
+def publish_file(
+    *, fileinfo: FileInfo, force: bool = False, pages: EntryPages | None = None, defer_record: bool = False
+) -> PublishResult:
     """Bring one output file up to date with the database.
 
     Unchanged content is not rewritten (the mtime stays); changed content goes to a temp file in the same
     directory, is fsynced and renamed over the old one, so a reader sees the old file or the new one.
     A file whose context is gone is removed, as is one whose template is now Dynamically published.
+    With ``defer_record`` the caller records the new hash with ``record_published`` (a worker does it
+    once per batch); if that never happens, the file is only rewritten next time.
     """
     if fileinfo.template.mode == PublishingMode.DYNAMIC:
         _remove_published(fileinfo)
@@ -94,17 +102,43 @@ def publish_file(*, fileinfo: FileInfo, force: bool = False, pages: EntryPages |
         record_template_error(fileinfo.template, str(exc))
         raise PublishError(str(exc)) from exc
     unchanged = digest == fileinfo.content_hash and fileinfo.published_path == fileinfo.path
-    if unchanged and not force and os.path.isfile(target):
+    if unchanged and not force and _on_disk(target, data):
         return PublishResult(fileinfo.pk, fileinfo.path, "unchanged", len(data))
     write_atomic(target, data)
     if fileinfo.published_path and fileinfo.published_path != fileinfo.path:
         _unlink_quietly(fileinfo, fileinfo.published_path)
     now = timezone.now()
-    FileInfo.objects.filter(pk=fileinfo.pk).update(content_hash=digest, published_path=fileinfo.path, published_at=now)
+    result = PublishResult(fileinfo.pk, fileinfo.path, "written", len(data), digest, now)
+    if not defer_record:
+        record_published([result])
     fileinfo.content_hash, fileinfo.published_path, fileinfo.published_at = digest, fileinfo.path, now
     if fileinfo.template.last_error:
         _clear_template_error(fileinfo.template)
-    return PublishResult(fileinfo.pk, fileinfo.path, "written", len(data))
+    return result
+
+
+def _on_disk(target: str, data: bytes) -> bool:
+    """The file holds exactly ``data``. The stored hash alone is not proof: a worker killed between
+    writing a file and recording its hash leaves the two apart."""
+    try:
+        with open(target, "rb") as handle:
+            return handle.read(len(data) + 1) == data
+    except OSError:
+        return False
+
+
+def record_published(results: list[PublishResult]) -> None:
+    """Store the hash, path and time of freshly written files, in one transaction."""
+    written = [r for r in results if r.status == "written"]
+    if not written:
+        return
+    table = FileInfo._meta.db_table
+    stamp = connection.ops.adapt_datetimefield_value
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.executemany(
+            f"UPDATE {table} SET content_hash = %s, published_path = %s, published_at = %s WHERE id = %s",
+            [(r.digest, r.path, stamp(r.published_at), r.fileinfo_id) for r in written],
+        )
 
 
 def _clear_template_error(template: Template) -> None:

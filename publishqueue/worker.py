@@ -22,7 +22,7 @@ from django.utils import timezone
 from . import engine, periodic
 from .conf import get_config
 from .engine import Claimed
-from .jobs import prepare, run_job
+from .jobs import finish, prepare, run_job
 from .models import WorkerHeartbeat
 from .stats import StatsBuffer
 
@@ -146,7 +146,7 @@ class Worker:
     # -- jobs --------------------------------------------------------------------------------------
 
     def _run_batch(self, jobs: list[Claimed]) -> None:
-        done: list[Claimed] = []
+        done: list[tuple[Claimed, object]] = []
         with self._current.lock:
             self._current.held = list(jobs)
         try:
@@ -155,10 +155,12 @@ class Worker:
                 if self.stopping or self._reached_max():
                     engine.release(worker_id=self.worker_id, jobs=jobs[index:])
                     break
-                if self._run_one(job, prepared.get(job.id)):
-                    done.append(job)
+                ok, outcome = self._run_one(job, prepared.get(job.id))
+                if ok:
+                    done.append((job, outcome))
         finally:
-            self.result.requeued += engine.complete(worker_id=self.worker_id, jobs=done)
+            finish(done)
+            self.result.requeued += engine.complete(worker_id=self.worker_id, jobs=[job for job, _ in done])
             with self._current.lock:
                 self._current.held, self._current.job = [], None
             self.stats.flush()
@@ -171,7 +173,7 @@ class Worker:
             logger.exception("Preparing a batch failed; running its jobs one by one")
             return {}
 
-    def _run_one(self, job: Claimed, prepared: object = None) -> bool:
+    def _run_one(self, job: Claimed, prepared: object = None) -> tuple[bool, object]:
         with self._current.lock:
             self._current.job, self._current.since = job, time.monotonic()
         started = time.monotonic()
@@ -185,13 +187,13 @@ class Worker:
             self.result.failed += 1
             self.stats.failed(job.kind, finished=timezone.now())
             self.log(f"{job} failed ({'for good' if final else 'will retry'}): {exc}")
-            return False
+            return False, None
         finished = timezone.now()
         if self.options.verbose:
             self.log(f"{job}: {outcome}")
         self.result.done += 1
         self.stats.done(job.kind, finished=finished, run_after=job.run_after, run_seconds=time.monotonic() - started)
-        return True
+        return True, outcome
 
     # -- periodic and background tasks -------------------------------------------------------------
 

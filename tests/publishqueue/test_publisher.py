@@ -166,3 +166,21 @@ def test_compiled_templates_follow_the_template_version(blog, tmp_path):
     fileinfo.refresh_from_db()
     assert publish_file(fileinfo=fileinfo).status == "written"
     assert "NEW HEADER" in (tmp_path / "site" / fileinfo.path).read_text()
+
+
+def test_unchanged_is_judged_by_the_file_on_disk_not_only_the_stored_hash(blog, tmp_path):
+    """A worker killed between writing a file and recording its hash must not leave a stale file later."""
+    entry = EntryFactory(blog=blog, title="Version A")
+    fileinfo = entry_fileinfo(entry)
+    publish_file(fileinfo=fileinfo)  # A written and recorded
+    target = tmp_path / "site" / fileinfo.path
+    entry.title = "Version B"
+    services.save_entry(entry=entry)
+    fileinfo.refresh_from_db()
+    publish_file(fileinfo=fileinfo, defer_record=True)  # B written, never recorded (the worker died)
+    assert "Version B" in target.read_text()
+    entry.title = "Version A"  # back to what the stored hash says
+    services.save_entry(entry=entry)
+    fileinfo.refresh_from_db()
+    assert publish_file(fileinfo=fileinfo).status == "written"
+    assert "Version A" in target.read_text()
