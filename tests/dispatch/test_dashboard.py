@@ -16,12 +16,6 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def superuser_client(client):
-    client.force_login(UserFactory(username="boss", is_staff=True, is_superuser=True))
-    return client
-
-
-@pytest.fixture
 def staff_client(client):
     user = UserFactory(username="editor", is_staff=True)
     user.user_permissions.add(*Permission.objects.filter(codename__in=["view_job", "change_job"]))
@@ -39,23 +33,23 @@ def queue_some():
     JobStat.objects.create(minute=now.replace(second=0, microsecond=0), kind="noop", done=12, latency_ms=1200)
 
 
-def test_the_admin_index_shows_depth_workers_and_the_recycle_button(superuser_client):
+def test_the_admin_index_shows_depth_workers_and_the_recycle_button(admin_client):
     queue_some()
     ManagerStatus.objects.create(
         host="web1", pid=42, started=timezone.now(), last_seen=timezone.now(), address="unix:/run/x.sock",
         children=[{"pid": 43, "state": "busy", "requests": 7, "request": "GET /", "request_age": 0.5,
                    "rss": 50 << 20, "cpu": 1.0, "age": 10}],
     )
-    html = superuser_client.get("/admin/").content.decode()
+    html = admin_client.get("/admin/").content.decode()
     assert 'data-field="depth.ready">2<' in html and 'data-field="depth.failed">1<' in html
     assert 'data-field="depth.waiting">1<' in html and 'data-field="depth.in_progress">1<' in html
     assert "runfcgi unix:/run/x.sock" in html and ">43<" in html and "GET / (0.5s)" in html
     assert "Recycle Workers" in html and "<svg" in html and "boom" in html
 
 
-def test_the_json_endpoint_feeds_the_auto_refresh(superuser_client):
+def test_the_json_endpoint_feeds_the_auto_refresh(admin_client):
     queue_some()
-    data = superuser_client.get("/admin/dashboard/data.json").json()
+    data = admin_client.get("/admin/dashboard/data.json").json()
     assert data["depth"] == {"ready": 2, "waiting": 1, "in_progress": 1, "failed": 1}
     assert data["throughput_per_min"] > 0 and data["eta_seconds"] is not None
     assert {"managers", "queue_workers"} <= set(data["workers"]) and data["can_recycle"] is True
@@ -68,17 +62,17 @@ def test_a_user_without_the_permission_sees_no_button_and_gets_403(staff_client)
     assert not RecycleRequest.objects.exists()
 
 
-def test_recycle_records_who_and_when_with_an_audit_entry(superuser_client):
-    response = superuser_client.get("/admin/dashboard/recycle/")
+def test_recycle_records_who_and_when_with_an_audit_entry(admin_client):
+    response = admin_client.get("/admin/dashboard/recycle/")
     assert b"Yes, recycle workers" in response.content  # the confirmation page without JavaScript
-    response = superuser_client.post("/admin/dashboard/recycle/")
+    response = admin_client.post("/admin/dashboard/recycle/")
     assert response.status_code == 302
     request = RecycleRequest.objects.get()
-    assert request.requested_by.username == "boss"
+    assert request.requested_by.username == "admin"
     assert LogEntry.objects.get().change_message == "Recycle workers requested"
     RecycleAck.objects.create(request=request, kind="manager", host="web1", pid=42, new_pids=[50, 51])
-    html = superuser_client.get("/admin/").content.decode()
-    assert f"Last recycle #{request.pk} by boss" in html and "new pids 50, 51" in html
+    html = admin_client.get("/admin/").content.decode()
+    assert f"Last recycle #{request.pk} by admin" in html and "new pids 50, 51" in html
 
 
 def test_recycle_needs_a_post_with_csrf(client):
@@ -89,25 +83,25 @@ def test_recycle_needs_a_post_with_csrf(client):
     assert csrf_client.post("/admin/dashboard/recycle/").status_code == 403
 
 
-def test_queue_actions_retry_raise_and_delete(superuser_client):
+def test_queue_actions_retry_raise_and_delete(admin_client):
     queue_some()
     failed = Job.objects.get(unique_key="0")
-    superuser_client.post(f"/admin/dashboard/job/{failed.pk}/retry/")
+    admin_client.post(f"/admin/dashboard/job/{failed.pk}/retry/")
     failed.refresh_from_db()
     assert (failed.failed_at, failed.attempts) == (None, 0)
-    superuser_client.post(f"/admin/dashboard/job/{failed.pk}/raise/")
+    admin_client.post(f"/admin/dashboard/job/{failed.pk}/raise/")
     assert Job.objects.get(pk=failed.pk).priority == 5
-    superuser_client.post(f"/admin/dashboard/job/{failed.pk}/delete/")
+    admin_client.post(f"/admin/dashboard/job/{failed.pk}/delete/")
     assert not Job.objects.filter(pk=failed.pk).exists()
-    assert superuser_client.get(f"/admin/dashboard/job/{failed.pk}/retry/").status_code == 405
+    assert admin_client.get(f"/admin/dashboard/job/{failed.pk}/retry/").status_code == 405
 
 
-def test_the_job_list_filters_by_state_and_sets_priority(superuser_client):
+def test_the_job_list_filters_by_state_and_sets_priority(admin_client):
     queue_some()
-    html = superuser_client.get("/admin/publishqueue/job/?state=failed").content.decode()
+    html = admin_client.get("/admin/publishqueue/job/?state=failed").content.decode()
     assert "noop:0" in html and "noop:3" not in html
     ids = [str(j.pk) for j in Job.objects.filter(unique_key__in=["3", "4"])]
-    superuser_client.post("/admin/publishqueue/job/", {"action": "set_priority", "_selected_action": ids,
+    admin_client.post("/admin/publishqueue/job/", {"action": "set_priority", "_selected_action": ids,
                                                         "priority": "7"})
     assert set(Job.objects.filter(pk__in=ids).values_list("priority", flat=True)) == {7}
 

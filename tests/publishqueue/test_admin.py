@@ -3,16 +3,10 @@ import pytest
 from django.urls import reverse
 
 from publishqueue.models import Job, Template
-from tests.factories import EntryFactory, UserFactory, blog_with_templates
+from tests.factories import EntryFactory, blog_with_templates
 from tests.helpers import admin_form_data
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-@pytest.fixture
-def admin_client(client):
-    client.force_login(UserFactory(username="root", is_staff=True, is_superuser=True))
-    return client
 
 
 @pytest.fixture
