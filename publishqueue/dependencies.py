@@ -99,6 +99,11 @@ def all_template_contexts(template: Template) -> set[ArchiveContext]:
     return contexts
 
 
+def template_fileinfos(template: Template) -> list[FileInfo]:
+    """The FileInfo rows of every file ``template`` has now (created or re-pathed as needed)."""
+    return ensure_fileinfos(blog=template.blog, contexts=all_template_contexts(template), templates=[template])
+
+
 def _context_fields(context: ArchiveContext, entries: dict[int, Entry], categories: dict[int, Category]):
     """Pattern fields for a context, or None when the entry/category it names is gone."""
     if context.archive_type == ArchiveType.INDEX:

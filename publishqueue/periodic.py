@@ -36,7 +36,7 @@ def publish_scheduled_entries(now: dt.datetime) -> int:
 
 def republish_interval_templates(now: dt.datetime) -> int:
     """Index templates with "republish every N minutes": queue their files when their interval is up."""
-    from .dependencies import all_template_contexts, ensure_fileinfos
+    from .dependencies import template_fileinfos
     from .queue import enqueue_publish
 
     queued = 0
@@ -45,9 +45,7 @@ def republish_interval_templates(now: dt.datetime) -> int:
     ).select_related("blog")
     for template in templates:
         if take_run(f"template-interval:{template.pk}", dt.timedelta(minutes=template.rebuild_interval_minutes), now):
-            contexts = all_template_contexts(template)
-            fileinfos = ensure_fileinfos(blog=template.blog, contexts=contexts, templates=[template])
-            queued += enqueue_publish(fileinfos)
+            queued += enqueue_publish(template_fileinfos(template))
     return queued
 
 

@@ -16,7 +16,7 @@ from django.db import transaction
 from blog.models import Blog
 
 from .conf import get_config
-from .dependencies import all_template_contexts, ensure_fileinfos
+from .dependencies import template_fileinfos
 from .models import FileInfo, PublishingMode, Template
 from .publisher import PublishError, PublishResult, publish_file
 from .queue import enqueue_publish
@@ -82,13 +82,8 @@ def template_saved(*, template: Template, previous_mode: str | None) -> ChangeRe
     report = ChangeReport()
     if template.mode == PublishingMode.DYNAMIC and previous_mode != PublishingMode.DYNAMIC:
         _unpublish_static_files(template)
-    targets = _templates_affected_by(template)
-    if not targets:
-        return report
-    for target in targets:
-        fileinfos = ensure_fileinfos(
-            blog=template.blog, contexts=all_template_contexts(target), templates=[target]
-        )
+    for target in _templates_affected_by(template):
+        fileinfos = template_fileinfos(target)
         if target.writes_files:
             report.queued += enqueue_publish(fileinfos, priority=get_config()["TEMPLATE_SAVE_PRIORITY"])
     return report
@@ -130,9 +125,7 @@ def publish_templates(
     for template in templates:
         if template.kind == Template.Kind.MODULE or template.mode == PublishingMode.DISABLED:
             continue
-        fileinfos = ensure_fileinfos(
-            blog=template.blog, contexts=all_template_contexts(template), templates=[template]
-        )
+        fileinfos = template_fileinfos(template)
         if template.mode == PublishingMode.DYNAMIC:
             report.skipped["dynamic"] = report.skipped.get("dynamic", 0) + len(fileinfos)
             continue
