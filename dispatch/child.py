@@ -16,7 +16,7 @@ import socket
 import sys
 import time
 
-from dispatch.scoreboard import BUSY, IDLE
+from dispatch.scoreboard import BUSY, IDLE, Scoreboard
 
 
 class Child:
@@ -25,8 +25,6 @@ class Child:
         self.listen = socket.socket(fileno=args.listen_fd)
         self.listen.setblocking(False)
         self.status_fd = args.status_fd
-        from dispatch.scoreboard import Scoreboard
-
         self.board = Scoreboard(args.slot + 1, fd=args.scoreboard_fd)
         self.slot = args.slot
         self.parent = os.getppid()

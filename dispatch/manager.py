@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import os
+import select
 import signal
 import socket
 import subprocess
@@ -135,7 +136,7 @@ class Manager:
             self._maintain()
             fds = [self.wake_r] + [c.status_fd for c in self.children.values()]
             try:
-                readable, _, _ = _select(fds, 1.0)
+                readable, _, _ = select.select(fds, [], [], 1.0)
             except InterruptedError:
                 readable = []
             if self.wake_r in readable:
@@ -472,12 +473,6 @@ def _child_env() -> dict[str, str]:
     root = str(settings.BASE_DIR)
     path = os.environ.get("PYTHONPATH", "")
     return {**os.environ, "PYTHONPATH": f"{root}{os.pathsep}{path}" if path else root}
-
-
-def _select(fds, timeout):
-    import select
-
-    return select.select(fds, [], [], timeout)
 
 
 def _signal(pid: int, sig: int) -> None:

@@ -12,9 +12,7 @@ from .models import ManagerStatus
 
 def publish_manager(manager) -> None:
     """Write the manager's pool (per child: pid, state, requests, current request and age, RSS, CPU)."""
-    queue = []
-    for pid in manager.queue_workers:
-        queue.append({"pid": pid})
+    queue = [{"pid": pid} for pid in manager.queue_workers]
     ManagerStatus.objects.update_or_create(
         host=socket.gethostname(), pid=os.getpid(),
         defaults={
