@@ -4,7 +4,7 @@ A handler is called as ``handler(job, prepared)``: ``prepared`` is what the kind
 loaded for the whole claimed batch at once, or None."""
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from django.utils.module_loading import import_string
@@ -78,28 +78,28 @@ PREPARERS: dict[str, Callable[[Sequence[Claimed]], dict[int, object]]] = {"publi
 FINISHERS: dict[str, Callable[[list], None]] = {"publish": record_published}
 
 
+def _by_kind(pairs: Iterable[tuple[str, object]]) -> dict[str, list]:
+    groups: dict[str, list] = {}
+    for kind, item in pairs:
+        groups.setdefault(kind, []).append(item)
+    return groups
+
+
 def prepare(jobs: Sequence[Claimed]) -> dict[int, object]:
     """What every job of a batch needs, loaded per kind in bulk."""
     prepared: dict[int, object] = {}
-    by_kind: dict[str, list[Claimed]] = {}
-    for job in jobs:
-        by_kind.setdefault(job.kind, []).append(job)
-    for kind, group in by_kind.items():
-        preparer = PREPARERS.get(kind)
-        if preparer is not None:
-            prepared.update(preparer(group))
+    for kind, group in _by_kind((job.kind, job) for job in jobs).items():
+        if kind in PREPARERS:
+            prepared.update(PREPARERS[kind](group))
     return prepared
 
 
 def finish(outcomes: Sequence[tuple[Claimed, object]]) -> None:
     """Per kind, what a batch's finished jobs leave to do together (one write for all their files)."""
-    by_kind: dict[str, list] = {}
-    for job, outcome in outcomes:
-        by_kind.setdefault(job.kind, []).append(outcome)
-    for kind, results in by_kind.items():
-        finisher = FINISHERS.get(kind)
-        if finisher is not None:
-            finisher([r for r in results if r is not None])
+    pairs = ((job.kind, outcome) for job, outcome in outcomes if outcome is not None)
+    for kind, results in _by_kind(pairs).items():
+        if kind in FINISHERS:
+            FINISHERS[kind](results)
 
 
 @handles("publish")
