@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -105,30 +106,33 @@ class RenderScope:
         return self.renderer.fragment(name, self.blog.content_version, render_fragment)
 
 
-class _RendererCache:
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._items: OrderedDict[tuple[int, int], BlogRenderer] = OrderedDict()
+class _LRU:
+    """A small thread-safe LRU of per-process render state, keyed by blog versions (so it needs no
+    invalidation: a change makes a new key)."""
 
-    def get(self, blog: Blog) -> BlogRenderer:
-        key = (blog.pk, blog.templates_version)
+    def __init__(self, size: Callable[[], int]) -> None:
+        self._size = size
+        self._lock = threading.Lock()
+        self._items: OrderedDict[tuple, Any] = OrderedDict()
+
+    def get(self, key: tuple, build: Callable[[], Any]) -> Any:
         with self._lock:
             if key in self._items:
                 self._items.move_to_end(key)
                 return self._items[key]
-        renderer = _load_renderer(blog)
+        value = build()  # outside the lock: it may query the database
         with self._lock:
-            self._items[key] = renderer
-            while len(self._items) > get_config()["ENGINE_CACHE_SIZE"]:
+            self._items[key] = value
+            while len(self._items) > self._size():
                 self._items.popitem(last=False)
-        return renderer
+        return value
 
     def clear(self) -> None:
         with self._lock:
             self._items.clear()
 
 
-renderers = _RendererCache()
+renderers = _LRU(lambda: get_config()["ENGINE_CACHE_SIZE"])
 
 
 def _load_renderer(blog: Blog) -> BlogRenderer:
@@ -206,32 +210,10 @@ def period_bounds(archive_type: str, start: dt.date) -> tuple[dt.datetime, dt.da
     )
 
 
-class _SidebarCache:
-    """Blog-wide lists (categories, monthly archives) shared by every page rendered for one content
-    and templates version. Every content change bumps ``content_version`` in its own transaction and
-    republishes what it touches, so a render that used an older list is always redone."""
-
-    def __init__(self, size: int = 16) -> None:
-        self._lock = threading.Lock()
-        self._size = size
-        self._items: OrderedDict[tuple[int, int, int], dict[str, Any]] = OrderedDict()
-
-    def get(self, blog: Blog, links: Links) -> dict[str, Any]:
-        key = (blog.pk, blog.content_version, blog.templates_version)
-        with self._lock:
-            found = self._items.get(key)
-            if found is None:
-                found = self._items[key] = _sidebar(blog, links)
-                while len(self._items) > self._size:
-                    self._items.popitem(last=False)
-            return found
-
-    def clear(self) -> None:
-        with self._lock:
-            self._items.clear()
-
-
-sidebars = _SidebarCache()
+# Blog-wide lists (categories, monthly archives) shared by every page rendered for one content and
+# templates version. Every content change bumps ``content_version`` in its own transaction and republishes
+# what it touches, so a render that used an older list is always redone.
+sidebars = _LRU(lambda: 16)
 
 
 def _sidebar(blog: Blog, links: Links) -> dict[str, Any]:
@@ -323,12 +305,13 @@ def render(
 ) -> str | None:
     """Render one file; None when the context is gone (entry unpublished, archive now empty). ``pages``:
     entry page data loaded beforehand for a batch (loaded here otherwise)."""
-    renderer = renderers.get(blog)
+    renderer = renderers.get((blog.pk, blog.templates_version), lambda: _load_renderer(blog))
     links = Links(blog, renderer.patterns)
     variables = _context_for(blog, context, links, pages)
     if variables is None:
         return None
-    variables.update(sidebars.get(blog, links))
+    key = (blog.pk, blog.content_version, blog.templates_version)
+    variables.update(sidebars.get(key, lambda: _sidebar(blog, links)))
     variables.update(
         blog=blog,
         archive_type=context.archive_type,
