@@ -20,9 +20,7 @@ from .dashboard import dashboard_data
 
 def data(request: HttpRequest) -> JsonResponse:
     """The dashboard's numbers, for auto-refresh."""
-    payload = dashboard_data(request.user)
-    payload.pop("recent_errors")
-    return JsonResponse(payload, encoder=DjangoJSONEncoder)
+    return JsonResponse(dashboard_data(request.user), encoder=DjangoJSONEncoder)
 
 
 def recycle(request: HttpRequest) -> HttpResponse:

@@ -21,21 +21,19 @@ logger = logging.getLogger("mtdispatch.devhttp")
 
 
 def _published_file(path: str) -> str | None:
-    from blog.models import Blog
     from publishqueue.paths import PathError, resolve_output_path
+    from publishqueue.views import site_file_for
 
     close_old_connections()
-    for blog in Blog.objects.only("site_url", "site_root"):
-        prefix = blog.site_path
-        if path.startswith(prefix):
-            relative = path[len(prefix):] or "index.html"
-            relative += "index.html" if relative.endswith("/") else ""
-            try:
-                candidate = resolve_output_path(blog.site_root, relative)
-            except PathError:
-                return None
-            return candidate if os.path.isfile(candidate) else None
-    return None
+    found = site_file_for(path)
+    if found is None:
+        return None
+    blog, relative = found
+    try:
+        candidate = resolve_output_path(blog.site_root, relative)
+    except PathError:
+        return None
+    return candidate if os.path.isfile(candidate) else None
 
 
 def _static_file(path: str) -> str | None:

@@ -74,9 +74,9 @@ def overview(now: dt.datetime | None = None) -> dict:
         "by_blog": _grouped("fileinfo__blog__name", now),
         "by_template": _grouped("fileinfo__template__name", now),
         "history": history,
-        "recent_errors": list(
-            JobError.objects.order_by("-created").values(
-                "id", "job_id", "kind", "unique_key", "worker", "attempt", "message", "created"
-            )[:10]
-        ),
     }
+
+
+def recent_errors(limit: int = 10) -> list[dict]:
+    fields = ("id", "job_id", "kind", "unique_key", "worker", "attempt", "message", "created")
+    return list(JobError.objects.order_by("-created").values(*fields)[:limit])

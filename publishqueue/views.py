@@ -15,23 +15,27 @@ from .paths import PathError, check_relative_path
 from .publisher import PublishError, render_fileinfo
 
 
-def _blog_for(path: str) -> tuple[Blog, str] | None:
-    """The blog whose site URL path is the longest prefix of ``path``, and the rest of the path."""
+def site_file_for(path: str) -> tuple[Blog, str] | None:
+    """The blog whose site URL path is the longest prefix of the URL path ``path``, and the file that
+    path names under its site root (a directory means its index.html)."""
     best: tuple[Blog, str] | None = None
-    for blog in Blog.objects.only("id", "site_url", "site_root", "templates_version", "name", "comment_policy"):
+    for blog in Blog.objects.only("id", "site_url", "site_root"):
         prefix = blog.site_path
         if path.startswith(prefix) and (best is None or len(prefix) > len(best[0].site_path)):
             best = (blog, path[len(prefix) :])
-    return best
+    if best is None:
+        return None
+    blog, relative = best
+    if relative == "" or relative.endswith("/"):
+        relative += "index.html"
+    return blog, relative
 
 
 def serve_site(request: HttpRequest, path: str = "") -> HttpResponse:
-    found = _blog_for(request.path)
+    found = site_file_for(request.path)
     if found is None:
         raise Http404("No blog is published at this URL.")
     blog, relative = found
-    if relative == "" or relative.endswith("/"):
-        relative += "index.html"
     try:
         check_relative_path(relative)
     except PathError as exc:

@@ -1,6 +1,7 @@
 from django import template
 
 from dispatch.dashboard import dashboard_data
+from publishqueue.overview import recent_errors
 
 register = template.Library()
 
@@ -10,8 +11,9 @@ def mtdispatch_dashboard(context):
     request = context["request"]
     if not request.user.is_staff:
         return {"show": False}
-    return {"show": True, "d": dashboard_data(request.user), "request": request,
-            "csrf_token": context.get("csrf_token")}
+    data = dashboard_data(request.user)
+    data["recent_errors"] = recent_errors()  # the page shows them; the JSON refresh does not
+    return {"show": True, "d": data, "request": request, "csrf_token": context.get("csrf_token")}
 
 
 @register.filter
