@@ -114,12 +114,10 @@ class TemplateAdmin(admin.ModelAdmin):
     def publish_view(self, request, pk: int):
         if request.method != "POST":
             return HttpResponseNotAllowed(["POST"])
-        template = get_object_or_404(Template.objects.select_related("blog"), pk=pk)
+        template = get_object_or_404(Template, pk=pk)
         if not self.has_change_permission(request, template):
             raise PermissionDenied
-        report = services.publish_templates(templates=[template])
-        level = messages.WARNING if report.errors else messages.SUCCESS
-        self.message_user(request, f"Publish now: {report.summary()}.", level)
+        publish_now(self, request, Template.objects.filter(pk=pk))  # the list action, for one template
         return HttpResponseRedirect(reverse("admin:publishqueue_template_change", args=[pk]))
 
     def save_model(self, request, obj, form, change) -> None:
