@@ -16,7 +16,7 @@ from blog.models import Blog, Category, Entry
 
 from .models import ArchiveMapping, FileInfo, PublishingMode, Template
 from .paths import DATE_TYPES, ArchiveContext, ArchiveType, PathError, date_fields, format_path, period_start
-from .rendering import primary_category_slug
+from .rendering import entry_fields
 
 
 @dataclass(frozen=True)
@@ -112,8 +112,7 @@ def _context_fields(context: ArchiveContext, entries: dict[int, Entry], categori
         entry = entries.get(context.entry_id)
         if entry is None:
             return None
-        day = timezone.localdate(entry.published_on)
-        return {**date_fields(day), "slug": entry.slug, "id": str(entry.pk), "category": primary_category_slug(entry)}
+        return entry_fields(entry)
     if context.archive_type == ArchiveType.CATEGORY:
         category = categories.get(context.category_id)
         return {"category": category.slug} if category else None

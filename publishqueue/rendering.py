@@ -30,6 +30,15 @@ def primary_category_slug(entry: Entry) -> str:
     return min((c.slug for c in entry.categories.all()), default="uncategorized")
 
 
+def entry_fields(entry: Entry, *, category: bool = True) -> dict[str, str]:
+    """The path fields of an entry's page: {year} {month} {day} (local date), {slug}, {id}, and {category}
+    when asked (it reads the entry's categories)."""
+    fields = {**date_fields(timezone.localdate(entry.published_on)), "slug": entry.slug, "id": str(entry.pk)}
+    if category:
+        fields["category"] = primary_category_slug(entry)
+    return fields
+
+
 def build_engine(sources: dict[str, str]) -> Engine:
     return Engine(
         loaders=[("django.template.loaders.cached.Loader", [("django.template.loaders.locmem.Loader", sources)])],
@@ -50,11 +59,8 @@ class Links:
         return self.blog.absolute_url(format_path(pattern, fields)) if pattern is not None else ""
 
     def entry_url(self, entry: Entry) -> str:
-        day = timezone.localdate(entry.published_on)
-        fields = {**date_fields(day), "slug": entry.slug, "id": str(entry.pk)}
-        if "{category}" in self.patterns.get(ArchiveType.INDIVIDUAL, ""):
-            fields["category"] = primary_category_slug(entry)
-        return self._url(ArchiveType.INDIVIDUAL, fields)
+        uses_category = "{category}" in self.patterns.get(ArchiveType.INDIVIDUAL, "")
+        return self._url(ArchiveType.INDIVIDUAL, entry_fields(entry, category=uses_category))
 
     def category_url(self, category: Category) -> str:
         return self._url(ArchiveType.CATEGORY, {"category": category.slug})
