@@ -53,6 +53,12 @@ ERROR_PAGE = (
 )
 
 
+def encode_record(rtype: int, request_id: int, data: bytes = b"") -> bytes:
+    """One FastCGI record: header, content, padding to a multiple of 8 bytes."""
+    padding = -len(data) & 7
+    return struct.pack(FCGI_Header, FCGI_VERSION_1, rtype, request_id, len(data), padding) + data + b"\x00" * padding
+
+
 class SafeRequest(Request):
     def __init__(self, conn, inputStreamClass) -> None:
         super().__init__(conn, inputStreamClass)
@@ -124,9 +130,7 @@ class SafeConnection(Connection):
     }
 
     def writeRecord(self, rec: Record) -> None:
-        padding = -rec.contentLength & 7
-        header = struct.pack(FCGI_Header, FCGI_VERSION_1, rec.type, rec.requestId, rec.contentLength, padding)
-        self._sock.sendall(header + rec.contentData + b"\x00" * padding)
+        self._sock.sendall(encode_record(rec.type, rec.requestId, rec.contentData))
 
     def run(self) -> None:
         try:

@@ -19,6 +19,8 @@ from flup.server.fcgi_base import (
     encode_pair,
 )
 
+from dispatch.fastcgi import encode_record
+
 Address = str | tuple[str, int]
 
 
@@ -42,21 +44,16 @@ def connect(address: Address, timeout: float | None = 30) -> socket.socket:
     return sock
 
 
-def _record(rtype: int, data: bytes = b"") -> bytes:
-    header = struct.pack("!BBHHBx", 1, rtype, 1, len(data), 0)
-    return header + data
-
-
 def request_bytes(params: dict[str, str], body: bytes = b"") -> bytes:
     """The records of one FastCGI request (id 1, no keep-alive)."""
-    out = _record(FCGI_BEGIN_REQUEST, struct.pack(FCGI_BeginRequestBody, FCGI_RESPONDER, 0))
+    out = encode_record(FCGI_BEGIN_REQUEST, 1, struct.pack(FCGI_BeginRequestBody, FCGI_RESPONDER, 0))
     encoded = b"".join(encode_pair(k.encode("latin-1"), v.encode("latin-1")) for k, v in params.items())
     for start in range(0, len(encoded), 65535):
-        out += _record(FCGI_PARAMS, encoded[start : start + 65535])
-    out += _record(FCGI_PARAMS)
+        out += encode_record(FCGI_PARAMS, 1, encoded[start : start + 65535])
+    out += encode_record(FCGI_PARAMS, 1)
     for start in range(0, len(body), 65535):
-        out += _record(FCGI_STDIN, body[start : start + 65535])
-    return out + _record(FCGI_STDIN)
+        out += encode_record(FCGI_STDIN, 1, body[start : start + 65535])
+    return out + encode_record(FCGI_STDIN, 1)
 
 
 def params_for(method: str, uri: str, *, body: bytes = b"", headers: dict[str, str] | None = None,
