@@ -35,6 +35,23 @@ def latest_request_id() -> int:
     return RecycleRequest.objects.order_by("-id").values_list("id", flat=True).first() or 0
 
 
+class RecycleWatch:
+    """Notices recycle requests made after it first looked (older ones are not this process's)."""
+
+    def __init__(self) -> None:
+        self.seen: int | None = None
+
+    def new_request(self) -> int | None:
+        """The id of a recycle request newer than any seen so far, or None."""
+        latest = latest_request_id()
+        if self.seen is not None and latest > self.seen:
+            self.seen = latest
+            return latest
+        if self.seen is None:
+            self.seen = latest
+        return None
+
+
 def acknowledge(*, request_id: int, kind: str, old_pids: list[int], new_pids: list[int]) -> None:
     RecycleAck.objects.create(
         request_id=request_id, kind=kind, host=socket.gethostname(), pid=os.getpid(),

@@ -27,6 +27,7 @@ from django.db import close_old_connections
 from django.utils import timezone
 
 from .child import drain
+from .control import RecycleWatch
 from .scoreboard import BUSY, Scoreboard
 from .sockets import ListenSpec, open_listener
 
@@ -108,7 +109,7 @@ class Manager:
         self.started = timezone.now()
         self._next_status = 0.0
         self._next_control = 0.0
-        self._last_request_id = None
+        self.recycle_watch = RecycleWatch()
         self.listener: socket.socket | None = None
         # Slots for every child that can exist at once: old and new ones overlap during a recycle.
         self.board = Scoreboard(2 * options.max_children + 2)
@@ -443,15 +444,10 @@ class Manager:
             _quietly(publish_manager, self)
 
     def _poll_control(self) -> None:
-        from .control import latest_request_id
-
         close_old_connections()
-        latest = latest_request_id()
-        if self._last_request_id is None:
-            self._last_request_id = latest  # requests made before we started are not ours
-        elif latest > self._last_request_id:
-            self._last_request_id = latest
-            self.recycle(reason=f"recycle request #{latest}", request_id=latest)
+        request_id = self.recycle_watch.new_request()
+        if request_id:
+            self.recycle(reason=f"recycle request #{request_id}", request_id=request_id)
 
     def snapshot(self) -> list[dict]:
         now = time.time()

@@ -20,7 +20,7 @@ def publish_manager(manager) -> None:
             "state": manager.stopping and "stopping" or ("recycling" if manager.recycle_state else "running"),
             "workers_target": manager.target, "children": manager.snapshot(), "queue_workers": queue,
             "requests_served": manager.requests_served, "recycles": manager.recycles,
-            "last_recycle_request": manager._last_request_id or 0,
+            "last_recycle_request": manager.recycle_watch.seen or 0,
         },
     )
 

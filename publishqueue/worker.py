@@ -247,18 +247,17 @@ class _Heartbeat:
 
     def follow_recycles(self) -> None:
         """A recycle request made after this worker started: acknowledge it and restart (fresh code)."""
-        from dispatch.control import acknowledge, latest_request_id
+        from dispatch.control import RecycleWatch, acknowledge
 
-        latest = latest_request_id()
-        if self.seen_request is None:
-            self.seen_request = latest
-        elif latest > self.seen_request:
-            self.seen_request = latest
-            acknowledge(request_id=latest, kind="worker", old_pids=[os.getpid()], new_pids=[os.getpid()])
+        if self.recycle_watch is None:
+            self.recycle_watch = RecycleWatch()
+        request_id = self.recycle_watch.new_request()
+        if request_id:
+            acknowledge(request_id=request_id, kind="worker", old_pids=[os.getpid()], new_pids=[os.getpid()])
             self.worker.restart_requested = True
-            self.worker.stop(f"recycle request #{latest}: restarting with fresh code")
+            self.worker.stop(f"recycle request #{request_id}: restarting with fresh code")
 
-    seen_request: int | None = None
+    recycle_watch = None
 
     def beat(self) -> None:
         w = self.worker

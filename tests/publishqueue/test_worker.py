@@ -172,3 +172,23 @@ def test_runworker_command_reports_what_it_did(capsys):
     noops(3)
     call_command("runworker", "--no-periodic", "--no-background", "--load", "2")
     assert "3 done, 0 failed" in capsys.readouterr().out
+
+
+def test_a_standalone_worker_acknowledges_a_new_recycle_request_and_restarts():
+    from dispatch.models import RecycleAck, RecycleRequest
+    from publishqueue.worker import _Heartbeat
+
+    RecycleRequest.objects.create(note="made before the worker started: not its own")
+    w = Worker(WorkerOptions(daemon=True, follow_recycles=True, periodic=False, background=False),
+               worker_id="test:1:1")
+    heartbeat = _Heartbeat(w)
+    heartbeat.beat()  # first look: the old request is the baseline
+    heartbeat.beat()
+    assert not w.stopping and not RecycleAck.objects.exists()
+    request = RecycleRequest.objects.create(note="from the dashboard")
+    heartbeat.beat()
+    assert w.stopping and w.restart_requested
+    ack = RecycleAck.objects.get()
+    assert (ack.request_id, ack.kind) == (request.pk, "worker")
+    heartbeat.beat()
+    assert RecycleAck.objects.count() == 1  # acknowledged once
