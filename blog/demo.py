@@ -73,6 +73,8 @@ def create_demo_blog(
                 author=user,
             )
         )
+    for entry in new_entries:
+        entry.render_body()
     Entry.objects.bulk_create(new_entries, batch_size=500)
     _categorise_and_comment(rng, blog, categories, existing)
     return DemoResult(blog=blog, entries=blog.entries.count(), username=username, password=password)

@@ -2,8 +2,8 @@ import datetime as dt
 
 import pytest
 
-from blog.models import Entry
-from tests.factories import BlogFactory, EntryFactory
+from blog.models import Entry, attach_categories
+from tests.factories import BlogFactory, CategoryFactory, EntryFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -22,3 +22,33 @@ def test_neighbours_order_by_date_then_id_and_skip_entries_that_are_not_live():
     assert Entry.objects.neighbour_ids(blog.pk, WHEN, tie_b.pk) == (tie_a.pk, last.pk)
     assert Entry.objects.neighbour_ids(blog.pk, first.published_on, first.pk) == (None, tie_a.pk)
     assert Entry.objects.neighbour_ids(blog.pk, last.published_on, last.pk) == (tie_b.pk, None)
+
+
+def test_the_body_is_rendered_to_html_when_the_entry_is_saved():
+    entry = EntryFactory(body="Some *markdown*.")
+    assert Entry.objects.get(pk=entry.pk).body_html == "<p>Some <em>markdown</em>.</p>"
+    entry.body = "**Changed**"
+    entry.save(update_fields=["body"])  # the stored HTML follows even when only the body is named
+    assert Entry.objects.get(pk=entry.pk).body_html == "<p><strong>Changed</strong></p>"
+    entry.title = "Retitled"
+    entry.save(update_fields=["title"])
+    assert Entry.objects.get(pk=entry.pk).body_html == "<p><strong>Changed</strong></p>"
+
+
+def test_attached_categories_are_what_the_relation_holds_in_label_order_and_cost_no_query_per_entry(
+    django_assert_num_queries,
+):
+    blog = BlogFactory()
+    zebra, apple = CategoryFactory(blog=blog, label="Zebra"), CategoryFactory(blog=blog, label="Apple")
+    entries = [EntryFactory(blog=blog) for _ in range(7)]
+    entries[0].categories.set([zebra, apple])
+    entries[1].categories.set([zebra])
+    fresh = list(Entry.objects.filter(blog=blog).order_by("id"))
+    with django_assert_num_queries(4):  # links in chunks of 3 entries (3 queries), then the categories
+        attach_categories(fresh, chunk=3)
+    with django_assert_num_queries(0):
+        found = [[c.label for c in entry.categories.all()] for entry in fresh]
+        assert fresh[0].categories.count() == 2 and not fresh[2].categories.exists()
+    assert found == [["Apple", "Zebra"], ["Zebra"]] + [[]] * 5
+    uncached = Entry.objects.filter(blog=blog).order_by("id")
+    assert found == [[c.label for c in entry.categories.all()] for entry in uncached]
