@@ -7,19 +7,21 @@ anywhere in the blog (a module included by others, say) invalidates exactly that
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from django.conf import settings
 from django.db.models import Count
 from django.db.models.functions import TruncMonth
 from django.template import Context, Engine
-from django.urls import reverse
+from django.urls import get_script_prefix, get_urlconf, reverse
 from django.utils import timezone
 
-from blog.models import Blog, Category, Comment, Entry
+from blog.models import Blog, Category, Comment, Entry, attach_categories
 
 from .conf import get_config
 from .paths import ArchiveContext, ArchiveType, date_fields, format_path, period_end
@@ -179,8 +181,13 @@ def _with_links(entries: list[Entry], links: Links) -> list[Entry]:
     return entries
 
 
+def _listed(entries, links: Links) -> list[Entry]:
+    """Entries of a listing page, with their categories and permalinks."""
+    return _with_links(attach_categories(entries), links)
+
+
 def _live_entries(blog: Blog):
-    return Entry.objects.live().filter(blog=blog).prefetch_related("categories")
+    return Entry.objects.live().filter(blog=blog)
 
 
 @dataclass
@@ -197,9 +204,12 @@ class EntryPages:
     def load(cls, blog_id: int, entry_ids) -> EntryPages:
         ids = set(entry_ids)
         entries = Entry.objects.live().filter(blog_id=blog_id, pk__in=ids).select_related("author")
-        entries = entries.prefetch_related("categories").in_bulk()
+        entries = entries.in_bulk()
         pairs = {pk: Entry.objects.neighbour_ids(blog_id, e.published_on, pk) for pk, e in entries.items()}
-        near = Entry.objects.prefetch_related("categories").in_bulk({n for pair in pairs.values() for n in pair if n})
+        # A batch's entries are mostly each other's neighbours: only the others are loaded.
+        outside = {n for pair in pairs.values() for n in pair if n and n not in entries}
+        near = {**entries, **Entry.objects.in_bulk(outside)} if outside else entries
+        attach_categories(near.values())
         comments: dict[int, list[Comment]] = {pk: [] for pk in entries}
         for comment in Comment.objects.filter(entry_id__in=list(entries), status=Comment.Status.APPROVED):
             comments[comment.entry_id].append(comment)
@@ -255,22 +265,22 @@ def _context_for(
     """Template variables for ``context``, or None when it no longer exists (its file should go)."""
     limit = get_config()["INDEX_ENTRIES"]
     if context.archive_type == ArchiveType.INDEX:
-        return {"entries": _with_links(list(_live_entries(blog)[:limit]), links), "archive_title": blog.name}
+        return {"entries": _listed(_live_entries(blog)[:limit], links), "archive_title": blog.name}
     if context.archive_type == ArchiveType.INDIVIDUAL:
         return _entry_context(blog, context.entry_id, links, pages)
     if context.archive_type == ArchiveType.CATEGORY:
         category = Category.objects.filter(blog=blog, pk=context.category_id).first()
-        entries = list(_live_entries(blog).filter(categories=category)) if category else []
+        entries = _listed(_live_entries(blog).filter(categories=category), links) if category else []
         if not entries:
             return None
         category.archive_url = links.category_url(category)
-        return {"category": category, "entries": _with_links(entries, links), "archive_title": category.label}
+        return {"category": category, "entries": entries, "archive_title": category.label}
     start, end = period_bounds(context.archive_type, context.period_start)
-    entries = list(_live_entries(blog).filter(published_on__gte=start, published_on__lt=end))
+    entries = _listed(_live_entries(blog).filter(published_on__gte=start, published_on__lt=end), links)
     if not entries:
         return None
     return {
-        "entries": _with_links(entries, links),
+        "entries": entries,
         "period_start": start,
         "period_end": end,
         "archive_title": _period_title(context.archive_type, context.period_start),
@@ -306,6 +316,12 @@ def _entry_context(
     }
 
 
+@functools.lru_cache(maxsize=16)
+def _comment_action(script_prefix: str, urlconf: str) -> str:
+    """The comment form's URL: reversed once per script prefix and URLconf, not for every page."""
+    return reverse("blog:comment_post", urlconf=urlconf)
+
+
 def render(
     *, blog: Blog, template_name: str, context: ArchiveContext, url: str, pages: EntryPages | None = None
 ) -> str | None:
@@ -322,7 +338,7 @@ def render(
         blog=blog,
         archive_type=context.archive_type,
         file_url=url,
-        comment_action=reverse("blog:comment_post"),
+        comment_action=_comment_action(get_script_prefix(), get_urlconf() or settings.ROOT_URLCONF),
         _mt=RenderScope(blog, renderer),
     )
     return renderer.engine.get_template(template_name).render(Context(variables))
