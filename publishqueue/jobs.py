@@ -4,14 +4,16 @@ A handler is called as ``handler(job, prepared)``: ``prepared`` is what the kind
 loaded for the whole claimed batch at once, or None."""
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from django.utils.module_loading import import_string
 
+from blog.models import Blog
+
 from .conf import get_config
 from .engine import Claimed
-from .models import FileInfo
+from .models import FileInfo, Template
 from .paths import ArchiveType
 from .publisher import publish_file, record_published
 from .rendering import EntryPages
@@ -58,9 +60,15 @@ class PreparedPublish:
 def prepare_publish(jobs: Sequence[Claimed]) -> dict[int, PreparedPublish]:
     """A batch of publish jobs: their FileInfos in one query, and what their entry pages show in a few
     queries per blog (instead of several queries per page)."""
-    fileinfos = FileInfo.objects.select_related("blog", "template").in_bulk(
-        {job.fileinfo_id for job in jobs if job.fileinfo_id}
-    )
+    fileinfos = FileInfo.objects.in_bulk({job.fileinfo_id for job in jobs if job.fileinfo_id})
+    # One Blog and one Template object per batch, not a copy of each (with its source) per file.
+    blogs = Blog.objects.in_bulk({fileinfo.blog_id for fileinfo in fileinfos.values()})
+    templates = Template.objects.in_bulk({fileinfo.template_id for fileinfo in fileinfos.values()})
+    for pk, fileinfo in list(fileinfos.items()):
+        if fileinfo.blog_id in blogs and fileinfo.template_id in templates:
+            fileinfo.blog, fileinfo.template = blogs[fileinfo.blog_id], templates[fileinfo.template_id]
+        else:
+            del fileinfos[pk]  # deleted since (with its blog or template): nothing to publish
     entries_by_blog: dict[int, set[int]] = {}
     for fileinfo in fileinfos.values():
         if fileinfo.archive_type == ArchiveType.INDIVIDUAL and fileinfo.entry_id:
@@ -74,8 +82,9 @@ def prepare_publish(jobs: Sequence[Claimed]) -> dict[int, PreparedPublish]:
 
 
 PREPARERS: dict[str, Callable[[Sequence[Claimed]], dict[int, object]]] = {"publish": prepare_publish}
-# Called with the outcomes of a batch's successful jobs of that kind, before they are completed.
-FINISHERS: dict[str, Callable[[list], None]] = {"publish": record_published}
+# Called with the outcomes of a batch's successful jobs of that kind, before they are completed; returns
+# the outcomes it could not finish, with the error (their jobs fail and are retried).
+FINISHERS: dict[str, Callable[[list], Mapping[object, Exception]]] = {"publish": record_published}
 
 
 def _by_kind(pairs: Iterable[tuple[str, object]]) -> dict[str, list]:
@@ -94,12 +103,15 @@ def prepare(jobs: Sequence[Claimed]) -> dict[int, object]:
     return prepared
 
 
-def finish(outcomes: Sequence[tuple[Claimed, object]]) -> None:
-    """Per kind, what a batch's finished jobs leave to do together (one write for all their files)."""
+def finish(outcomes: Sequence[tuple[Claimed, object]]) -> dict[int, Exception]:
+    """Per kind, what a batch's finished jobs leave to do together (make their files durable and record
+    them in one write). Returns the jobs, by id, whose outcome could not be finished, with the error."""
     pairs = ((job.kind, outcome) for job, outcome in outcomes if outcome is not None)
+    failed: dict[object, Exception] = {}
     for kind, results in _by_kind(pairs).items():
         if kind in FINISHERS:
-            FINISHERS[kind](results)
+            failed.update(FINISHERS[kind](results))
+    return {job.id: failed[outcome] for job, outcome in outcomes if outcome is not None and outcome in failed}
 
 
 @handles("publish")

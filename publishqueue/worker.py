@@ -59,6 +59,16 @@ def make_worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{int(time.time())}"
 
 
+@dataclass(frozen=True)
+class _Ran:
+    """A job that ran without raising, before its batch is completed."""
+
+    job: Claimed
+    outcome: object
+    finished: dt.datetime
+    seconds: float
+
+
 @dataclass
 class _Current:
     """What the worker holds now, shared with the heartbeat thread."""
@@ -146,7 +156,7 @@ class Worker:
     # -- jobs --------------------------------------------------------------------------------------
 
     def _run_batch(self, jobs: list[Claimed]) -> None:
-        done: list[tuple[Claimed, object]] = []
+        ran: list[_Ran] = []
         with self._current.lock:
             self._current.held = list(jobs)
         try:
@@ -155,15 +165,29 @@ class Worker:
                 if self.stopping or self._reached_max():
                     engine.release(worker_id=self.worker_id, jobs=jobs[index:])
                     break
-                ok, outcome = self._run_one(job, prepared.get(job.id))
-                if ok:
-                    done.append((job, outcome))
+                outcome = self._run_one(job, prepared.get(job.id))
+                if outcome is not None:
+                    ran.append(outcome)
         finally:
-            finish(done)
-            self.result.requeued += engine.complete(worker_id=self.worker_id, jobs=[job for job, _ in done])
+            self._complete(ran)
             with self._current.lock:
                 self._current.held, self._current.job = [], None
             self.stats.flush()
+
+    def _complete(self, ran: list[_Ran]) -> None:
+        """What the batch's jobs leave to do together (for publish jobs: make the files durable and record
+        them), then completion. A job whose part of that fails is failed like any other: logged, retried."""
+        failures = finish([(r.job, r.outcome) for r in ran])
+        completed = []
+        for r in ran:
+            error = failures.get(r.job.id)
+            if error is not None:
+                self.result.done -= 1
+                self._fail(r.job, error)
+                continue
+            self.stats.done(r.job.kind, finished=r.finished, run_after=r.job.run_after, run_seconds=r.seconds)
+            completed.append(r.job)
+        self.result.requeued += engine.complete(worker_id=self.worker_id, jobs=completed)
 
     def _prepare(self, jobs: list[Claimed]) -> dict:
         """Bulk-load what the batch needs; if that fails, each job loads its own (and fails on its own)."""
@@ -173,27 +197,28 @@ class Worker:
             logger.exception("Preparing a batch failed; running its jobs one by one")
             return {}
 
-    def _run_one(self, job: Claimed, prepared: object = None) -> tuple[bool, object]:
+    def _run_one(self, job: Claimed, prepared: object = None) -> _Ran | None:
         with self._current.lock:
             self._current.job, self._current.since = job, time.monotonic()
         started = time.monotonic()
         try:
             outcome = self.job_runner(job, prepared)
         except Exception as exc:  # noqa: BLE001 - every failure is logged on the job and retried
-            final = engine.fail(
-                worker_id=self.worker_id, job=job, message=f"{type(exc).__name__}: {exc}",
-                traceback=traceback.format_exc(),
-            )
-            self.result.failed += 1
-            self.stats.failed(job.kind, finished=timezone.now())
-            self.log(f"{job} failed ({'for good' if final else 'will retry'}): {exc}")
-            return False, None
-        finished = timezone.now()
+            self._fail(job, exc)
+            return None
         if self.options.verbose:
             self.log(f"{job}: {outcome}")
         self.result.done += 1
-        self.stats.done(job.kind, finished=finished, run_after=job.run_after, run_seconds=time.monotonic() - started)
-        return True, outcome
+        return _Ran(job, outcome, timezone.now(), time.monotonic() - started)
+
+    def _fail(self, job: Claimed, exc: BaseException) -> None:
+        final = engine.fail(
+            worker_id=self.worker_id, job=job, message=f"{type(exc).__name__}: {exc}",
+            traceback="".join(traceback.format_exception(exc)),
+        )
+        self.result.failed += 1
+        self.stats.failed(job.kind, finished=timezone.now())
+        self.log(f"{job} failed ({'for good' if final else 'will retry'}): {exc}")
 
     # -- periodic and background tasks -------------------------------------------------------------
 
