@@ -4,6 +4,7 @@ A handler is called as ``handler(job, prepared)``: ``prepared`` is what the kind
 loaded for the whole claimed batch at once, or None."""
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -14,9 +15,9 @@ from blog.models import Blog
 from .conf import get_config
 from .engine import Claimed
 from .models import FileInfo, Template
-from .paths import ArchiveType
+from .paths import DATE_TYPES, ArchiveType
 from .publisher import publish_file, record_published
-from .rendering import EntryPages
+from .rendering import BatchPages
 
 Handler = Callable[[Claimed], object]
 HANDLERS: dict[str, Handler] = {}
@@ -54,12 +55,12 @@ def run_job(job: Claimed, prepared: object = None) -> object:
 @dataclass(frozen=True)
 class PreparedPublish:
     fileinfo: FileInfo | None
-    pages: EntryPages | None
+    pages: BatchPages | None
 
 
 def prepare_publish(jobs: Sequence[Claimed]) -> dict[int, PreparedPublish]:
-    """A batch of publish jobs: their FileInfos in one query, and what their entry pages show in a few
-    queries per blog (instead of several queries per page)."""
+    """A batch of publish jobs: their FileInfos in one query, and what their entry pages and date-based
+    archives show in a few queries per blog (instead of several queries per page)."""
     fileinfos = FileInfo.objects.in_bulk({job.fileinfo_id for job in jobs if job.fileinfo_id})
     # One Blog and one Template object per batch, not a copy of each (with its source) per file.
     blogs = Blog.objects.in_bulk({fileinfo.blog_id for fileinfo in fileinfos.values()})
@@ -70,10 +71,18 @@ def prepare_publish(jobs: Sequence[Claimed]) -> dict[int, PreparedPublish]:
         else:
             del fileinfos[pk]  # deleted since (with its blog or template): nothing to publish
     entries_by_blog: dict[int, set[int]] = {}
+    periods_by_blog: dict[int, set[tuple[str, dt.date]]] = {}
     for fileinfo in fileinfos.values():
         if fileinfo.archive_type == ArchiveType.INDIVIDUAL and fileinfo.entry_id:
             entries_by_blog.setdefault(fileinfo.blog_id, set()).add(fileinfo.entry_id)
-    pages = {blog_id: EntryPages.load(blog_id, ids) for blog_id, ids in entries_by_blog.items()}
+        elif fileinfo.archive_type in DATE_TYPES and fileinfo.period_start:
+            periods_by_blog.setdefault(fileinfo.blog_id, set()).add((fileinfo.archive_type, fileinfo.period_start))
+    pages = {
+        blog_id: BatchPages.load(
+            blog_id, entry_ids=entries_by_blog.get(blog_id, ()), periods=periods_by_blog.get(blog_id, ())
+        )
+        for blog_id in entries_by_blog.keys() | periods_by_blog.keys()
+    }
     prepared = {}
     for job in jobs:
         fileinfo = fileinfos.get(job.fileinfo_id)

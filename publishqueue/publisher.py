@@ -16,7 +16,7 @@ from django.utils import timezone
 
 from .models import FileInfo, PublishingMode, Template
 from .paths import ArchiveContext, PathError, resolve_output_path
-from .rendering import EntryPages, render
+from .rendering import BatchPages, render
 
 logger = logging.getLogger("mtdispatch.publisher")
 
@@ -58,7 +58,7 @@ def _missing_context(fileinfo: FileInfo) -> bool:
     )
 
 
-def render_fileinfo(fileinfo: FileInfo, pages: EntryPages | None = None) -> str | None:
+def render_fileinfo(fileinfo: FileInfo, pages: BatchPages | None = None) -> str | None:
     """The file's content now, or None if what it shows is gone. Template errors become PublishError
     and are recorded on the template so the admin shows them."""
     if _missing_context(fileinfo):
@@ -82,7 +82,7 @@ def record_template_error(template: Template, message: str) -> None:
 
 
 def publish_file(
-    *, fileinfo: FileInfo, force: bool = False, pages: EntryPages | None = None, defer_record: bool = False
+    *, fileinfo: FileInfo, force: bool = False, pages: BatchPages | None = None, defer_record: bool = False
 ) -> PublishResult:
     """Bring one output file up to date with the database.
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from django.conf import settings
-from django.db.models import Count
+from django.db.models import Count, Q
 from django.db.models.functions import TruncMonth
 from django.template import Context, Engine
 from django.urls import get_script_prefix, get_urlconf, reverse
@@ -24,7 +24,7 @@ from django.utils import timezone
 from blog.models import Blog, Category, Comment, Entry, attach_categories
 
 from .conf import get_config
-from .paths import ArchiveContext, ArchiveType, date_fields, format_path, period_end
+from .paths import ArchiveContext, ArchiveType, date_fields, format_path, period_end, period_start
 
 
 def primary_category_slug(entry: Entry) -> str:
@@ -191,20 +191,29 @@ def _live_entries(blog: Blog):
 
 
 @dataclass
-class EntryPages:
-    """What entry pages show (the entry, its categories and author, its neighbours, its approved
-    comments), loaded for many entries in a few queries: a worker's batch, or a single page."""
+class BatchPages:
+    """What a batch of pages shows, loaded for all of them in a few queries (a worker's batch, or a single
+    page): entry pages (the entry, its categories and author, its neighbours, its approved comments) and the
+    entries of date-based archives."""
 
-    loaded: set[int]
-    entries: dict[int, Entry]
-    neighbours: dict[int, tuple[Entry | None, Entry | None]]
-    comments: dict[int, list[Comment]]
+    loaded: set[int] = field(default_factory=set)
+    entries: dict[int, Entry] = field(default_factory=dict)
+    neighbours: dict[int, tuple[Entry | None, Entry | None]] = field(default_factory=dict)
+    comments: dict[int, list[Comment]] = field(default_factory=dict)
+    # (archive type, period start) -> its live entries, newest first.
+    periods: dict[tuple[str, dt.date], list[Entry]] = field(default_factory=dict)
 
     @classmethod
-    def load(cls, blog_id: int, entry_ids) -> EntryPages:
-        ids = set(entry_ids)
-        entries = Entry.objects.live().filter(blog_id=blog_id, pk__in=ids).select_related("author")
-        entries = entries.in_bulk()
+    def load(cls, blog_id: int, entry_ids=(), periods=()) -> BatchPages:
+        pages = cls()
+        if entry_ids:
+            pages._load_entry_pages(blog_id, set(entry_ids))
+        for start in range(0, len(periods := sorted(set(periods))), PERIODS_PER_QUERY):
+            pages._load_periods(blog_id, periods[start : start + PERIODS_PER_QUERY])
+        return pages
+
+    def _load_entry_pages(self, blog_id: int, ids: set[int]) -> None:
+        entries = Entry.objects.live().filter(blog_id=blog_id, pk__in=ids).select_related("author").in_bulk()
         pairs = {pk: Entry.objects.neighbour_ids(blog_id, e.published_on, pk) for pk, e in entries.items()}
         # A batch's entries are mostly each other's neighbours: only the others are loaded.
         outside = {n for pair in pairs.values() for n in pair if n and n not in entries}
@@ -213,8 +222,30 @@ class EntryPages:
         comments: dict[int, list[Comment]] = {pk: [] for pk in entries}
         for comment in Comment.objects.filter(entry_id__in=list(entries), status=Comment.Status.APPROVED):
             comments[comment.entry_id].append(comment)
-        neighbours = {pk: (near.get(before), near.get(after)) for pk, (before, after) in pairs.items()}
-        return cls(ids, entries, neighbours, comments)
+        self.loaded |= ids
+        self.entries.update(entries)
+        self.neighbours.update((pk, (near.get(before), near.get(after))) for pk, (before, after) in pairs.items())
+        self.comments.update(comments)
+
+    def _load_periods(self, blog_id: int, periods: list[tuple[str, dt.date]]) -> None:
+        """One query for the entries of many periods (each an indexed date range), shared out by local date."""
+        ranges = Q()
+        for archive_type, start in periods:
+            lo, hi = period_bounds(archive_type, start)
+            ranges |= Q(published_on__gte=lo, published_on__lt=hi)
+        listed: dict[tuple[str, dt.date], list[Entry]] = {key: [] for key in periods}
+        types = {archive_type for archive_type, _ in periods}
+        for entry in attach_categories(Entry.objects.live().filter(ranges, blog_id=blog_id)):
+            day = timezone.localdate(entry.published_on)
+            for archive_type in types:
+                found = listed.get((archive_type, period_start(archive_type, day)))
+                if found is not None:
+                    found.append(entry)
+        self.periods.update(listed)
+
+
+# Date ranges OR-ed in one query (SQLite limits an expression's depth to 1,000).
+PERIODS_PER_QUERY = 200
 
 
 def period_bounds(archive_type: str, start: dt.date) -> tuple[dt.datetime, dt.datetime]:
@@ -260,7 +291,7 @@ def _sidebar(blog: Blog, links: Links) -> dict[str, Any]:
 
 
 def _context_for(
-    blog: Blog, context: ArchiveContext, links: Links, pages: EntryPages | None = None
+    blog: Blog, context: ArchiveContext, links: Links, pages: BatchPages | None = None
 ) -> dict[str, Any] | None:
     """Template variables for ``context``, or None when it no longer exists (its file should go)."""
     limit = get_config()["INDEX_ENTRIES"]
@@ -276,7 +307,11 @@ def _context_for(
         category.archive_url = links.category_url(category)
         return {"category": category, "entries": entries, "archive_title": category.label}
     start, end = period_bounds(context.archive_type, context.period_start)
-    entries = _listed(_live_entries(blog).filter(published_on__gte=start, published_on__lt=end), links)
+    period = (context.archive_type, context.period_start)
+    if pages is not None and period in pages.periods:
+        entries = _with_links(pages.periods[period], links)
+    else:
+        entries = _listed(_live_entries(blog).filter(published_on__gte=start, published_on__lt=end), links)
     if not entries:
         return None
     return {
@@ -293,12 +328,12 @@ def _period_title(archive_type: str, start: dt.date) -> str:
 
 
 def _entry_context(
-    blog: Blog, entry_id: int | None, links: Links, pages: EntryPages | None
+    blog: Blog, entry_id: int | None, links: Links, pages: BatchPages | None
 ) -> dict[str, Any] | None:
     if not entry_id:
         return None
     if pages is None or entry_id not in pages.loaded:
-        pages = EntryPages.load(blog.pk, [entry_id])
+        pages = BatchPages.load(blog.pk, entry_ids=[entry_id])
     entry = pages.entries.get(entry_id)
     if entry is None:
         return None  # no longer live
@@ -323,7 +358,7 @@ def _comment_action(script_prefix: str, urlconf: str) -> str:
 
 
 def render(
-    *, blog: Blog, template_name: str, context: ArchiveContext, url: str, pages: EntryPages | None = None
+    *, blog: Blog, template_name: str, context: ArchiveContext, url: str, pages: BatchPages | None = None
 ) -> str | None:
     """Render one file; None when the context is gone (entry unpublished, archive now empty). ``pages``:
     entry page data loaded beforehand for a batch (loaded here otherwise)."""

@@ -97,6 +97,36 @@ def test_a_file_that_cannot_be_synced_fails_its_job_alone(tmp_path):
     assert sum(JobStat.objects.values_list("failed", flat=True)) == 1
 
 
+@override_settings(TIME_ZONE="America/New_York")
+def test_a_batch_renders_each_page_as_it_renders_alone(tmp_path):
+    """Batch loading (entry pages, and the entries of many date archives in one query) changes nothing
+    in the output, entries on either side of a local month and year boundary included."""
+    from publishqueue.models import ArchiveMapping, FileInfo, Template
+    from publishqueue.publisher import render_fileinfo
+    from publishqueue.services import publish_templates
+
+    blog = blog_with_templates(tmp_path / "site", mode="queue")
+    ArchiveMapping.objects.create(
+        template=blog.templates.get(identifier="monthly_archive"), archive_type="yearly", path_pattern="{year}/"
+    )
+    local = timezone.get_current_timezone()
+    moments = [dt.datetime(2025, 12, 31, 23, 30), dt.datetime(2026, 1, 1, 0, 30), dt.datetime(2026, 1, 31, 22)]
+    moments += [dt.datetime(2026, 2, 1, 1) + dt.timedelta(days=9 * n, hours=n) for n in range(12)]
+    for n, moment in enumerate(moments):
+        EntryFactory(blog=blog, title=f"Entry {n}", published_on=moment.replace(tzinfo=local))
+    EntryFactory(blog=blog, title="Draft", published_on=moments[1].replace(tzinfo=local), status="draft")
+    Job.objects.all().delete()
+    queued = publish_templates(templates=Template.objects.filter(blog=blog), queue=True).queued
+    assert worker(load=200).run().done == queued
+    yearly = FileInfo.objects.filter(blog=blog, archive_type="yearly")
+    assert sorted(f.path for f in yearly) == ["2025/index.html", "2026/index.html"]
+    for fileinfo in FileInfo.objects.filter(blog=blog).select_related("blog", "template"):
+        written = (tmp_path / "site" / fileinfo.path).read_text()
+        assert written == render_fileinfo(fileinfo), fileinfo.path
+    assert "Entry 1" in (tmp_path / "site/2026/01/index.html").read_text()
+    assert "Entry 0" not in (tmp_path / "site/2026/01/index.html").read_text()
+
+
 def test_a_daemon_waits_for_work_and_stops_on_request():
     w = worker(daemon=True, sleep=0.05)
     thread = threading.Thread(target=w.run)
