@@ -6,8 +6,9 @@ import hashlib
 import logging
 import os
 import tempfile
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
 from typing import Literal
 
 from django.db import connection, transaction
@@ -20,7 +21,7 @@ from .rendering import BatchPages, render
 
 logger = logging.getLogger("mtdispatch.publisher")
 
-# Threads syncing a batch's files (each mostly waits on the disk).
+# Threads putting files written in the background in place.
 SYNC_THREADS = 8
 
 Status = Literal["written", "unchanged", "removed", "dynamic"]
@@ -38,8 +39,8 @@ class PublishResult:
     bytes: int = 0
     digest: str = ""
     published_at: dt.datetime | None = None
-    target: str = ""  # the absolute path written
-    durable: bool = False  # fsynced when written (else record_published syncs it)
+    # A file written with defer_record: its fsync and rename, running in the background.
+    pending: Future | None = field(default=None, compare=False, repr=False)
 
 
 def context_of(fileinfo: FileInfo) -> ArchiveContext:
@@ -89,9 +90,9 @@ def publish_file(
     Unchanged content is not rewritten (the mtime stays); changed content goes to a temp file in the same
     directory, is fsynced and renamed over the old one, so a reader sees the old file or the new one.
     A file whose context is gone is removed, as is one whose template is now Dynamically published.
-    With ``defer_record`` the file is not fsynced here: the caller calls ``record_published``, which makes
-    the batch's files durable together and then records their hashes (a worker does it once per batch,
-    before completing the jobs). If that never happens, the job runs again and the file is rewritten.
+    With ``defer_record`` the fsync and rename run in a background thread while the caller goes on, and the
+    caller passes the result to ``record_published``, which waits for them and records the hashes (a worker
+    does it once per batch, before completing the jobs). If that never happens, the job runs again.
     """
     if fileinfo.template.mode == PublishingMode.DYNAMIC:
         _remove_published(fileinfo)
@@ -111,11 +112,11 @@ def publish_file(
     unchanged = digest == fileinfo.content_hash and fileinfo.published_path == fileinfo.path
     if unchanged and not force and _on_disk(target, data):
         return PublishResult(fileinfo.pk, fileinfo.path, "unchanged", len(data))
-    write_atomic(target, data, durable=not defer_record)
+    pending = write_atomic_in_background(target, data) if defer_record else write_atomic(target, data)
     if fileinfo.published_path and fileinfo.published_path != fileinfo.path:
         _unlink_quietly(fileinfo, fileinfo.published_path)
     now = timezone.now()
-    result = PublishResult(fileinfo.pk, fileinfo.path, "written", len(data), digest, now, target, not defer_record)
+    result = PublishResult(fileinfo.pk, fileinfo.path, "written", len(data), digest, now, pending)
     if not defer_record:
         record_published([result])
     fileinfo.content_hash, fileinfo.published_path, fileinfo.published_at = digest, fileinfo.path, now
@@ -135,9 +136,13 @@ def _on_disk(target: str, data: bytes) -> bool:
 
 
 def record_published(results: list[PublishResult]) -> dict[PublishResult, PublishError]:
-    """Make freshly written files durable, all at once, then store their hash, path and time in one
-    transaction. Returns the files that could not be synced (they are not recorded)."""
-    failed = sync_files([r for r in results if r.status == "written"])
+    """Wait for files written in the background to be in place, then store the hash, path and time of
+    every file written in one transaction. Returns the files that did not reach their place (their temp
+    file is gone, they are not recorded)."""
+    failed = {}
+    for result in results:
+        if result.pending is not None and (error := result.pending.result()) is not None:
+            failed[result] = PublishError(f"{result.path} could not be written: {error}")
     written = [r for r in results if r.status == "written" and r not in failed]
     if not written:
         return failed
@@ -151,30 +156,27 @@ def record_published(results: list[PublishResult]) -> dict[PublishResult, Publis
     return failed
 
 
-def sync_files(results: list[PublishResult]) -> dict[PublishResult, PublishError]:
-    """fsync the files of a batch in parallel threads: their waits on the disk overlap instead of adding up
-    (one by one they left a worker idle for a third of its time). Files written durably are skipped."""
-    pending = [r for r in results if r.target and not r.durable]
-    if not pending:
-        return {}
-    with ThreadPoolExecutor(max_workers=min(SYNC_THREADS, len(pending))) as pool:
-        errors = dict(zip(pending, pool.map(_fsync_path, [r.target for r in pending]), strict=True))
-    return {
-        r: PublishError(f"{r.path} was written but could not be synced to disk: {error}")
-        for r, error in errors.items()
-        if error is not None
-    }
-
-
 def _clear_template_error(template: Template) -> None:
     """A successful render clears the error an earlier one left in the admin."""
     Template.objects.filter(pk=template.pk).update(last_error="", last_error_at=None)
     template.last_error = ""
 
 
-def write_atomic(target: str, data: bytes, mode: int = 0o644, *, durable: bool = True) -> None:
-    """Write ``data`` to ``target`` so that no reader ever sees a partial file. ``durable``: fsync before
-    the rename (otherwise the caller syncs it, see ``sync_files``)."""
+def write_atomic(target: str, data: bytes, mode: int = 0o644) -> None:
+    """Write ``data`` to ``target`` so that no reader ever sees a partial file and a crash leaves the old
+    file or the new one: a temp file in the same directory, fsynced, renamed over the target."""
+    _put_in_place(*_write_temp(target, data, mode), target)
+
+
+def write_atomic_in_background(target: str, data: bytes, mode: int = 0o644) -> Future:
+    """``write_atomic`` whose fsync and rename run in a background thread, so that a worker renders its
+    next page while the disk works (done in line, those waits left it idle a third of its time). The
+    future's result is None, or the OSError that kept the file from its place."""
+    fd, tmp = _write_temp(target, data, mode)
+    return _background().submit(_put_in_place_or_error, fd, tmp, target)
+
+
+def _write_temp(target: str, data: bytes, mode: int) -> tuple[int, str]:
     directory, name = os.path.split(target)
     try:
         fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{name}.", suffix=".tmp")
@@ -182,28 +184,56 @@ def write_atomic(target: str, data: bytes, mode: int = 0o644, *, durable: bool =
         os.makedirs(directory, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fchmod(handle.fileno(), mode)
-            if durable:
-                os.fsync(handle.fileno())
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+        os.fchmod(fd, mode)
+    except BaseException:
+        os.close(fd)
+        _silent_unlink(tmp)
+        raise
+    return fd, tmp
+
+
+def _put_in_place(fd: int, tmp: str, target: str) -> None:
+    try:
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
         os.replace(tmp, target)
     except BaseException:
         _silent_unlink(tmp)
         raise
 
 
-def _fsync_path(path: str) -> OSError | None:
+def _put_in_place_or_error(fd: int, tmp: str, target: str) -> OSError | None:
     try:
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        _put_in_place(fd, tmp, target)
     except OSError as exc:
         return exc
     return None
+
+
+_pool: ThreadPoolExecutor | None = None
+_pool_lock = threading.Lock()
+
+
+def _background() -> ThreadPoolExecutor:
+    """The threads that put files written in the background in place (each mostly waits on the disk)."""
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(max_workers=SYNC_THREADS, thread_name_prefix="mtdispatch-write")
+        return _pool
+
+
+def _forget_pool() -> None:
+    global _pool
+    _pool = None  # a forked child has none of its parent's threads
+
+
+os.register_at_fork(after_in_child=_forget_pool)
 
 
 def _silent_unlink(path: str) -> None:

@@ -66,35 +66,30 @@ def test_publish_jobs_write_the_files(tmp_path):
     assert "Queued title" in next((tmp_path / "site").rglob(f"{entry.slug}.html")).read_text()
 
 
-def test_a_file_that_cannot_be_synced_fails_its_job_alone(tmp_path):
-    """A batch's files are fsynced together after its jobs ran; one that fails there (here: removed
-    before the sync) is not recorded and its job is retried, the rest of the batch completes."""
-    from publishqueue.jobs import run_job
+def test_a_file_that_cannot_be_put_in_place_fails_its_job_alone(tmp_path):
+    """A batch's files are fsynced and renamed into place in the background while the worker goes on;
+    one that fails there (here: a directory is where the file should go) is not recorded, its temp file is
+    removed and its job is retried, while the rest of the batch completes."""
     from publishqueue.models import FileInfo
 
     blog = blog_with_templates(tmp_path / "site", mode="queue")
     entry = EntryFactory(blog=blog, title="Queued title")
     services.save_entry(entry=entry)
     stylesheet = FileInfo.objects.get(blog=blog, path="styles.css")
+    (tmp_path / "site" / "styles.css").mkdir(parents=True)
+    (tmp_path / "site" / "styles.css" / "in-the-way").write_text("")
 
-    def run_and_lose_the_stylesheet(job, prepared):
-        outcome = run_job(job, prepared)
-        if job.fileinfo_id == stylesheet.pk:
-            (tmp_path / "site" / "styles.css").unlink()
-        return outcome
-
-    result = Worker(
-        WorkerOptions(load=10, periodic=False, background=False), worker_id="test:1:1",
-        job_runner=run_and_lose_the_stylesheet,
-    ).run()
+    result = worker(load=10).run()
     assert (result.done, result.failed) == (4, 1)
     job = Job.objects.get()
     assert job.fileinfo_id == stylesheet.pk and job.attempts == 1
-    assert "styles.css was written but could not be synced to disk" in JobError.objects.get().message
+    assert "styles.css could not be written: [Errno 21] Is a directory" in JobError.objects.get().message
     assert FileInfo.objects.get(pk=stylesheet.pk).content_hash == ""
     assert not FileInfo.objects.filter(blog=blog, content_hash="").exclude(pk=stylesheet.pk).exists()
     assert sum(JobStat.objects.values_list("done", flat=True)) == 4
     assert sum(JobStat.objects.values_list("failed", flat=True)) == 1
+    assert not list((tmp_path / "site").glob(".*.tmp"))
+    assert "Queued title" in next((tmp_path / "site").rglob(f"{entry.slug}.html")).read_text()
 
 
 @override_settings(TIME_ZONE="America/New_York")
