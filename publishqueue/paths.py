@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import stat
 import string
 from dataclasses import dataclass
 
@@ -124,7 +125,22 @@ def resolve_output_path(site_root: str, relative: str) -> str:
         raise PathError(f"The blog's site root {site_root!r} must be an absolute directory.")
     root = os.path.realpath(site_root)
     target = os.path.join(root, relative)
-    real = os.path.realpath(target)
-    if os.path.commonpath([root, real]) != root or real == root:
-        raise PathError(f"Output path {relative!r} resolves to {real!r}, outside the site root {root!r}.")
+    if _symlink_below(root, relative):  # lexically it cannot leave the root: only a symlink can
+        real = os.path.realpath(target)
+        if os.path.commonpath([root, real]) != root or real == root:
+            raise PathError(f"Output path {relative!r} resolves to {real!r}, outside the site root {root!r}.")
     return target
+
+
+def _symlink_below(root: str, relative: str) -> bool:
+    """Whether a component of ``relative`` under ``root`` is a symlink, up to the first one that does not
+    exist yet (one lstat per component: realpath of the whole path cost a page as much as its write)."""
+    path = root
+    for part in relative.split("/"):
+        path = f"{path}/{part}"
+        try:
+            if stat.S_ISLNK(os.lstat(path).st_mode):
+                return True
+        except OSError:  # missing (created as a directory later) or not a directory: no way out
+            return False
+    return False
