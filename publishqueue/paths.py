@@ -5,6 +5,7 @@ import datetime as dt
 import os
 import stat
 import string
+import time
 from dataclasses import dataclass
 
 from django.db import models
@@ -123,13 +124,31 @@ def resolve_output_path(site_root: str, relative: str) -> str:
     check_relative_path(relative)
     if not site_root or not os.path.isabs(site_root):
         raise PathError(f"The blog's site root {site_root!r} must be an absolute directory.")
-    root = os.path.realpath(site_root)
+    root = _real_root(site_root)
     target = os.path.join(root, relative)
     if _symlink_below(root, relative):  # lexically it cannot leave the root: only a symlink can
         real = os.path.realpath(target)
         if os.path.commonpath([root, real]) != root or real == root:
             raise PathError(f"Output path {relative!r} resolves to {real!r}, outside the site root {root!r}.")
     return target
+
+
+# Site roots resolved in the last second: a worker resolves the same root for every page it writes.
+# A root that is a symlink switched by a deploy is followed within that second.
+_ROOT_TTL = 1.0
+_roots: dict[str, tuple[float, str]] = {}
+
+
+def _real_root(site_root: str) -> str:
+    now = time.monotonic()
+    cached = _roots.get(site_root)
+    if cached is not None and now - cached[0] < _ROOT_TTL:
+        return cached[1]
+    if len(_roots) > 64:
+        _roots.clear()
+    real = os.path.realpath(site_root)
+    _roots[site_root] = (now, real)
+    return real
 
 
 def _symlink_below(root: str, relative: str) -> bool:

@@ -2,6 +2,7 @@ import os
 
 import pytest
 
+from publishqueue import paths
 from publishqueue.paths import PathError, check_relative_path, format_path, resolve_output_path, validate_pattern
 
 
@@ -68,3 +69,26 @@ def test_resolve_allows_a_symlink_that_stays_inside(tmp_path):
 def test_resolve_refuses_a_relative_site_root():
     with pytest.raises(PathError, match="must be an absolute directory"):
         resolve_output_path("relative/root", "index.html")
+
+
+def test_a_symlinked_file_leading_out_is_refused(tmp_path):
+    root, outside = tmp_path / "site", tmp_path / "outside.html"
+    root.mkdir()
+    outside.write_text("")
+    os.symlink(outside, root / "page.html")
+    with pytest.raises(PathError, match="outside the site root"):
+        resolve_output_path(str(root), "page.html")
+
+
+def test_a_site_root_switched_by_a_deploy_is_followed_once_the_cached_resolution_expires(tmp_path, monkeypatch):
+    (tmp_path / "release-1").mkdir()
+    (tmp_path / "release-2").mkdir()
+    current = tmp_path / "current"
+    os.symlink(tmp_path / "release-1", current)
+    assert resolve_output_path(str(current), "index.html") == str(tmp_path / "release-1" / "index.html")
+    os.unlink(current)
+    os.symlink(tmp_path / "release-2", current)
+    monkeypatch.setattr(paths, "_ROOT_TTL", 3600.0)
+    assert resolve_output_path(str(current), "index.html") == str(tmp_path / "release-1" / "index.html")
+    monkeypatch.setattr(paths, "_ROOT_TTL", 0.0)
+    assert resolve_output_path(str(current), "index.html") == str(tmp_path / "release-2" / "index.html")
