@@ -62,11 +62,17 @@ def claim(
     kinds: Sequence[str] | None = None,
     floor: int | None = None,
     randomly: bool = False,
+    share: int = 1,
     now: dt.datetime | None = None,
 ) -> list[Claimed]:
-    """Lease up to ``load`` runnable jobs to ``worker_id``."""
+    """Lease up to ``load`` runnable jobs to ``worker_id``. ``share``: how many workers drain the queue;
+    near its end a worker takes only its share of what is left, so that the workers finish together
+    instead of one working alone through a last large batch (of the slowest pages, by priority)."""
     config = get_config()
     now = now or timezone.now()
+    if share > 1:
+        left = runnable(now, kinds=kinds, floor=floor)[: load * share].count()
+        load = max(1, min(load, -(-left // share)))
     window = load * config["RANDOM_WINDOW"] if randomly else load
     with transaction.atomic():
         qs = runnable(now, kinds=kinds, floor=floor)

@@ -98,6 +98,7 @@ class Worker:
         self.stats = StatsBuffer()
         self._current = _Current()
         self.restart_requested = False
+        self.peers = 1  # live workers (this one included), counted by the heartbeat
         self._next_periodic = 0.0
         self._next_background = 0.0
         self._bridge = None
@@ -131,7 +132,8 @@ class Worker:
             self._maybe_periodic()
             self._maybe_background()
             jobs = engine.claim(
-                worker_id=self.worker_id, load=opts.load, kinds=opts.kinds, floor=opts.floor, randomly=opts.randomly
+                worker_id=self.worker_id, load=opts.load, kinds=opts.kinds, floor=opts.floor, randomly=opts.randomly,
+                share=self.peers,
             )
             if jobs:
                 self._run_batch(jobs)
@@ -307,3 +309,6 @@ class _Heartbeat:
                 "current_since": now - dt.timedelta(seconds=time.monotonic() - since) if job else None,
             },
         )
+        alive = now - dt.timedelta(seconds=3 * get_config()["HEARTBEAT_SECONDS"])
+        live = WorkerHeartbeat.objects.filter(last_seen__gte=alive).exclude(state=WorkerHeartbeat.State.STOPPING)
+        w.peers = max(1, live.count())

@@ -34,6 +34,23 @@ def test_claims_by_priority_then_run_after_then_id():
     assert keys(engine.claim(worker_id="w", load=10, now=NOW)) == ["high-earlier", "high-later", "mid", "low"]
 
 
+def test_near_the_end_of_the_queue_a_worker_takes_only_its_share_of_what_is_left():
+    for n in range(23):
+        add(f"j{n:02d}", priority=-n)
+    assert len(engine.claim(worker_id="w1", load=10, share=2, now=NOW)) == 10  # 23 left: a full batch
+    assert len(engine.claim(worker_id="w2", load=10, share=2, now=NOW)) == 7  # 13 left: half, rounded up
+    assert keys(engine.claim(worker_id="w1", load=10, share=2, now=NOW)) == ["j17", "j18", "j19"]
+    assert keys(engine.claim(worker_id="w2", load=10, share=2, now=NOW)) == ["j20", "j21"]
+    assert keys(engine.claim(worker_id="w1", load=10, share=2, now=NOW)) == ["j22"]
+    assert engine.claim(worker_id="w2", load=10, share=2, now=NOW) == []
+
+
+def test_a_lone_worker_takes_a_full_batch():
+    for n in range(5):
+        add(f"j{n}")
+    assert len(engine.claim(worker_id="w", load=10, now=NOW)) == 5
+
+
 def test_a_claimed_job_is_not_claimed_again_while_its_lease_holds():
     add("a")
     assert keys(engine.claim(worker_id="w1", load=5, now=NOW)) == ["a"]

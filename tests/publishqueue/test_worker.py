@@ -58,6 +58,17 @@ def test_a_failing_job_is_logged_and_retried_later():
     assert "No handler for job kind 'no-such-kind'" in error.message and "Traceback" in error.traceback
 
 
+def test_workers_share_the_end_of_the_queue_with_the_live_workers_they_see():
+    noops(6)
+    now = timezone.now()
+    peer = dict(host="other", pid=1, started=now, last_seen=now)
+    WorkerHeartbeat.objects.create(worker_id="other:1:1", **peer)
+    WorkerHeartbeat.objects.create(worker_id="gone:1:1", **{**peer, "last_seen": now - dt.timedelta(hours=1)})
+    assert worker(load=10, once=True).run().done == 3  # its share of six, with one other live worker
+    WorkerHeartbeat.objects.filter(worker_id="other:1:1").delete()
+    assert worker(load=10, once=True).run().done == 3  # alone: all that is left
+
+
 def test_publish_jobs_write_the_files(tmp_path):
     blog = blog_with_templates(tmp_path / "site", mode="queue")
     entry = EntryFactory(blog=blog, title="Queued title")
