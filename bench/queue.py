@@ -3,10 +3,15 @@
 1. No-op jobs: enqueue rate (one call per job, and batched) and drain rate with N worker processes, for
    mtdispatch's queue and for django-q2's ORM broker (async_task + qcluster with the same worker count).
 2. Saving an entry with every template Via Publish Queue, in a 100- and a 10,000-entry blog.
-3. Full rebuild of a 10,000-entry blog drained by N runworker processes: pages/s, and the share of a
-   worker's time spent outside rendering.
+3. Full rebuild of a 10,000-entry blog drained by N runworker processes (``--load`` jobs per claim): the
+   first publish into an empty site, then again after the Header module changed (every file rewritten),
+   pages/s, and the share of one worker's time spent outside rendering.
 
-    python bench/queue.py [--jobs 20000] [--q2-jobs 3000] [--workers 2] [--large 10000] [--quick]
+The machine's speed is printed with the results (a fixed pure-Python loop, timed before and after): on
+shared machines it moves, and every figure moves with it.
+
+    python bench/queue.py [--jobs 20000] [--q2-jobs 3000] [--workers 2] [--large 10000] [--load 100]
+                          [--dir DIR] [--quick]
 """
 from __future__ import annotations
 
@@ -108,7 +113,18 @@ def phase_queue_all() -> dict:
     return {"queued": report.queued}
 
 
-def phase_render_share(jobs: int) -> dict:
+def phase_touch_header() -> dict:
+    """Change the Header module as an editor would: every page that includes it is queued."""
+    from publishqueue.models import Template
+    from publishqueue.services import template_saved
+
+    header = Template.objects.get(identifier="header")
+    header.source = header.source.replace("<body>", "<body>\n<!-- rebuilt -->")
+    header.save()
+    return {"queued": template_saved(template=header, previous_mode=header.mode).queued}
+
+
+def phase_render_share(jobs: int, load: int) -> dict:
     """One worker in process, timing the render calls inside publish_file."""
     from publishqueue import publisher
     from publishqueue.worker import Worker, WorkerOptions
@@ -124,7 +140,7 @@ def phase_render_share(jobs: int) -> dict:
             spent[0] += time.perf_counter() - t
 
     publisher.render = timed_render
-    worker = Worker(WorkerOptions(load=20, max_jobs=jobs, periodic=False, background=False))
+    worker = Worker(WorkerOptions(load=load, max_jobs=jobs, periodic=False, background=False))
     t = time.perf_counter()
     worker.run()
     total = time.perf_counter() - t
@@ -134,7 +150,7 @@ def phase_render_share(jobs: int) -> dict:
 PHASES = {
     "ours_enqueue": phase_ours_enqueue, "q2_enqueue": phase_q2_enqueue, "count": phase_count,
     "blog": phase_blog, "save_time": phase_save_time, "queue_all": phase_queue_all,
-    "render_share": phase_render_share,
+    "render_share": phase_render_share, "touch_header": phase_touch_header,
 }
 
 
@@ -187,6 +203,15 @@ def drain_q2(db: Database) -> float:
         cluster.wait(timeout=60)
 
 
+def cpu_reference() -> float:
+    """Seconds for a fixed pure-Python loop: the machine's speed right now (lower is faster)."""
+    t = time.perf_counter()
+    total = 0
+    for i in range(10_000_000):
+        total += i
+    return time.perf_counter() - t
+
+
 def table(rows: list[tuple]) -> str:
     widths = [max(len(str(r[i])) for r in rows) for i in range(len(rows[0]))]
     lines = [" | ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
@@ -201,6 +226,8 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--small", type=int, default=100)
     parser.add_argument("--large", type=int, default=10000)
+    parser.add_argument("--load", type=int, default=100, help="--load of the rebuild's runworker processes.")
+    parser.add_argument("--dir", help="Where the databases and sites go (default: the system's temp directory).")
     parser.add_argument("--quick", action="store_true", help="Small sizes, for a smoke run.")
     parser.add_argument("--phase", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -212,7 +239,8 @@ def main() -> None:
     if args.quick:
         args.jobs, args.q2_jobs, args.large = 2000, 300, 1000
     w = args.workers
-    with tempfile.TemporaryDirectory(prefix="mtd-bench-") as tmp:
+    speed_before = cpu_reference()
+    with tempfile.TemporaryDirectory(prefix="mtd-bench-", dir=args.dir) as tmp:
         tmp = Path(tmp)
         ours_db = Database(tmp, "ours", w)
         ours = ours_db.phase("ours_enqueue", args.jobs)
@@ -242,20 +270,27 @@ def main() -> None:
         db = Database(tmp, "rebuild", w)
         db.phase("blog", args.large, db.site)
         queued = db.phase("queue_all")["queued"]
-        seconds = drain_ours(db, w, 20)
+        seconds = drain_ours(db, w, args.load)
+        requeued = db.phase("touch_header")["queued"]
+        again = drain_ours(db, w, args.load)
         share_db = Database(tmp, "share", w)
         share_db.phase("blog", args.large, share_db.site)
         share_db.phase("queue_all")
-        share = share_db.phase("render_share", min(queued, 2000))
-        print(f"\nFull rebuild of a {args.large}-entry blog ({queued} files), {w} runworker processes, "
-              f"{os.cpu_count()} cores\n")
+        share = share_db.phase("render_share", min(queued, 2000), args.load)
+        print(f"\nFull rebuild of a {args.large}-entry blog ({queued} files), {w} runworker processes with "
+              f"--load {args.load}, {os.cpu_count()} cores\n")
         print(table([
             ("measure", "value"),
-            ("pages/s", f"{queued / seconds:.0f}"),
-            ("wall time", f"{seconds:.1f} s"),
+            ("first publish, pages/s", f"{queued / seconds:.0f}"),
+            ("first publish, wall time", f"{seconds:.1f} s"),
+            ("after a Header change, pages/s", f"{requeued / again:.0f}"),
+            ("after a Header change, wall time", f"{again:.1f} s ({requeued} files)"),
             ("one worker, pages/s", f"{share['jobs'] / share['seconds']:.0f}"),
             ("one worker, time outside rendering", f"{(1 - share['render_share']) * 100:.0f}%"),
         ]))
+    speed_after = cpu_reference()
+    print(f"\nMachine speed (10M-iteration Python loop): {speed_before:.2f} s before, {speed_after:.2f} s after "
+          "(lower is faster; the figures above scale with it)")
 
 
 if __name__ == "__main__":

@@ -7,8 +7,8 @@ import logging
 import os
 import tempfile
 import threading
-from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Literal
 
 from django.db import connection, transaction
@@ -21,7 +21,7 @@ from .rendering import BatchPages, render
 
 logger = logging.getLogger("mtdispatch.publisher")
 
-# Threads putting files written in the background in place.
+# Threads syncing a batch's files.
 SYNC_THREADS = 8
 
 Status = Literal["written", "unchanged", "removed", "dynamic"]
@@ -39,8 +39,11 @@ class PublishResult:
     bytes: int = 0
     digest: str = ""
     published_at: dt.datetime | None = None
-    # A file written with defer_record: its fsync and rename, running in the background.
-    pending: Future | None = field(default=None, compare=False, repr=False)
+    # With defer_record: the temp file holding the content, for put_in_place() to sync and rename to
+    # ``target``, and the file it leaves behind when the path moved (removed once the new one is in place).
+    staged: str = ""
+    target: str = ""
+    stale: str = ""
 
 
 def context_of(fileinfo: FileInfo) -> ArchiveContext:
@@ -90,9 +93,10 @@ def publish_file(
     Unchanged content is not rewritten (the mtime stays); changed content goes to a temp file in the same
     directory, is fsynced and renamed over the old one, so a reader sees the old file or the new one.
     A file whose context is gone is removed, as is one whose template is now Dynamically published.
-    With ``defer_record`` the fsync and rename run in a background thread while the caller goes on, and the
-    caller passes the result to ``record_published``, which waits for them and records the hashes (a worker
-    does it once per batch, before completing the jobs). If that never happens, the job runs again.
+    With ``defer_record`` the content is only staged in its temp file: the caller passes the result to
+    ``record_published``, which syncs a whole batch's files in parallel, renames them into place and records
+    their hashes (a worker does it once per batch, before completing the jobs; fsynced one by one, the waits
+    left it idle a third of its time). If that never happens, the job runs again.
     """
     if fileinfo.template.mode == PublishingMode.DYNAMIC:
         _remove_published(fileinfo)
@@ -112,12 +116,17 @@ def publish_file(
     unchanged = digest == fileinfo.content_hash and fileinfo.published_path == fileinfo.path
     if unchanged and not force and _on_disk(target, data):
         return PublishResult(fileinfo.pk, fileinfo.path, "unchanged", len(data))
-    pending = write_atomic_in_background(target, data) if defer_record else write_atomic(target, data)
-    if fileinfo.published_path and fileinfo.published_path != fileinfo.path:
-        _unlink_quietly(fileinfo, fileinfo.published_path)
+    moved = fileinfo.published_path and fileinfo.published_path != fileinfo.path
     now = timezone.now()
-    result = PublishResult(fileinfo.pk, fileinfo.path, "written", len(data), digest, now, pending)
-    if not defer_record:
+    if defer_record:
+        stale = _resolved_quietly(fileinfo, fileinfo.published_path) if moved else ""
+        staged = _write_temp(target, data)
+        result = PublishResult(fileinfo.pk, fileinfo.path, "written", len(data), digest, now, staged, target, stale)
+    else:
+        write_atomic(target, data)
+        if moved:
+            _unlink_quietly(fileinfo, fileinfo.published_path)
+        result = PublishResult(fileinfo.pk, fileinfo.path, "written", len(data), digest, now)
         record_published([result])
     fileinfo.content_hash, fileinfo.published_path, fileinfo.published_at = digest, fileinfo.path, now
     if fileinfo.template.last_error:
@@ -136,13 +145,9 @@ def _on_disk(target: str, data: bytes) -> bool:
 
 
 def record_published(results: list[PublishResult]) -> dict[PublishResult, PublishError]:
-    """Wait for files written in the background to be in place, then store the hash, path and time of
-    every file written in one transaction. Returns the files that did not reach their place (their temp
-    file is gone, they are not recorded)."""
-    failed = {}
-    for result in results:
-        if result.pending is not None and (error := result.pending.result()) is not None:
-            failed[result] = PublishError(f"{result.path} could not be written: {error}")
+    """Put staged files in place, then store the hash, path and time of every file written in one
+    transaction. Returns the files that did not reach their place (not recorded; their job fails)."""
+    failed = put_in_place(results)
     written = [r for r in results if r.status == "written" and r not in failed]
     if not written:
         return failed
@@ -156,6 +161,42 @@ def record_published(results: list[PublishResult]) -> dict[PublishResult, Publis
     return failed
 
 
+def put_in_place(results: list[PublishResult]) -> dict[PublishResult, PublishError]:
+    """The second half of ``write_atomic`` for a batch of staged files: fsync them all in parallel threads
+    (their waits on the disk overlap), then rename each over its target. Returns those that failed."""
+    staged = [r for r in results if r.staged]
+    if not staged:
+        return {}
+    errors = dict(zip(staged, _threads().map(_sync, [r.staged for r in staged]), strict=True))
+    failed = {}
+    for result in staged:
+        error = errors[result]
+        if error is None:
+            try:
+                os.replace(result.staged, result.target)
+            except OSError as exc:
+                error = exc
+            else:
+                if result.stale:
+                    _silent_unlink(result.stale)
+                continue
+        _silent_unlink(result.staged)
+        failed[result] = PublishError(f"{result.path} could not be written: {error}")
+    return failed
+
+
+def _sync(path: str) -> OSError | None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        return exc
+    return None
+
+
 def _clear_template_error(template: Template) -> None:
     """A successful render clears the error an earlier one left in the admin."""
     Template.objects.filter(pk=template.pk).update(last_error="", last_error_at=None)
@@ -165,18 +206,19 @@ def _clear_template_error(template: Template) -> None:
 def write_atomic(target: str, data: bytes, mode: int = 0o644) -> None:
     """Write ``data`` to ``target`` so that no reader ever sees a partial file and a crash leaves the old
     file or the new one: a temp file in the same directory, fsynced, renamed over the target."""
-    _put_in_place(*_write_temp(target, data, mode), target)
+    tmp = _write_temp(target, data, mode)
+    try:
+        error = _sync(tmp)
+        if error is not None:
+            raise error
+        os.replace(tmp, target)
+    except BaseException:
+        _silent_unlink(tmp)
+        raise
 
 
-def write_atomic_in_background(target: str, data: bytes, mode: int = 0o644) -> Future:
-    """``write_atomic`` whose fsync and rename run in a background thread, so that a worker renders its
-    next page while the disk works (done in line, those waits left it idle a third of its time). The
-    future's result is None, or the OSError that kept the file from its place."""
-    fd, tmp = _write_temp(target, data, mode)
-    return _background().submit(_put_in_place_or_error, fd, tmp, target)
-
-
-def _write_temp(target: str, data: bytes, mode: int) -> tuple[int, str]:
+def _write_temp(target: str, data: bytes, mode: int = 0o644) -> str:
+    """A temp file next to ``target`` holding ``data`` (not yet synced)."""
     directory, name = os.path.split(target)
     try:
         fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{name}.", suffix=".tmp")
@@ -184,47 +226,25 @@ def _write_temp(target: str, data: bytes, mode: int) -> tuple[int, str]:
         os.makedirs(directory, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{name}.", suffix=".tmp")
     try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
-        os.fchmod(fd, mode)
-    except BaseException:
-        os.close(fd)
-        _silent_unlink(tmp)
-        raise
-    return fd, tmp
-
-
-def _put_in_place(fd: int, tmp: str, target: str) -> None:
-    try:
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, target)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            os.fchmod(handle.fileno(), mode)
     except BaseException:
         _silent_unlink(tmp)
         raise
-
-
-def _put_in_place_or_error(fd: int, tmp: str, target: str) -> OSError | None:
-    try:
-        _put_in_place(fd, tmp, target)
-    except OSError as exc:
-        return exc
-    return None
+    return tmp
 
 
 _pool: ThreadPoolExecutor | None = None
 _pool_lock = threading.Lock()
 
 
-def _background() -> ThreadPoolExecutor:
-    """The threads that put files written in the background in place (each mostly waits on the disk)."""
+def _threads() -> ThreadPoolExecutor:
+    """Threads that fsync a batch's files (each mostly waits on the disk)."""
     global _pool
     with _pool_lock:
         if _pool is None:
-            _pool = ThreadPoolExecutor(max_workers=SYNC_THREADS, thread_name_prefix="mtdispatch-write")
+            _pool = ThreadPoolExecutor(max_workers=SYNC_THREADS, thread_name_prefix="mtdispatch-sync")
         return _pool
 
 
@@ -243,11 +263,18 @@ def _silent_unlink(path: str) -> None:
         pass
 
 
-def _unlink_quietly(fileinfo: FileInfo, relative: str) -> None:
+def _resolved_quietly(fileinfo: FileInfo, relative: str) -> str:
+    """Where an old file of ``fileinfo`` is, or "" (logged) when that is outside the site root now."""
     try:
-        _silent_unlink(resolve_output_path(fileinfo.blog.site_root, relative))
+        return resolve_output_path(fileinfo.blog.site_root, relative)
     except PathError:
         logger.warning("Not removing %r: outside the site root of blog %s", relative, fileinfo.blog_id)
+        return ""
+
+
+def _unlink_quietly(fileinfo: FileInfo, relative: str) -> None:
+    if path := _resolved_quietly(fileinfo, relative):
+        _silent_unlink(path)
 
 
 def _remove_published(fileinfo: FileInfo) -> None:

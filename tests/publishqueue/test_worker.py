@@ -78,9 +78,9 @@ def test_publish_jobs_write_the_files(tmp_path):
 
 
 def test_a_file_that_cannot_be_put_in_place_fails_its_job_alone(tmp_path):
-    """A batch's files are fsynced and renamed into place in the background while the worker goes on;
-    one that fails there (here: a directory is where the file should go) is not recorded, its temp file is
-    removed and its job is retried, while the rest of the batch completes."""
+    """A batch's files are staged, then fsynced together and renamed into place; one that fails there (here:
+    a directory is where the file should go) is not recorded, its temp file is removed and its job is
+    retried, while the rest of the batch completes."""
     from publishqueue.models import FileInfo
 
     blog = blog_with_templates(tmp_path / "site", mode="queue")
@@ -131,6 +131,20 @@ def test_a_batch_renders_each_page_as_it_renders_alone(tmp_path):
         assert written == render_fileinfo(fileinfo), fileinfo.path
     assert "Entry 1" in (tmp_path / "site/2026/01/index.html").read_text()
     assert "Entry 0" not in (tmp_path / "site/2026/01/index.html").read_text()
+
+
+def test_a_worker_moves_a_file_whose_path_changed(tmp_path):
+    blog = blog_with_templates(tmp_path / "site", mode="queue")
+    entry = EntryFactory(blog=blog, slug="before")
+    services.save_entry(entry=entry)
+    worker().run()
+    [old] = (tmp_path / "site").rglob("before.html")
+    entry.slug = "after"
+    services.save_entry(entry=entry)
+    worker().run()
+    assert not old.exists()
+    assert entry.title in next((tmp_path / "site").rglob("after.html")).read_text()
+    assert not list((tmp_path / "site").rglob(".*.tmp"))
 
 
 def test_a_daemon_waits_for_work_and_stops_on_request():
