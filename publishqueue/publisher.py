@@ -7,6 +7,7 @@ import logging
 import os
 import tempfile
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Literal
@@ -15,6 +16,7 @@ from django.db import connection, transaction
 from django.template import TemplateDoesNotExist, TemplateSyntaxError
 from django.utils import timezone
 
+from .conf import get_config
 from .models import FileInfo, PublishingMode, Template
 from .paths import ArchiveContext, PathError, resolve_output_path
 from .rendering import BatchPages, render
@@ -219,12 +221,11 @@ def write_atomic(target: str, data: bytes, mode: int = 0o644) -> None:
 
 def _write_temp(target: str, data: bytes, mode: int = 0o644) -> str:
     """A temp file next to ``target`` holding ``data`` (not yet synced)."""
-    directory, name = os.path.split(target)
     try:
-        fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{name}.", suffix=".tmp")
+        fd, tmp = _create_temp(target)
     except FileNotFoundError:  # the first file of its directory
-        os.makedirs(directory, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{name}.", suffix=".tmp")
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        fd, tmp = _create_temp(target)
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
@@ -233,6 +234,29 @@ def _write_temp(target: str, data: bytes, mode: int = 0o644) -> str:
         _silent_unlink(tmp)
         raise
     return tmp
+
+
+def _create_temp(target: str) -> tuple[int, str]:
+    """``.NAME.tmp`` beside the target, so that the one a killed worker left is found and replaced by the
+    next publish of the file; another writer's (still young) means a random name instead."""
+    directory, name = os.path.split(target)
+    tmp = os.path.join(directory, f".{name}.tmp")
+    for _ in range(2):
+        try:
+            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600), tmp
+        except FileExistsError:
+            if not _abandoned(tmp):
+                break
+            _silent_unlink(tmp)
+    return tempfile.mkstemp(dir=directory, prefix=f".{name}.", suffix=".tmp")
+
+
+def _abandoned(path: str) -> bool:
+    """Older than a lease: its writer is gone (a live worker's job would have been taken from it)."""
+    try:
+        return time.time() - os.lstat(path).st_mtime > get_config()["LEASE_SECONDS"]
+    except FileNotFoundError:
+        return True
 
 
 _pool: ThreadPoolExecutor | None = None

@@ -185,3 +185,25 @@ def test_unchanged_is_judged_by_the_file_on_disk_not_only_the_stored_hash(blog, 
     fileinfo.refresh_from_db()
     assert publish_file(fileinfo=fileinfo).status == "written"
     assert "Version A" in target.read_text()
+
+
+def test_a_temp_file_left_by_a_killed_worker_is_cleared_by_the_next_publish(blog, tmp_path):
+    fileinfo = entry_fileinfo(EntryFactory(blog=blog))
+    staged = publish_file(fileinfo=fileinfo, defer_record=True)  # the worker dies before putting it in place
+    leftover = tmp_path / "site" / f"{os.path.dirname(fileinfo.path)}/.{os.path.basename(fileinfo.path)}.tmp"
+    assert staged.staged == str(leftover) and leftover.exists()
+    os.utime(leftover, (1_000_000_000, 1_000_000_000))  # older than a lease: nobody is writing it
+    fileinfo.refresh_from_db()
+    assert publish_file(fileinfo=fileinfo).status == "written"
+    assert sorted(p.name for p in leftover.parent.iterdir()) == [os.path.basename(fileinfo.path)]
+
+
+def test_a_young_temp_file_of_another_writer_is_left_alone(blog, tmp_path):
+    fileinfo = entry_fileinfo(EntryFactory(blog=blog))
+    other = publish_file(fileinfo=fileinfo, defer_record=True)  # another writer, still at work
+    fileinfo.refresh_from_db()
+    assert publish_file(fileinfo=fileinfo, force=True).status == "written"
+    assert (tmp_path / "site" / fileinfo.path).exists()
+    assert os.path.exists(other.staged)
+    assert put_in_place([other]) == {}  # and it can still finish
+    assert not list((tmp_path / "site").rglob("*.tmp"))
