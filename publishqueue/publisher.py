@@ -1,6 +1,7 @@
 """Publishing one file: render, skip if unchanged, write atomically, never outside the site root."""
 from __future__ import annotations
 
+import ctypes
 import datetime as dt
 import hashlib
 import logging
@@ -229,11 +230,34 @@ def _write_temp(target: str, data: bytes, mode: int = 0o644) -> str:
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
+            handle.flush()
             os.fchmod(handle.fileno(), mode)
+            _start_writeback(handle.fileno())
     except BaseException:
         _silent_unlink(tmp)
         raise
     return tmp
+
+
+def _load_sync_file_range():
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        call = libc.sync_file_range
+    except (OSError, AttributeError):  # not Linux
+        return None
+    call.argtypes = (ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint)
+    return call
+
+
+_sync_file_range = _load_sync_file_range()
+_SYNC_FILE_RANGE_WRITE = 2
+
+
+def _start_writeback(fd: int) -> None:
+    """Ask the kernel to start writing the file out now (Linux's sync_file_range, which does not wait), so
+    that the fsync at the end of the batch finds the data on its way (it waited three times as long)."""
+    if _sync_file_range is not None:
+        _sync_file_range(fd, 0, 0, _SYNC_FILE_RANGE_WRITE)
 
 
 def _create_temp(target: str) -> tuple[int, str]:
