@@ -4,14 +4,15 @@
    mtdispatch's queue and for django-q2's ORM broker (async_task + qcluster with the same worker count).
 2. Saving an entry with every template Via Publish Queue, in a 100- and a 10,000-entry blog.
 3. Full rebuild of a 10,000-entry blog drained by N runworker processes (``--load`` jobs per claim): the
-   first publish into an empty site, then again after the Header module changed (every file rewritten),
+   first publish into an empty site (cron mode: the workers start, drain and exit), then with daemon workers
+   already running, from saving a change to the Header module to an empty queue (every file rewritten);
    pages/s, and the share of one worker's time spent outside rendering.
 
 The machine's speed is printed with the results (a fixed pure-Python loop, timed before and after): on
 shared machines it moves, and every figure moves with it.
 
     python bench/queue.py [--jobs 20000] [--q2-jobs 3000] [--workers 2] [--large 10000] [--load 100]
-                          [--dir DIR] [--quick]
+                          [--dir DIR] [--parts queue,save,rebuild] [--quick]
 """
 from __future__ import annotations
 
@@ -21,8 +22,10 @@ import sys
 sys.path[:] = [p for p in sys.path if p != __import__("os").path.dirname(__file__)]
 
 import argparse
+import contextlib
 import json
 import os
+import sqlite3
 import statistics
 import subprocess
 import tempfile
@@ -119,9 +122,10 @@ def phase_touch_header() -> dict:
     from publishqueue.services import template_saved
 
     header = Template.objects.get(identifier="header")
+    at = time.time()
     header.source = header.source.replace("<body>", "<body>\n<!-- rebuilt -->")
     header.save()
-    return {"queued": template_saved(template=header, previous_mode=header.mode).queued}
+    return {"queued": template_saved(template=header, previous_mode=header.mode).queued, "at": at}
 
 
 def phase_render_share(jobs: int, load: int) -> dict:
@@ -175,6 +179,15 @@ class Database:
             raise SystemExit(f"phase {name} failed:\n{out.stderr[-4000:]}")
         return json.loads(out.stdout.strip().splitlines()[-1])
 
+    def wait_for(self, sql: str, timeout: float = 600) -> None:
+        """Poll the database (read directly, not through Django) until ``sql`` is true."""
+        deadline = time.time() + timeout
+        with contextlib.closing(sqlite3.connect(self.dir / "db.sqlite3", timeout=30)) as conn:
+            while not conn.execute(sql).fetchone()[0]:
+                if time.time() > deadline:
+                    raise SystemExit(f"timed out waiting for: {sql}")
+                time.sleep(0.05)
+
     def manage(self, *args) -> subprocess.Popen:
         return subprocess.Popen([PY, "manage.py", *args], env=self.env, cwd=ROOT, stdout=subprocess.DEVNULL,
                                 stderr=subprocess.DEVNULL)
@@ -189,6 +202,23 @@ def drain_ours(db: Database, workers: int, load: int) -> float:
     elapsed = time.perf_counter() - t
     assert db.phase("count", "ours")["left"] == 0
     return elapsed
+
+
+def rebuild_with_daemons(db: Database, workers: int, load: int) -> tuple[int, float]:
+    """Daemon workers already running (as in production); the Header changes: seconds from the save to an
+    empty queue."""
+    procs = [db.manage("runworker", "--daemon", "--sleep", "0.05", "--load", str(load), "--no-periodic",
+                       "--no-background", "--quiet") for _ in range(workers)]
+    try:
+        db.wait_for(f"SELECT COUNT(*) >= {workers:d} FROM publishqueue_workerheartbeat")
+        touched = db.phase("touch_header")
+        db.wait_for("SELECT COUNT(*) = 0 FROM publishqueue_job")
+        return touched["queued"], time.time() - touched["at"]
+    finally:
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            proc.wait(timeout=60)
 
 
 def drain_q2(db: Database) -> float:
@@ -219,6 +249,63 @@ def table(rows: list[tuple]) -> str:
     return "\n".join(lines)
 
 
+def bench_queue(tmp: Path, args) -> None:
+    w = args.workers
+    ours_db = Database(tmp, "ours", w)
+    ours = ours_db.phase("ours_enqueue", args.jobs)
+    ours_drain = ours["queued"] / drain_ours(ours_db, w, 100)
+    q2_db = Database(tmp, "q2", w)
+    q2 = q2_db.phase("q2_enqueue", args.q2_jobs)
+    q2_drain = q2["queued"] / drain_q2(q2_db)
+    print(f"\nNo-op jobs on SQLite, {w} worker processes each ({ours['queued']} mtdispatch jobs, "
+          f"{q2['queued']} django-q2 tasks)\n")
+    print(table([
+        ("measure", "mtdispatch jobs/s", "django-q2 ORM tasks/s", "ratio"),
+        ("enqueue, one call each", f"{ours['single']:.0f}", f"{q2['single']:.0f}",
+         f"{ours['single'] / q2['single']:.1f}x"),
+        ("enqueue, batched", f"{ours['bulk']:.0f}", "n/a (no bulk API)", f"{ours['bulk'] / q2['single']:.1f}x"),
+        ("drain", f"{ours_drain:.0f}", f"{q2_drain:.0f}", f"{ours_drain / q2_drain:.1f}x"),
+    ]))
+
+
+def bench_save(tmp: Path, args) -> None:
+    saves = []
+    for size in (args.small, args.large):
+        db = Database(tmp, f"save{size}", args.workers)
+        db.phase("blog", size, db.site)
+        saves.append((size, db.phase("save_time", 50)["median_ms"]))
+    print("\nSaving an entry, every template Via Publish Queue (median of 50)\n")
+    print(table([("entries", "ms per save", "vs smallest")]
+                + [(s, f"{ms:.2f}", f"{ms / saves[0][1]:.2f}x") for s, ms in saves]))
+
+
+def bench_rebuild(tmp: Path, args) -> None:
+    w = args.workers
+    db = Database(tmp, "rebuild", w)
+    db.phase("blog", args.large, db.site)
+    queued = db.phase("queue_all")["queued"]
+    seconds = drain_ours(db, w, args.load)
+    requeued, again = rebuild_with_daemons(db, w, args.load)
+    share_db = Database(tmp, "share", w)
+    share_db.phase("blog", args.large, share_db.site)
+    share_db.phase("queue_all")
+    share = share_db.phase("render_share", min(queued, 2000), args.load)
+    print(f"\nFull rebuild of a {args.large}-entry blog ({queued} files), {w} runworker processes with "
+          f"--load {args.load}, {os.cpu_count()} cores\n")
+    print(table([
+        ("measure", "value"),
+        ("first publish (cron: start, drain, exit), pages/s", f"{queued / seconds:.0f}"),
+        ("first publish, wall time", f"{seconds:.1f} s"),
+        ("Header changed (daemons running), pages/s", f"{requeued / again:.0f}"),
+        ("Header changed, save to empty queue", f"{again:.1f} s ({requeued} files rewritten)"),
+        ("one worker, pages/s", f"{share['jobs'] / share['seconds']:.0f}"),
+        ("one worker, time outside rendering", f"{(1 - share['render_share']) * 100:.0f}%"),
+    ]))
+
+
+PARTS = {"queue": bench_queue, "save": bench_save, "rebuild": bench_rebuild}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--jobs", type=int, default=20000)
@@ -229,6 +316,7 @@ def main() -> None:
     parser.add_argument("--load", type=int, default=100, help="--load of the rebuild's runworker processes.")
     parser.add_argument("--dir", help="Where the databases and sites go (default: the system's temp directory).")
     parser.add_argument("--quick", action="store_true", help="Small sizes, for a smoke run.")
+    parser.add_argument("--parts", default="queue,save,rebuild", help="Which measures to run (default: all).")
     parser.add_argument("--phase", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.phase:
@@ -238,56 +326,11 @@ def main() -> None:
         return
     if args.quick:
         args.jobs, args.q2_jobs, args.large = 2000, 300, 1000
-    w = args.workers
     speed_before = cpu_reference()
     with tempfile.TemporaryDirectory(prefix="mtd-bench-", dir=args.dir) as tmp:
         tmp = Path(tmp)
-        ours_db = Database(tmp, "ours", w)
-        ours = ours_db.phase("ours_enqueue", args.jobs)
-        ours_drain = ours["queued"] / drain_ours(ours_db, w, 100)
-        q2_db = Database(tmp, "q2", w)
-        q2 = q2_db.phase("q2_enqueue", args.q2_jobs)
-        q2_drain = q2["queued"] / drain_q2(q2_db)
-        print(f"\nNo-op jobs on SQLite, {w} worker processes each ({ours['queued']} mtdispatch jobs, "
-              f"{q2['queued']} django-q2 tasks)\n")
-        print(table([
-            ("measure", "mtdispatch jobs/s", "django-q2 ORM tasks/s", "ratio"),
-            ("enqueue, one call each", f"{ours['single']:.0f}", f"{q2['single']:.0f}",
-             f"{ours['single'] / q2['single']:.1f}x"),
-            ("enqueue, batched", f"{ours['bulk']:.0f}", "n/a (no bulk API)", f"{ours['bulk'] / q2['single']:.1f}x"),
-            ("drain", f"{ours_drain:.0f}", f"{q2_drain:.0f}", f"{ours_drain / q2_drain:.1f}x"),
-        ]))
-
-        saves = []
-        for size in (args.small, args.large):
-            db = Database(tmp, f"save{size}", w)
-            db.phase("blog", size, db.site)
-            saves.append((size, db.phase("save_time", 50)["median_ms"]))
-        print("\nSaving an entry, every template Via Publish Queue (median of 50)\n")
-        print(table([("entries", "ms per save", "vs smallest")]
-                    + [(s, f"{ms:.2f}", f"{ms / saves[0][1]:.2f}x") for s, ms in saves]))
-
-        db = Database(tmp, "rebuild", w)
-        db.phase("blog", args.large, db.site)
-        queued = db.phase("queue_all")["queued"]
-        seconds = drain_ours(db, w, args.load)
-        requeued = db.phase("touch_header")["queued"]
-        again = drain_ours(db, w, args.load)
-        share_db = Database(tmp, "share", w)
-        share_db.phase("blog", args.large, share_db.site)
-        share_db.phase("queue_all")
-        share = share_db.phase("render_share", min(queued, 2000), args.load)
-        print(f"\nFull rebuild of a {args.large}-entry blog ({queued} files), {w} runworker processes with "
-              f"--load {args.load}, {os.cpu_count()} cores\n")
-        print(table([
-            ("measure", "value"),
-            ("first publish, pages/s", f"{queued / seconds:.0f}"),
-            ("first publish, wall time", f"{seconds:.1f} s"),
-            ("after a Header change, pages/s", f"{requeued / again:.0f}"),
-            ("after a Header change, wall time", f"{again:.1f} s ({requeued} files)"),
-            ("one worker, pages/s", f"{share['jobs'] / share['seconds']:.0f}"),
-            ("one worker, time outside rendering", f"{(1 - share['render_share']) * 100:.0f}%"),
-        ]))
+        for part in args.parts.split(","):
+            PARTS[part](tmp, args)
     speed_after = cpu_reference()
     print(f"\nMachine speed (10M-iteration Python loop): {speed_before:.2f} s before, {speed_after:.2f} s after "
           "(lower is faster; the figures above scale with it)")
