@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from django.db.models.functions import TruncDay
 from django.utils import timezone
 
-from blog.models import Blog, Category, Entry
+from blog.models import Blog, Category, Entry, attach_categories
 
 from .models import ArchiveMapping, FileInfo, PublishingMode, Template
 from .paths import DATE_TYPES, ArchiveContext, ArchiveType, PathError, date_fields, format_path, period_start
@@ -142,7 +142,9 @@ def ensure_fileinfos(
     if not mappings or not contexts:
         return []
     entry_ids = [c.entry_id for c in contexts if c.entry_id]
-    entries = Entry.objects.live().filter(pk__in=entry_ids).prefetch_related("categories").in_bulk()
+    # What paths need, for up to every entry of the blog (a template saved): no bodies, categories in bulk.
+    entries = Entry.objects.live().filter(pk__in=entry_ids).only("id", "blog_id", "slug", "published_on").in_bulk()
+    attach_categories(entries.values())
     category_ids = [c.category_id for c in contexts if c.category_id]
     categories = Category.objects.filter(pk__in=category_ids).in_bulk()
     by_type: dict[str, list[ArchiveContext]] = {}
@@ -164,25 +166,31 @@ def ensure_fileinfos(
                 context_key=context.key, entry_id=context.entry_id, category_id=context.category_id,
                 period_start=context.period_start, path=path, url=blog.absolute_url(path),
             )
-    return _sync_fileinfos(mappings, [c.key for c in contexts], wanted)
+    return _sync_fileinfos(blog, mappings, [c.key for c in contexts], wanted)
 
 
-def _existing(mappings: list[ArchiveMapping], keys: list[str]) -> dict[tuple[int, str], FileInfo]:
+def _existing(blog: Blog, mappings: list[ArchiveMapping], keys: list[str]) -> dict[tuple[int, str], FileInfo]:
+    """The rows for ``keys``, with the blog, mapping and template objects shared among them (one copy of
+    each per row, the template's source included, was most of the cost of saving a template)."""
+    by_id = {mapping.pk: mapping for mapping in mappings}
     found: dict[tuple[int, str], FileInfo] = {}
     for start in range(0, len(keys), 500):
-        rows = FileInfo.objects.filter(mapping__in=mappings, context_key__in=keys[start : start + 500])
-        for row in rows.select_related("template", "mapping", "blog"):
+        for row in FileInfo.objects.filter(mapping__in=mappings, context_key__in=keys[start : start + 500]):
+            row.mapping = by_id[row.mapping_id]
+            row.template = row.mapping.template
+            if row.blog_id == blog.pk:
+                row.blog = blog
             found[(row.mapping_id, row.context_key)] = row
     return found
 
 
-def _sync_fileinfos(mappings, keys, wanted: dict[tuple[int, str], FileInfo]) -> list[FileInfo]:
-    existing = _existing(mappings, keys)
+def _sync_fileinfos(blog, mappings, keys, wanted: dict[tuple[int, str], FileInfo]) -> list[FileInfo]:
+    existing = _existing(blog, mappings, keys)
     missing = [fi for key, fi in wanted.items() if key not in existing]
     if missing:
         # Concurrent requests may create the same rows: the unique constraint keeps one, we re-read.
         FileInfo.objects.bulk_create(missing, ignore_conflicts=True, batch_size=500)
-        existing = _existing(mappings, keys)
+        existing = _existing(blog, mappings, keys)
     moved = []
     for key, row in existing.items():
         want = wanted.get(key)
