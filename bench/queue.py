@@ -25,6 +25,7 @@ import argparse
 import contextlib
 import json
 import os
+import resource
 import sqlite3
 import statistics
 import subprocess
@@ -193,13 +194,19 @@ class Database:
                                 stderr=subprocess.DEVNULL)
 
 
-def drain_ours(db: Database, workers: int, load: int) -> float:
+def drain_ours(db: Database, workers: int, load: int, cpu: dict | None = None) -> float:
+    """Seconds for ``workers`` runworker processes to drain the queue and exit; ``cpu`` receives their user
+    and kernel CPU seconds."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t = time.perf_counter()
     procs = [db.manage("runworker", "--load", str(load), "--no-periodic", "--no-background", "--quiet")
              for _ in range(workers)]
     for proc in procs:
         proc.wait()
     elapsed = time.perf_counter() - t
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if cpu is not None:
+        cpu.update(user=after.ru_utime - before.ru_utime, kernel=after.ru_stime - before.ru_stime)
     assert db.phase("count", "ours")["left"] == 0
     return elapsed
 
@@ -284,7 +291,8 @@ def bench_rebuild(tmp: Path, args) -> None:
     db = Database(tmp, "rebuild", w)
     db.phase("blog", args.large, db.site)
     queued = db.phase("queue_all")["queued"]
-    seconds = drain_ours(db, w, args.load)
+    cpu: dict[str, float] = {}
+    seconds = drain_ours(db, w, args.load, cpu)
     requeued, again = rebuild_with_daemons(db, w, args.load)
     share_db = Database(tmp, "share", w)
     share_db.phase("blog", args.large, share_db.site)
@@ -296,6 +304,8 @@ def bench_rebuild(tmp: Path, args) -> None:
         ("measure", "value"),
         ("first publish (cron: start, drain, exit), pages/s", f"{queued / seconds:.0f}"),
         ("first publish, wall time", f"{seconds:.1f} s"),
+        ("first publish, CPU per page (user + kernel)",
+         f"{cpu['user'] / queued * 1000:.2f} + {cpu['kernel'] / queued * 1000:.2f} ms"),
         ("Header changed (daemons running), pages/s", f"{requeued / again:.0f}"),
         ("Header changed, save to empty queue", f"{again:.1f} s ({requeued} files rewritten)"),
         ("one worker, pages/s", f"{share['jobs'] / share['seconds']:.0f}"),
