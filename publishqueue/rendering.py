@@ -214,7 +214,7 @@ class BatchPages:
 
     def _load_entry_pages(self, blog_id: int, ids: set[int]) -> None:
         entries = Entry.objects.live().filter(blog_id=blog_id, pk__in=ids).select_related("author").in_bulk()
-        pairs = {pk: Entry.objects.neighbour_ids(blog_id, e.published_on, pk) for pk, e in entries.items()}
+        pairs = Entry.objects.neighbours_of(blog_id, {pk: entry.published_on for pk, entry in entries.items()})
         # A batch's entries are mostly each other's neighbours: only the others are loaded.
         outside = {n for pair in pairs.values() for n in pair if n and n not in entries}
         near = {**entries, **Entry.objects.in_bulk(outside)} if outside else entries

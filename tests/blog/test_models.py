@@ -52,3 +52,33 @@ def test_attached_categories_are_what_the_relation_holds_in_label_order_and_cost
     assert found == [["Apple", "Zebra"], ["Zebra"]] + [[]] * 5
     uncached = Entry.objects.filter(blog=blog).order_by("id")
     assert found == [[c.label for c in entry.categories.all()] for entry in uncached]
+
+
+@pytest.mark.parametrize("spread", [4, 1000])
+def test_neighbours_of_many_entries_agree_with_one_query_each(spread):
+    import random
+
+    rng = random.Random(7)
+    blog = BlogFactory()
+    entries = [
+        EntryFactory(
+            blog=blog, published_on=WHEN + dt.timedelta(hours=rng.choice([0, 1, 1, 2, 3, 5, 8, 13])),
+            status=rng.choice(["published"] * 5 + ["draft"]),
+        )
+        for _ in range(60)
+    ]
+    EntryFactory(published_on=WHEN + dt.timedelta(hours=1))  # another blog
+    live = sorted((e for e in entries if e.status == "published"), key=lambda e: (e.published_on, e.pk))
+    for batch in (live, live[5:25], live[::7], live[:3], [live[0]]):
+        wanted = {e.pk: e.published_on for e in batch}
+        expected = {e.pk: Entry.objects.neighbour_ids(blog.pk, e.published_on, e.pk) for e in batch}
+        assert Entry.objects.neighbours_of(blog.pk, wanted, spread=spread) == expected
+
+
+def test_neighbours_of_a_run_of_consecutive_entries_is_a_few_queries(django_assert_max_num_queries):
+    blog = BlogFactory()
+    entries = [EntryFactory(blog=blog, published_on=WHEN + dt.timedelta(hours=n)) for n in range(40)]
+    with django_assert_max_num_queries(3):  # the window, and each end's neighbour outside it
+        found = Entry.objects.neighbours_of(blog.pk, {e.pk: e.published_on for e in entries[10:30]})
+    assert found[entries[10].pk] == (entries[9].pk, entries[11].pk)
+    assert found[entries[29].pk] == (entries[28].pk, entries[30].pk)
