@@ -110,3 +110,18 @@ def test_chart_svg_draws_throughput_and_depth():
     now = timezone.now().replace(second=0, microsecond=0)
     svg = chart_svg([{"minute": now, "done": 3, "depth": 5}, {"minute": now, "done": 0, "depth": 2}])
     assert svg.count("<rect") == 1 and "<polyline" in svg and "3 done" in svg
+
+
+def test_the_admin_index_shows_depth_by_blog_and_by_template(admin_client, tmp_path):
+    from blog import services
+    from tests.factories import EntryFactory, blog_with_templates
+
+    html = admin_client.get("/admin/").content.decode()
+    assert html.count('<td colspan="5">The queue is empty.</td>') == 2
+    blog = blog_with_templates(tmp_path / "site", mode="queue", name="Queued blog")
+    services.save_entry(entry=EntryFactory(blog=blog))
+    html = admin_client.get("/admin/").content.decode()
+    assert "<h3>Queue by blog</h3>" in html and "<th>Blog</th>" in html
+    assert "<h3>Queue by template</h3>" in html and "<th>Template</th>" in html
+    assert "<tr><td>Queued blog</td><td>5</td><td>0</td><td>0</td><td>0</td></tr>" in html
+    assert "<tr><td>Entry</td><td>1</td><td>0</td><td>0</td><td>0</td></tr>" in html
