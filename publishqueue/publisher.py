@@ -165,38 +165,36 @@ def record_published(results: list[PublishResult]) -> dict[PublishResult, Publis
 
 
 def put_in_place(results: list[PublishResult]) -> dict[PublishResult, PublishError]:
-    """The second half of ``write_atomic`` for a batch of staged files: fsync them all in parallel threads
-    (their waits on the disk overlap), then rename each over its target. Returns those that failed."""
+    """The second half of ``write_atomic`` for a batch of staged files, in parallel threads (their waits on
+    the disk overlap). Returns those that failed; a moved file's old copy goes once the new one is in place."""
     staged = [r for r in results if r.staged]
     if not staged:
         return {}
-    errors = dict(zip(staged, _threads().map(_sync, [r.staged for r in staged]), strict=True))
+    placed = _threads().map(_place, [r.staged for r in staged], [r.target for r in staged])
     failed = {}
-    for result in staged:
-        error = errors[result]
-        if error is None:
-            try:
-                os.replace(result.staged, result.target)
-            except OSError as exc:
-                error = exc
-            else:
-                if result.stale:
-                    _silent_unlink(result.stale)
-                continue
-        _silent_unlink(result.staged)
-        failed[result] = PublishError(f"{result.path} could not be written: {error}")
+    for result, error in zip(staged, placed, strict=True):
+        if error is not None:
+            failed[result] = PublishError(f"{result.path} could not be written: {error}")
+        elif result.stale:
+            _silent_unlink(result.stale)
     return failed
 
 
-def _sync(path: str) -> OSError | None:
+def _place(tmp: str, target: str) -> OSError | None:
+    """fsync a written temp file and rename it over ``target``; on failure the temp file goes."""
     try:
-        fd = os.open(path, os.O_RDONLY)
+        fd = os.open(tmp, os.O_RDONLY)
         try:
             os.fsync(fd)
         finally:
             os.close(fd)
+        os.replace(tmp, target)
     except OSError as exc:
+        _silent_unlink(tmp)
         return exc
+    except BaseException:
+        _silent_unlink(tmp)
+        raise
     return None
 
 
@@ -209,15 +207,9 @@ def _clear_template_error(template: Template) -> None:
 def write_atomic(target: str, data: bytes, mode: int = 0o644) -> None:
     """Write ``data`` to ``target`` so that no reader ever sees a partial file and a crash leaves the old
     file or the new one: a temp file in the same directory, fsynced, renamed over the target."""
-    tmp = _write_temp(target, data, mode)
-    try:
-        error = _sync(tmp)
-        if error is not None:
-            raise error
-        os.replace(tmp, target)
-    except BaseException:
-        _silent_unlink(tmp)
-        raise
+    error = _place(_write_temp(target, data, mode), target)
+    if error is not None:
+        raise error
 
 
 def _write_temp(target: str, data: bytes, mode: int = 0o644) -> str:
