@@ -306,12 +306,11 @@ def _context_for(
             return None
         category.archive_url = links.category_url(category)
         return {"category": category, "entries": entries, "archive_title": category.label}
-    start, end = period_bounds(context.archive_type, context.period_start)
     period = (context.archive_type, context.period_start)
-    if pages is not None and period in pages.periods:
-        entries = _with_links(pages.periods[period], links)
-    else:
-        entries = _listed(_live_entries(blog).filter(published_on__gte=start, published_on__lt=end), links)
+    if pages is None or period not in pages.periods:
+        pages = BatchPages.load(blog.pk, periods=[period])  # a single page is a batch of one
+    entries = _with_links(pages.periods[period], links)
+    start, end = period_bounds(*period)
     if not entries:
         return None
     return {
