@@ -126,9 +126,8 @@ def finish(outcomes: Sequence[tuple[Claimed, object]]) -> dict[int, Exception]:
 @handles("publish")
 def publish(job: Claimed, prepared: PreparedPublish | None = None) -> object:
     """Publish one file. A FileInfo that is gone (its template or blog was deleted) is nothing to do."""
-    if prepared is None:
-        fileinfo = FileInfo.objects.select_related("blog", "template").filter(pk=job.fileinfo_id).first()
-        prepared = PreparedPublish(fileinfo, None)
+    if prepared is None:  # run alone (or its batch could not be prepared): a batch of one
+        prepared = prepare_publish([job])[job.id]
     if prepared.fileinfo is None:
         return None
     return publish_file(fileinfo=prepared.fileinfo, pages=prepared.pages, defer_record=True)

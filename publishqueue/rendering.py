@@ -360,7 +360,7 @@ def render(
     *, blog: Blog, template_name: str, context: ArchiveContext, url: str, pages: BatchPages | None = None
 ) -> str | None:
     """Render one file; None when the context is gone (entry unpublished, archive now empty). ``pages``:
-    entry page data loaded beforehand for a batch (loaded here otherwise)."""
+    what a batch's entry pages and date archives show, loaded beforehand (loaded here otherwise)."""
     renderer = renderers.get((blog.pk, blog.templates_version), lambda: _load_renderer(blog))
     links = Links(blog, renderer.patterns)
     variables = _context_for(blog, context, links, pages)
