@@ -94,36 +94,36 @@ class EntryQuerySet(models.QuerySet):
             found = dict((side, entry_id) for entry_id, side in cursor.fetchall())
         return found.get("prev"), found.get("next")
 
-
     def neighbours_of(self, blog_id: int, entries: dict[int, object], spread: int = 4) -> dict[int, tuple]:
         """``neighbour_ids`` for many live entries ({pk: published_on}) at once: one window query over the
         span they cover when it holds at most ``spread`` times as many entries (a batch of consecutive
         pages), plus one query for each end; otherwise one query per entry."""
-        if not entries:
-            return {}
-        table = self.model._meta.db_table
+        def alone(pk: int) -> tuple:
+            return self.neighbour_ids(blog_id, entries[pk], pk)
+
+        if len(entries) <= 2:
+            return {pk: alone(pk) for pk in entries}
         window = "OVER (ORDER BY published_on, id)"
         sql = (
-            f"SELECT id, LAG(id) {window}, LEAD(id) {window} FROM {table} WHERE blog_id = %s AND status = %s "
-            "AND published_on >= %s AND published_on <= %s ORDER BY published_on, id LIMIT %s"
+            f"SELECT id, LAG(id) {window}, LEAD(id) {window} FROM {self.model._meta.db_table} "
+            "WHERE blog_id = %s AND status = %s AND published_on >= %s AND published_on <= %s "
+            "ORDER BY published_on, id LIMIT %s"
         )
         limit = spread * len(entries)
-        rows = []
-        if len(entries) > 2:
-            stamp = connection.ops.adapt_datetimefield_value
-            bounds = [stamp(min(entries.values())), stamp(max(entries.values()))]
-            with connection.cursor() as cursor:
-                cursor.execute(sql, [blog_id, Entry.Status.PUBLISHED, *bounds, limit + 1])
-                rows = cursor.fetchall()
+        stamp = connection.ops.adapt_datetimefield_value
+        with connection.cursor() as cursor:
+            cursor.execute(sql, [blog_id, Entry.Status.PUBLISHED, stamp(min(entries.values())),
+                                 stamp(max(entries.values())), limit + 1])
+            rows = cursor.fetchall()
         if not rows or len(rows) > limit:
-            return {pk: self.neighbour_ids(blog_id, when, pk) for pk, when in entries.items()}
+            return {pk: alone(pk) for pk in entries}
         found = {pk: (before, after) for pk, before, after in rows if pk in entries}
         first, last = rows[0][0], rows[-1][0]  # their neighbour beyond the span is outside the window
         for pk in {first, last} & found.keys():
-            before, after = self.neighbour_ids(blog_id, entries[pk], pk)
+            before, after = alone(pk)
             found[pk] = (before if pk == first else found[pk][0], after if pk == last else found[pk][1])
         for pk in entries.keys() - found.keys():  # not live (any more): as neighbour_ids would say
-            found[pk] = self.neighbour_ids(blog_id, entries[pk], pk)
+            found[pk] = alone(pk)
         return found
 
 
