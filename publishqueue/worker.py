@@ -249,6 +249,7 @@ class _Heartbeat:
     def __init__(self, worker: Worker) -> None:
         self.worker = worker
         self.started = timezone.now()
+        self.recycle_watch = None  # created on the first beat of a worker that follows recycles
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="mtdispatch-heartbeat", daemon=True)
 
@@ -283,8 +284,6 @@ class _Heartbeat:
             acknowledge(request_id=request_id, kind="worker", old_pids=[os.getpid()], new_pids=[os.getpid()])
             self.worker.restart_requested = True
             self.worker.stop(f"recycle request #{request_id}: restarting with fresh code")
-
-    recycle_watch = None
 
     def beat(self) -> None:
         w = self.worker
