@@ -19,7 +19,8 @@ from __future__ import annotations
 import sys
 
 # Run as a script, this file's directory comes first on sys.path and its name shadows the stdlib's queue.
-sys.path[:] = [p for p in sys.path if p != __import__("os").path.dirname(__file__)]
+_here = __import__("os").path.dirname(__import__("os").path.realpath(__file__))
+sys.path[:] = [p for p in sys.path if __import__("os").path.realpath(p or ".") != _here]
 
 import argparse
 import contextlib

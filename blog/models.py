@@ -75,56 +75,37 @@ class EntryQuerySet(models.QuerySet):
         return self.filter(status=Entry.Status.PUBLISHED)
 
     def neighbour_ids(self, blog_id: int, when, pk: int) -> tuple[int | None, int | None]:
-        """Ids of the live entries just before and after (``when``, ``pk``) in the blog, by date then id.
-        One query; row-value comparisons keep both halves on the (blog, status, published_on) index."""
+        """Ids of the live entries just before and after (``when``, ``pk``) in the blog, by date then id."""
+        return self.neighbours_of(blog_id, {pk: when})[pk]
+
+    def neighbours_of(self, blog_id: int, entries: dict[int, object]) -> dict[int, tuple[int | None, int | None]]:
+        """``neighbour_ids`` for many entries ({pk: published_on}, the entries need not be live) in one query
+        per NEIGHBOURS_PER_QUERY: for each, two correlated subqueries that each stop at the first row of the
+        (blog, status, published_on) index past it (row-value comparisons keep them on the index)."""
         table = self.model._meta.db_table
-        half = (
-            f"SELECT * FROM (SELECT id, %s AS side FROM {table} WHERE blog_id = %s AND status = %s "
-            "AND (published_on, id) {op} (%s, %s) ORDER BY published_on {order}, id {order} LIMIT 1) AS {alias}"
+        side = (
+            f"(SELECT id FROM {table} WHERE blog_id = %s AND status = %s AND (published_on, id) {{op}} "
+            "(wanted.at, wanted.pk) ORDER BY published_on {order}, id {order} LIMIT 1)"
         )
-        sql = " UNION ALL ".join(
-            [half.format(op="<", order="DESC", alias="prev"), half.format(op=">", order="ASC", alias="next")]
-        )
-        stamp = connection.ops.adapt_datetimefield_value(when)
-        params = [
-            v for side in ("prev", "next") for v in (side, blog_id, Entry.Status.PUBLISHED, stamp, pk)
-        ]
-        with connection.cursor() as cursor:
-            cursor.execute(sql, params)
-            found = dict((side, entry_id) for entry_id, side in cursor.fetchall())
-        return found.get("prev"), found.get("next")
-
-    def neighbours_of(self, blog_id: int, entries: dict[int, object], spread: int = 4) -> dict[int, tuple]:
-        """``neighbour_ids`` for many live entries ({pk: published_on}) at once: one window query over the
-        span they cover when it holds at most ``spread`` times as many entries (a batch of consecutive
-        pages), plus one query for each end; otherwise one query per entry."""
-        def alone(pk: int) -> tuple:
-            return self.neighbour_ids(blog_id, entries[pk], pk)
-
-        if len(entries) <= 2:
-            return {pk: alone(pk) for pk in entries}
-        window = "OVER (ORDER BY published_on, id)"
-        sql = (
-            f"SELECT id, LAG(id) {window}, LEAD(id) {window} FROM {self.model._meta.db_table} "
-            "WHERE blog_id = %s AND status = %s AND published_on >= %s AND published_on <= %s "
-            "ORDER BY published_on, id LIMIT %s"
-        )
-        limit = spread * len(entries)
         stamp = connection.ops.adapt_datetimefield_value
-        with connection.cursor() as cursor:
-            cursor.execute(sql, [blog_id, Entry.Status.PUBLISHED, stamp(min(entries.values())),
-                                 stamp(max(entries.values())), limit + 1])
-            rows = cursor.fetchall()
-        if not rows or len(rows) > limit:
-            return {pk: alone(pk) for pk in entries}
-        found = {pk: (before, after) for pk, before, after in rows if pk in entries}
-        first, last = rows[0][0], rows[-1][0]  # their neighbour beyond the span is outside the window
-        for pk in {first, last} & found.keys():
-            before, after = alone(pk)
-            found[pk] = (before if pk == first else found[pk][0], after if pk == last else found[pk][1])
-        for pk in entries.keys() - found.keys():  # not live (any more): as neighbour_ids would say
-            found[pk] = alone(pk)
+        found = {}
+        items = list(entries.items())
+        for start in range(0, len(items), NEIGHBOURS_PER_QUERY):
+            chunk = items[start : start + NEIGHBOURS_PER_QUERY]
+            sql = (
+                f"WITH wanted (pk, at) AS (VALUES {', '.join(['(%s, %s)'] * len(chunk))}) SELECT wanted.pk, "
+                f"{side.format(op='<', order='DESC')}, {side.format(op='>', order='ASC')} FROM wanted"
+            )
+            params = [v for pk, when in chunk for v in (pk, stamp(when))]
+            params += [blog_id, Entry.Status.PUBLISHED] * 2
+            with connection.cursor() as cursor:
+                cursor.execute(sql, params)
+                found.update((pk, (before, after)) for pk, before, after in cursor.fetchall())
         return found
+
+
+# Two parameters an entry, under SQLite's historical limit of 999 bound parameters.
+NEIGHBOURS_PER_QUERY = 400
 
 
 _markdown = markdown.Markdown(extensions=["extra", "sane_lists"], output_format="html")

@@ -54,10 +54,13 @@ def test_attached_categories_are_what_the_relation_holds_in_label_order_and_cost
     assert found == [[c.label for c in entry.categories.all()] for entry in uncached]
 
 
-@pytest.mark.parametrize("spread", [4, 1000])
-def test_neighbours_of_many_entries_agree_with_one_query_each(spread):
+@pytest.mark.parametrize("per_query", [400, 7])
+def test_neighbours_of_many_entries_are_their_neighbours_in_date_then_id_order(per_query, monkeypatch):
     import random
 
+    from blog import models
+
+    monkeypatch.setattr(models, "NEIGHBOURS_PER_QUERY", per_query)
     rng = random.Random(7)
     blog = BlogFactory()
     entries = [
@@ -68,17 +71,30 @@ def test_neighbours_of_many_entries_agree_with_one_query_each(spread):
         for _ in range(60)
     ]
     EntryFactory(published_on=WHEN + dt.timedelta(hours=1))  # another blog
-    live = sorted((e for e in entries if e.status == "published"), key=lambda e: (e.published_on, e.pk))
-    for batch in (live, live[5:25], live[::7], live[:3], [live[0]]):
-        wanted = {e.pk: e.published_on for e in batch}
-        expected = {e.pk: Entry.objects.neighbour_ids(blog.pk, e.published_on, e.pk) for e in batch}
-        assert Entry.objects.neighbours_of(blog.pk, wanted, spread=spread) == expected
+    order = sorted((e.published_on, e.pk) for e in entries if e.status == "published")
+
+    def expected(when, pk):
+        before = [key[1] for key in order if key < (when, pk)]
+        after = [key[1] for key in order if key > (when, pk)]
+        return (before[-1] if before else None, after[0] if after else None)
+
+    live = [e for e in entries if e.status == "published"]
+    moved = {e.pk: e.published_on + dt.timedelta(minutes=30) for e in entries[:9]}  # dates other than stored
+    for wanted in (
+        {e.pk: e.published_on for e in entries}, {e.pk: e.published_on for e in live[5:25]}, moved,
+        {live[0].pk: live[0].published_on}, {},
+    ):
+        found = Entry.objects.neighbours_of(blog.pk, wanted)
+        assert found == {pk: expected(when, pk) for pk, when in wanted.items()}
+    pk, when = next(iter(moved.items()))
+    assert Entry.objects.neighbour_ids(blog.pk, when, pk) == expected(when, pk)
 
 
-def test_neighbours_of_a_run_of_consecutive_entries_is_a_few_queries(django_assert_max_num_queries):
+def test_neighbours_of_entries_anywhere_in_the_blog_is_one_query(django_assert_num_queries):
     blog = BlogFactory()
     entries = [EntryFactory(blog=blog, published_on=WHEN + dt.timedelta(hours=n)) for n in range(40)]
-    with django_assert_max_num_queries(3):  # the window, and each end's neighbour outside it
-        found = Entry.objects.neighbours_of(blog.pk, {e.pk: e.published_on for e in entries[10:30]})
-    assert found[entries[10].pk] == (entries[9].pk, entries[11].pk)
-    assert found[entries[29].pk] == (entries[28].pk, entries[30].pk)
+    scattered = entries[1::6]
+    with django_assert_num_queries(1):
+        found = Entry.objects.neighbours_of(blog.pk, {e.pk: e.published_on for e in scattered})
+    assert found[entries[1].pk] == (entries[0].pk, entries[2].pk)
+    assert found[entries[37].pk] == (entries[36].pk, entries[38].pk)
