@@ -16,7 +16,7 @@ from .conf import get_config
 from .engine import Claimed
 from .models import FileInfo, Template
 from .paths import DATE_TYPES, ArchiveType
-from .publisher import publish_file, record_published
+from .publisher import publish_file, record_published_later
 from .rendering import BatchPages
 
 Handler = Callable[[Claimed], object]
@@ -91,9 +91,12 @@ def prepare_publish(jobs: Sequence[Claimed]) -> dict[int, PreparedPublish]:
 
 
 PREPARERS: dict[str, Callable[[Sequence[Claimed]], dict[int, object]]] = {"publish": prepare_publish}
-# Called with the outcomes of a batch's successful jobs of that kind, before they are completed; returns
-# the outcomes it could not finish, with the error (their jobs fail and are retried).
-FINISHERS: dict[str, Callable[[list], Mapping[object, Exception]]] = {"publish": record_published}
+# Called with the outcomes of a batch's successful jobs of that kind, before they are completed: starts what
+# they leave to do together and returns a call that waits for it to end and returns the outcomes it could not
+# finish, with the error (their jobs fail and are retried).
+FINISHERS: dict[str, Callable[[list], Callable[[], Mapping[object, Exception]]]] = {
+    "publish": record_published_later
+}
 
 
 def _by_kind(pairs: Iterable[tuple[str, object]]) -> dict[str, list]:
@@ -115,12 +118,21 @@ def prepare(jobs: Sequence[Claimed]) -> dict[int, object]:
 def finish(outcomes: Sequence[tuple[Claimed, object]]) -> dict[int, Exception]:
     """Per kind, what a batch's finished jobs leave to do together (make their files durable and record
     them in one write). Returns the jobs, by id, whose outcome could not be finished, with the error."""
+    return finish_later(outcomes)()
+
+
+def finish_later(outcomes: Sequence[tuple[Claimed, object]]) -> Callable[[], dict[int, Exception]]:
+    """``finish`` started (the files' syncing runs in the background); the returned call waits for the rest."""
     pairs = ((job.kind, outcome) for job, outcome in outcomes if outcome is not None)
-    failed: dict[object, Exception] = {}
-    for kind, results in _by_kind(pairs).items():
-        if kind in FINISHERS:
-            failed.update(FINISHERS[kind](results))
-    return {job.id: failed[outcome] for job, outcome in outcomes if outcome is not None and outcome in failed}
+    waits = [FINISHERS[kind](results) for kind, results in _by_kind(pairs).items() if kind in FINISHERS]
+
+    def wait() -> dict[int, Exception]:
+        failed: dict[object, Exception] = {}
+        for finished in waits:
+            failed.update(finished())
+        return {job.id: failed[outcome] for job, outcome in outcomes if outcome is not None and outcome in failed}
+
+    return wait
 
 
 @handles("publish")

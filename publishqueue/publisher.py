@@ -9,6 +9,7 @@ import os
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Literal
@@ -150,34 +151,54 @@ def _on_disk(target: str, data: bytes) -> bool:
 def record_published(results: list[PublishResult]) -> dict[PublishResult, PublishError]:
     """Put staged files in place, then store the hash, path and time of every file written in one
     transaction. Returns the files that did not reach their place (not recorded; their job fails)."""
-    failed = put_in_place(results)
-    written = [r for r in results if r.status == "written" and r not in failed]
-    if not written:
+    return record_published_later(results)()
+
+
+def record_published_later(results: list[PublishResult]) -> Callable[[], dict[PublishResult, PublishError]]:
+    """``record_published`` in two halves: this call starts putting the staged files in place, in the
+    background; the call it returns waits for them and records them (in the caller's thread, which holds the
+    database connection). A worker renders its next batch in between: the disk's waits cost it nothing."""
+    placing = put_in_place_later(results)
+
+    def record() -> dict[PublishResult, PublishError]:
+        failed = placing()
+        written = [r for r in results if r.status == "written" and r not in failed]
+        if not written:
+            return failed
+        table = FileInfo._meta.db_table
+        stamp = connection.ops.adapt_datetimefield_value
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.executemany(
+                f"UPDATE {table} SET content_hash = %s, published_path = %s, published_at = %s WHERE id = %s",
+                [(r.digest, r.path, stamp(r.published_at), r.fileinfo_id) for r in written],
+            )
         return failed
-    table = FileInfo._meta.db_table
-    stamp = connection.ops.adapt_datetimefield_value
-    with transaction.atomic(), connection.cursor() as cursor:
-        cursor.executemany(
-            f"UPDATE {table} SET content_hash = %s, published_path = %s, published_at = %s WHERE id = %s",
-            [(r.digest, r.path, stamp(r.published_at), r.fileinfo_id) for r in written],
-        )
-    return failed
+
+    return record
 
 
 def put_in_place(results: list[PublishResult]) -> dict[PublishResult, PublishError]:
     """The second half of ``write_atomic`` for a batch of staged files, in parallel threads (their waits on
     the disk overlap). Returns those that failed; a moved file's old copy goes once the new one is in place."""
+    return put_in_place_later(results)()
+
+
+def put_in_place_later(results: list[PublishResult]) -> Callable[[], dict[PublishResult, PublishError]]:
+    """``put_in_place`` started: the returned call waits for it to end and returns what failed."""
     staged = [r for r in results if r.staged]
-    if not staged:
-        return {}
-    placed = _threads().map(_place, [r.staged for r in staged], [r.target for r in staged])
-    failed = {}
-    for result, error in zip(staged, placed, strict=True):
-        if error is not None:
-            failed[result] = PublishError(f"{result.path} could not be written: {error}")
-        elif result.stale:
-            _silent_unlink(result.stale)
-    return failed
+    futures = [_threads().submit(_place, r.staged, r.target) for r in staged]
+
+    def wait() -> dict[PublishResult, PublishError]:
+        failed = {}
+        for result, future in zip(staged, futures, strict=True):
+            error = future.result()
+            if error is not None:
+                failed[result] = PublishError(f"{result.path} could not be written: {error}")
+            elif result.stale:
+                _silent_unlink(result.stale)
+        return failed
+
+    return wait
 
 
 def _place(tmp: str, target: str) -> OSError | None:

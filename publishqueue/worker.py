@@ -22,7 +22,7 @@ from django.utils import timezone
 from . import engine, periodic
 from .conf import get_config
 from .engine import Claimed
-from .jobs import finish, prepare, run_job
+from .jobs import finish_later, prepare, run_job
 from .models import WorkerHeartbeat
 from .stats import StatsBuffer
 
@@ -69,6 +69,15 @@ class _Ran:
     seconds: float
 
 
+@dataclass(frozen=True)
+class _Finishing:
+    """A batch whose jobs ran: what they leave to do together has started (its files are being synced in the
+    background); ``wait`` ends it and returns the jobs it failed for. Its jobs are completed after that."""
+
+    ran: list[_Ran]
+    wait: Callable[[], dict[int, Exception]]
+
+
 @dataclass
 class _Current:
     """What the worker holds now, shared with the heartbeat thread."""
@@ -102,6 +111,7 @@ class Worker:
         self._next_periodic = 0.0
         self._next_background = 0.0
         self._bridge = None
+        self._finishing: _Finishing | None = None  # the previous batch, completed after the next one ran
 
     # -- lifecycle ---------------------------------------------------------------------------------
 
@@ -126,6 +136,12 @@ class Worker:
         return self.result
 
     def _loop(self) -> None:
+        try:
+            self._drain()
+        finally:
+            self._settle()
+
+    def _drain(self) -> None:
         opts = self.options
         while not self.stopping:
             close_old_connections()
@@ -137,7 +153,9 @@ class Worker:
             )
             if jobs:
                 self._run_batch(jobs)
-            elif not opts.daemon:
+            else:
+                self._settle()
+            if not jobs and not opts.daemon:
                 self.result.reason = self.result.reason or "queue empty"
                 return
             if opts.once:
@@ -158,9 +176,12 @@ class Worker:
     # -- jobs --------------------------------------------------------------------------------------
 
     def _run_batch(self, jobs: list[Claimed]) -> None:
+        """Run a batch's jobs, then complete the previous batch (its files were syncing meanwhile) and start
+        finishing this one."""
         ran: list[_Ran] = []
         with self._current.lock:
-            self._current.held = list(jobs)
+            self._current.held = [r.job for r in self._finishing.ran] if self._finishing else []
+            self._current.held += jobs
         try:
             prepared = self._prepare(jobs)
             for index, job in enumerate(jobs):
@@ -171,17 +192,23 @@ class Worker:
                 if outcome is not None:
                     ran.append(outcome)
         finally:
-            self._complete(ran)
-            with self._current.lock:
-                self._current.held, self._current.job = [], None
-            self.stats.flush()
+            try:
+                self._settle()
+            finally:
+                self._finishing = _Finishing(ran, finish_later([(r.job, r.outcome) for r in ran]))
+                with self._current.lock:
+                    self._current.held, self._current.job = [r.job for r in ran], None
+                self.stats.flush()
 
-    def _complete(self, ran: list[_Ran]) -> None:
-        """What the batch's jobs leave to do together (for publish jobs: make the files durable and record
-        them), then completion. A job whose part of that fails is failed like any other: logged, retried."""
-        failures = finish([(r.job, r.outcome) for r in ran])
+    def _settle(self) -> None:
+        """Complete the batch being finished, if any. A job whose part of the finishing failed is failed
+        like any other: logged, retried."""
+        finishing, self._finishing = self._finishing, None
+        if finishing is None:
+            return
+        failures = finishing.wait()
         completed = []
-        for r in ran:
+        for r in finishing.ran:
             error = failures.get(r.job.id)
             if error is not None:
                 self.result.done -= 1
@@ -190,6 +217,7 @@ class Worker:
             self.stats.done(r.job.kind, finished=r.finished, run_after=r.job.run_after, run_seconds=r.seconds)
             completed.append(r.job)
         self.result.requeued += engine.complete(worker_id=self.worker_id, jobs=completed)
+        self.stats.flush()
 
     def _prepare(self, jobs: list[Claimed]) -> dict:
         """Bulk-load what the batch needs; if that fails, each job loads its own (and fails on its own)."""

@@ -103,6 +103,36 @@ def test_a_file_that_cannot_be_put_in_place_fails_its_job_alone(tmp_path):
     assert "Queued title" in next((tmp_path / "site").rglob(f"{entry.slug}.html")).read_text()
 
 
+def test_a_batch_is_completed_after_the_next_one_ran_with_its_files_in_place_and_its_leases_renewed(tmp_path):
+    """A batch's files sync in the background while the next batch runs: its jobs stay held (and renewed by
+    the heartbeat) until then, and are completed, their files in place and recorded, before run() returns."""
+    from publishqueue.jobs import run_job
+    from publishqueue.models import FileInfo
+
+    blog = blog_with_templates(tmp_path / "site", mode="queue")
+    for n in range(3):
+        services.save_entry(entry=EntryFactory(blog=blog, title=f"Entry {n}"))
+    queued = Job.objects.count()
+    seen = []
+
+    def runner(job, prepared):
+        leased = set(Job.objects.filter(grabbed_by=w.worker_id).values_list("id", flat=True))
+        renewed = {held.id for held in w._current.held}  # what the heartbeat renews
+        seen.append((job.id, leased, renewed))
+        return run_job(job, prepared)
+
+    w = Worker(WorkerOptions(load=4, periodic=False, background=False), worker_id="test:1:1", job_runner=runner)
+    result = w.run()
+    assert result.done == queued and not Job.objects.exists()
+    first_batch = {job_id for job_id, _, _ in seen[:4]}
+    assert len(seen) > 4
+    for job_id, leased, renewed in seen[4:8]:  # the second batch runs while the first is held, not completed
+        assert first_batch | {job_id} <= leased and first_batch | {job_id} <= renewed
+    assert FileInfo.objects.filter(blog=blog).count() == queued
+    assert not FileInfo.objects.filter(blog=blog, content_hash="").exists()
+    assert not list((tmp_path / "site").rglob(".*.tmp"))
+
+
 @override_settings(TIME_ZONE="America/New_York")
 def test_a_batch_renders_each_page_as_it_renders_alone(tmp_path):
     """Batch loading (entry pages, and the entries of many date archives in one query) changes nothing
