@@ -109,6 +109,7 @@ class RenderScope:
     def render_cached(self, name: str, variables: Context) -> str:
         def render_fragment() -> str:
             blog_wide = {key: variables[key] for key in BLOG_WIDE if key in variables}
+            blog_wide["_mt"] = self  # a cached module may include cached modules
             return self.renderer.engine.get_template(name).render(Context(blog_wide))
 
         return self.renderer.fragment(name, self.blog.content_version, render_fragment)
