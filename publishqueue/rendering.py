@@ -177,8 +177,13 @@ class _Lazy:
 
 
 def _with_links(entries: list[Entry], links: Links) -> list[Entry]:
+    """Give each entry its permalink, once per entry object and set of links: a batch's entries are shown on
+    several of its pages (their own, and their neighbours' links)."""
     for entry in entries:
-        entry.permalink = links.entry_url(entry)
+        known = getattr(entry, "_permalink_of", None)
+        if known is None or known[0] is not links.patterns or known[1] != links.blog.site_url:
+            entry.permalink = links.entry_url(entry)
+            entry._permalink_of = (links.patterns, links.blog.site_url)
     return entries
 
 
