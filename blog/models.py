@@ -176,8 +176,9 @@ class Entry(models.Model):
 def attach_categories(entries: Iterable[Entry], chunk: int = 500) -> list[Entry]:
     """Load the categories of many entries, as ``prefetch_related("categories")`` would (so that
     ``entry.categories.all()`` runs no query) but cheaper: a query for the links per ``chunk`` entries and one
-    for the categories, each Category object shared by its entries, and no queryset cloned per entry (Django's
-    prefetch clones one per instance: that dominated loading a listing of thousands of entries)."""
+    for the categories, each Category object shared by its entries, and one queryset per distinct set of
+    categories rather than one cloned per entry (Django's prefetch clones one per instance: that dominated
+    loading a listing of thousands of entries)."""
     entries = list(entries)
     links: dict[int, list[int]] = {entry.pk: [] for entry in entries}
     ids = list(links)
@@ -188,10 +189,14 @@ def attach_categories(entries: Iterable[Entry], chunk: int = 500) -> list[Entry]
         ):
             links[entry_id].append(category_id)
     categories = Category.objects.in_bulk({pk for pks in links.values() for pk in pks})
+    shared: dict[frozenset[int], models.QuerySet] = {}  # one evaluated queryset per set of categories
     for entry in entries:
-        found = sorted((categories[pk] for pk in links[entry.pk] if pk in categories), key=lambda c: (c.label, c.pk))
-        cached = Category._default_manager.all()
-        cached._result_cache, cached._prefetch_done = found, True
+        key = frozenset(pk for pk in links[entry.pk] if pk in categories)
+        cached = shared.get(key)
+        if cached is None:
+            cached = shared[key] = Category._default_manager.all()
+            cached._result_cache = sorted((categories[pk] for pk in key), key=lambda c: (c.label, c.pk))
+            cached._prefetch_done = True
         entry._prefetched_objects_cache = {**getattr(entry, "_prefetched_objects_cache", {}), "categories": cached}
     return entries
 
