@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.db.models import Count, Q
 from django.db.models.functions import TruncMonth
 from django.template import Context, Engine
@@ -219,7 +220,11 @@ class BatchPages:
         return pages
 
     def _load_entry_pages(self, blog_id: int, ids: set[int]) -> None:
-        entries = Entry.objects.live().filter(blog_id=blog_id, pk__in=ids).select_related("author").in_bulk()
+        entries = Entry.objects.live().filter(blog_id=blog_id, pk__in=ids).in_bulk()
+        authors = get_user_model().objects.in_bulk({e.author_id for e in entries.values() if e.author_id})
+        for entry in entries.values():  # a blog has few authors: one object each, not one per entry
+            if entry.author_id in authors:
+                entry.author = authors[entry.author_id]
         pairs = Entry.objects.neighbours_of(blog_id, {pk: entry.published_on for pk, entry in entries.items()})
         # A batch's entries are mostly each other's neighbours: only the others are loaded.
         outside = {n for pair in pairs.values() for n in pair if n and n not in entries}
