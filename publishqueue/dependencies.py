@@ -151,7 +151,8 @@ def ensure_fileinfos(
     for context in contexts:
         by_type.setdefault(context.archive_type, []).append(context)
 
-    wanted: dict[tuple[int, str], FileInfo] = {}
+    # (mapping id, context key) -> the row's mapping, context and path: rows are built only for the missing.
+    wanted: dict[tuple[int, str], tuple[ArchiveMapping, ArchiveContext, str]] = {}
     for mapping in mappings:
         for context in by_type.get(mapping.archive_type, ()):
             fields = _context_fields(context, entries, categories)
@@ -161,12 +162,16 @@ def ensure_fileinfos(
                 path = format_path(mapping.path_pattern, fields)
             except PathError:
                 path = mapping.path_pattern  # the publisher refuses it with the error; keep the row
-            wanted[(mapping.pk, context.key)] = FileInfo(
-                blog=blog, template=mapping.template, mapping=mapping, archive_type=context.archive_type,
-                context_key=context.key, entry_id=context.entry_id, category_id=context.category_id,
-                period_start=context.period_start, path=path, url=blog.absolute_url(path),
-            )
+            wanted[(mapping.pk, context.key)] = (mapping, context, path)
     return _sync_fileinfos(blog, mappings, [c.key for c in contexts], wanted)
+
+
+def _new_fileinfo(blog: Blog, mapping: ArchiveMapping, context: ArchiveContext, path: str) -> FileInfo:
+    return FileInfo(
+        blog=blog, template=mapping.template, mapping=mapping, archive_type=context.archive_type,
+        context_key=context.key, entry_id=context.entry_id, category_id=context.category_id,
+        period_start=context.period_start, path=path, url=blog.absolute_url(path),
+    )
 
 
 def _existing(blog: Blog, mappings: list[ArchiveMapping], keys: list[str]) -> dict[tuple[int, str], FileInfo]:
@@ -184,9 +189,9 @@ def _existing(blog: Blog, mappings: list[ArchiveMapping], keys: list[str]) -> di
     return found
 
 
-def _sync_fileinfos(blog, mappings, keys, wanted: dict[tuple[int, str], FileInfo]) -> list[FileInfo]:
+def _sync_fileinfos(blog, mappings, keys, wanted) -> list[FileInfo]:
     existing = _existing(blog, mappings, keys)
-    missing = [fi for key, fi in wanted.items() if key not in existing]
+    missing = [_new_fileinfo(blog, *want) for key, want in wanted.items() if key not in existing]
     if missing:
         # Concurrent requests may create the same rows: the unique constraint keeps one, we re-read.
         FileInfo.objects.bulk_create(missing, ignore_conflicts=True, batch_size=500)
@@ -194,8 +199,11 @@ def _sync_fileinfos(blog, mappings, keys, wanted: dict[tuple[int, str], FileInfo
     moved = []
     for key, row in existing.items():
         want = wanted.get(key)
-        if want is not None and (row.path, row.url) != (want.path, want.url):
-            row.path, row.url = want.path, want.url
+        if want is None:
+            continue
+        path = want[2]
+        if (row.path, row.url) != (path, url := blog.absolute_url(path)):
+            row.path, row.url = path, url
             moved.append(row)
     if moved:
         FileInfo.objects.bulk_update(moved, ["path", "url"], batch_size=500)
