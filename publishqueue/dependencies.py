@@ -163,7 +163,11 @@ def ensure_fileinfos(
             except PathError:
                 path = mapping.path_pattern  # the publisher refuses it with the error; keep the row
             wanted[(mapping.pk, context.key)] = (mapping, context, path)
-    return _sync_fileinfos(blog, mappings, [c.key for c in contexts], wanted)
+    rows = _sync_fileinfos(blog, mappings, [c.key for c in contexts], wanted)
+    # Entry pages in the order of their entries' dates (then ids), so that a worker's batch of them shows its
+    # own entries as each other's neighbours, which it loads once; other files first, by id.
+    dated = {pk: (entry.published_on, pk) for pk, entry in entries.items()}
+    return sorted(rows, key=lambda fi: (fi.entry_id in dated, dated.get(fi.entry_id, ()), fi.pk))
 
 
 def _new_fileinfo(blog: Blog, mapping: ArchiveMapping, context: ArchiveContext, path: str) -> FileInfo:

@@ -150,3 +150,23 @@ def test_entry_save_cost_does_not_grow_with_the_blog(blog, django_assert_max_num
     EntryFactory.create_batch(200, blog=blog)
     assert save_cost() == small
     assert ArchiveContext("index").key == "index"
+
+
+def test_a_templates_entry_pages_are_queued_in_date_order(blog):
+    """A worker claims jobs by id: with entry pages queued in date order, a batch holds consecutive entries,
+    which are each other's neighbours (loaded once for the batch)."""
+    from publishqueue.dependencies import template_fileinfos
+    from publishqueue.services import publish_templates
+
+    when = dt.datetime(2026, 3, 10, 12, tzinfo=dt.UTC)
+    offsets = [5, 1, 9, 1, 3, 7]  # ids in creation order, dates not; two entries share a time
+    entries = [EntryFactory(blog=blog, published_on=when + dt.timedelta(days=n)) for n in offsets]
+    by_date = [e.pk for e in sorted(entries, key=lambda e: (e.published_on, e.pk))]
+    entry_template = blog.templates.get(identifier="entry")
+    assert [fi.entry_id for fi in template_fileinfos(entry_template)] == by_date
+    monthly = blog.templates.get(identifier="monthly_archive")
+    assert all(fi.entry_id is None for fi in template_fileinfos(monthly))
+
+    Job.objects.all().delete()
+    publish_templates(templates=[entry_template], queue=True)
+    assert [job.fileinfo.entry_id for job in Job.objects.order_by("id")] == by_date
