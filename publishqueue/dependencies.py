@@ -104,19 +104,26 @@ def template_fileinfos(template: Template) -> list[FileInfo]:
     return ensure_fileinfos(blog=template.blog, contexts=all_template_contexts(template), templates=[template])
 
 
-def _context_fields(context: ArchiveContext, entries: dict[int, Entry], categories: dict[int, Category]):
-    """Pattern fields for a context, or None when the entry/category it names is gone."""
+def _context_fields(
+    context: ArchiveContext, entries: dict[int, Entry], categories: dict[int, Category], *, by_category: bool
+):
+    """Pattern fields for a context, or None when the entry/category it names is gone. An entry's {category}
+    only ``by_category`` (its categories are loaded for that)."""
     if context.archive_type == ArchiveType.INDEX:
         return {}
     if context.archive_type == ArchiveType.INDIVIDUAL:
         entry = entries.get(context.entry_id)
         if entry is None:
             return None
-        return entry_fields(entry)
+        return entry_fields(entry, category=by_category)
     if context.archive_type == ArchiveType.CATEGORY:
         category = categories.get(context.category_id)
         return {"category": category.slug} if category else None
     return date_fields(context.period_start)
+
+
+def _by_category(mapping: ArchiveMapping) -> bool:
+    return mapping.archive_type == ArchiveType.INDIVIDUAL and "{category}" in mapping.path_pattern
 
 
 ACTIVE_MODES = [m for m in PublishingMode if m != PublishingMode.DISABLED]
@@ -144,7 +151,8 @@ def ensure_fileinfos(
     entry_ids = [c.entry_id for c in contexts if c.entry_id]
     # What paths need, for up to every entry of the blog (a template saved): no bodies, categories in bulk.
     entries = Entry.objects.live().filter(pk__in=entry_ids).only("id", "blog_id", "slug", "published_on").in_bulk()
-    attach_categories(entries.values())
+    if any(_by_category(mapping) for mapping in mappings):
+        attach_categories(entries.values())
     category_ids = [c.category_id for c in contexts if c.category_id]
     categories = Category.objects.filter(pk__in=category_ids).in_bulk()
     by_type: dict[str, list[ArchiveContext]] = {}
@@ -155,7 +163,7 @@ def ensure_fileinfos(
     wanted: dict[tuple[int, str], tuple[ArchiveMapping, ArchiveContext, str]] = {}
     for mapping in mappings:
         for context in by_type.get(mapping.archive_type, ()):
-            fields = _context_fields(context, entries, categories)
+            fields = _context_fields(context, entries, categories, by_category=_by_category(mapping))
             if fields is None:
                 continue
             try:

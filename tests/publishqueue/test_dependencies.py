@@ -170,3 +170,20 @@ def test_a_templates_entry_pages_are_queued_in_date_order(blog):
     Job.objects.all().delete()
     publish_templates(templates=[entry_template], queue=True)
     assert [job.fileinfo.entry_id for job in Job.objects.order_by("id")] == by_date
+
+
+def test_entry_paths_by_category_use_the_primary_category_and_others_do_not_load_categories(
+    blog, three, django_assert_num_queries
+):
+    from publishqueue.dependencies import template_fileinfos
+
+    entry_template = blog.templates.get(identifier="entry")
+    # Mapping types, live entries, mappings, the entries' path fields, the rows, creating them, the rows again:
+    # no query for the entries' categories.
+    with django_assert_num_queries(7):
+        paths = {fi.entry_id: fi.path for fi in template_fileinfos(entry_template)}
+    assert paths == {e.pk: f"{e.published_on:%Y/%m}/{e.slug}.html" for e in three}
+    entry_template.mappings.update(path_pattern="{category}/{slug}.html")
+    three[0].categories.set([CategoryFactory(blog=blog, slug="art")])
+    paths = {fi.entry_id: fi.path for fi in template_fileinfos(entry_template)}
+    assert paths == {three[0].pk: f"art/{three[0].slug}.html"} | {e.pk: f"news/{e.slug}.html" for e in three[1:]}
