@@ -9,7 +9,6 @@ import datetime as dt
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from django.db.models.functions import TruncDay
 from django.utils import timezone
 
 from blog.models import Blog, Category, Entry, attach_categories
@@ -93,9 +92,10 @@ def all_template_contexts(template: Template) -> set[ArchiveContext]:
         contexts |= {ArchiveContext(ArchiveType.CATEGORY, category_id=pk) for pk in cats}
     date_types = types & set(DATE_TYPES)
     if date_types:
-        days = live.annotate(day=TruncDay("published_on")).values_list("day", flat=True).distinct()
-        for day in {timezone.localdate(d) for d in days}:
-            contexts |= {ArchiveContext(t, period_start=period_start(t, day)) for t in date_types}
+        # Local dates here: SQLite would truncate them in a Python function per row, twice as slow.
+        days = {timezone.localdate(d) for d in live.values_list("published_on", flat=True)}
+        starts = {(t, period_start(t, day)) for day in days for t in date_types}
+        contexts |= {ArchiveContext(t, period_start=start) for t, start in starts}
     return contexts
 
 
