@@ -74,8 +74,8 @@ def enqueue(jobs: Iterable[NewJob]) -> int:
     jobs = _coalesce(jobs)
     if not jobs:
         return 0
-    now = timezone.now()
-    ops = connection.ops
+    adapt = connection.ops.adapt_datetimefield_value
+    now = adapt(timezone.now())  # adapted once: most jobs run from now
     max_attempts = get_config()["JOB_MAX_ATTEMPTS"]
     with connection.cursor() as cursor:
         for start in range(0, len(jobs), _BATCH):
@@ -83,9 +83,8 @@ def enqueue(jobs: Iterable[NewJob]) -> int:
             params: list = []
             for job in batch:
                 params += [
-                    job.kind, job.unique_key, json.dumps(job.args or {}), job.fileinfo_id, job.priority,
-                    ops.adapt_datetimefield_value(job.run_after or now), max_attempts,
-                    ops.adapt_datetimefield_value(now),
+                    job.kind, job.unique_key, json.dumps(job.args) if job.args else "{}", job.fileinfo_id,
+                    job.priority, adapt(job.run_after) if job.run_after else now, max_attempts, now,
                 ]
             sql = _UPSERT.format(table=Job._meta.db_table, rows=", ".join([_ROW] * len(batch)))
             cursor.execute(sql, params)
