@@ -16,7 +16,7 @@ import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from django.db import close_old_connections, connection
+from django.db import close_old_connections, connection, transaction
 from django.utils import timezone
 
 from . import engine, periodic
@@ -216,8 +216,9 @@ class Worker:
                 continue
             self.stats.done(r.job.kind, finished=r.finished, run_after=r.job.run_after, run_seconds=r.seconds)
             completed.append(r.job)
-        self.result.requeued += engine.complete(worker_id=self.worker_id, jobs=completed)
-        self.stats.flush()
+        with transaction.atomic():  # one write (SQLite: one lock taken, one commit) for both
+            self.result.requeued += engine.complete(worker_id=self.worker_id, jobs=completed)
+            self.stats.flush()
 
     def _prepare(self, jobs: list[Claimed]) -> dict:
         """Bulk-load what the batch needs; if that fails, each job loads its own (and fails on its own)."""
