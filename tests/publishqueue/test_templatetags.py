@@ -48,3 +48,33 @@ def test_the_date_filter_of_blog_templates_says_what_djangos_says(tz):
             assert ours.get_template("bare").render(Context({"value": value})) == theirs_bare.render(
                 Context({"value": value})
             )
+
+
+@pytest.mark.django_db
+def test_cached_modules_follow_content_and_template_changes(tmp_path):
+    """The default templates include the Footer cached, and the Footer the Sidebar: an entry page shows both,
+    a content change (a new month) and a template change (the Footer edited) show on the next render."""
+    from blog.models import Blog
+    from publishqueue.models import Template
+    from publishqueue.paths import ArchiveContext, ArchiveType
+    from publishqueue.rendering import render
+    from tests.factories import EntryFactory, blog_with_templates
+
+    blog = blog_with_templates(tmp_path / "site")
+    march = EntryFactory(blog=blog, published_on=dt.datetime(2026, 3, 10, 12, tzinfo=dt.UTC))
+
+    def page():
+        fresh = Blog.objects.get(pk=blog.pk)
+        context = ArchiveContext(ArchiveType.INDIVIDUAL, entry_id=march.pk)
+        return render(blog=fresh, template_name="Entry", context=context, url=march.slug)
+
+    first = page()
+    assert "March 2026</a> (1)" in first and "April 2026" not in first
+    assert "&middot; Published with mtdispatch" in first
+    assert page() == first
+    EntryFactory(blog=blog, published_on=dt.datetime(2026, 4, 2, 12, tzinfo=dt.UTC))
+    assert "April 2026</a> (1)" in page()
+    footer = Template.objects.get(blog=blog, identifier="footer")
+    footer.source = footer.source.replace("Published with mtdispatch", "Made by hand")
+    footer.save()
+    assert "Made by hand" in page() and "April 2026</a> (1)" in page()
