@@ -78,3 +78,24 @@ def test_cached_modules_follow_content_and_template_changes(tmp_path):
     footer.source = footer.source.replace("Published with mtdispatch", "Made by hand")
     footer.save()
     assert "Made by hand" in page() and "April 2026</a> (1)" in page()
+
+
+@pytest.mark.django_db
+def test_an_entrys_permalink_is_reused_only_for_the_same_links(tmp_path):
+    from publishqueue.rendering import Links, _with_links
+    from tests.factories import EntryFactory, blog_with_templates
+
+    blog = blog_with_templates(tmp_path / "site", site_url="http://a.example/")
+    entry = EntryFactory(blog=blog, slug="hello", published_on=dt.datetime(2026, 3, 10, 12, tzinfo=dt.UTC))
+    patterns = {"individual": "{year}/{month}/{slug}.html"}
+    _with_links([entry], Links(blog, patterns))
+    assert entry.permalink == "http://a.example/2026/03/hello.html"
+    entry.slug = "changed"  # not seen while the links are the same (a batch's entries do not change)
+    _with_links([entry], Links(blog, patterns))
+    assert entry.permalink == "http://a.example/2026/03/hello.html"
+    other = {"individual": "{slug}/"}  # other patterns (the templates changed)
+    _with_links([entry], Links(blog, other))
+    assert entry.permalink == "http://a.example/changed/index.html"
+    blog.site_url = "http://b.example/"  # the same patterns, another site URL
+    _with_links([entry], Links(blog, other))
+    assert entry.permalink == "http://b.example/changed/index.html"
