@@ -7,7 +7,7 @@ import functools
 from django import template
 from django.template.defaultfilters import date as django_date
 from django.utils import dateformat, timezone
-from django.utils.formats import get_format
+from django.utils.formats import FORMAT_SETTINGS, get_format
 from django.utils.safestring import mark_safe
 
 register = template.Library()
@@ -50,7 +50,9 @@ def date(value, arg=None) -> str:
     if value in (None, ""):
         return ""
     try:
-        return _DateFormat(value).format(get_format(arg or "DATE_FORMAT"))
+        arg = arg or "DATE_FORMAT"
+        # A format that is not a setting's name is itself, as get_format says (after asking for the language).
+        return _DateFormat(value).format(get_format(arg) if arg in FORMAT_SETTINGS else arg)
     except (AttributeError, TypeError):
         return django_date(value, arg)  # not a date: whatever Django's filter makes of it
 
