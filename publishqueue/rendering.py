@@ -22,7 +22,7 @@ from django.template import Context, Engine
 from django.urls import get_script_prefix, get_urlconf, reverse
 from django.utils import timezone
 
-from blog.models import Blog, Category, Comment, Entry, attach_categories
+from blog.models import Blog, Category, Comment, Entry, attach_categories, categories_of
 
 from .conf import get_config
 from .paths import ArchiveContext, ArchiveType, date_fields, format_path, period_end, period_start
@@ -30,7 +30,7 @@ from .paths import ArchiveContext, ArchiveType, date_fields, format_path, period
 
 def primary_category_slug(entry: Entry) -> str:
     """The {category} of an entry's path: its first category by slug (MT's primary category)."""
-    return min((c.slug for c in entry.categories.all()), default="uncategorized")
+    return min((c.slug for c in categories_of(entry)), default="uncategorized")
 
 
 def entry_fields(entry: Entry, *, category: bool = True) -> dict[str, str]:
@@ -349,7 +349,7 @@ def _entry_context(
         return None  # no longer live
     previous_entry, next_entry = pages.neighbours[entry_id]
     _with_links([e for e in (entry, previous_entry, next_entry) if e is not None], links)
-    for category in entry.categories.all():
+    for category in categories_of(entry):
         category.archive_url = links.category_url(category)
     return {
         "entry": entry,

@@ -2,7 +2,7 @@ import datetime as dt
 
 import pytest
 
-from blog.models import Entry, attach_categories
+from blog.models import Entry, attach_categories, categories_of
 from tests.factories import BlogFactory, CategoryFactory, EntryFactory
 
 pytestmark = pytest.mark.django_db
@@ -50,8 +50,11 @@ def test_attached_categories_are_what_the_relation_holds_in_label_order_and_cost
         found = [[c.label for c in entry.categories.all()] for entry in fresh]
         assert fresh[0].categories.count() == 2 and not fresh[2].categories.exists()
     assert found == [["Apple", "Zebra"], ["Zebra"]] + [[]] * 5
+    with django_assert_num_queries(0):
+        assert [[c.label for c in categories_of(entry)] for entry in fresh] == found
     uncached = Entry.objects.filter(blog=blog).order_by("id")
     assert found == [[c.label for c in entry.categories.all()] for entry in uncached]
+    assert found == [[c.label for c in categories_of(entry)] for entry in uncached]  # a query each
 
 
 @pytest.mark.parametrize("per_query", [400, 7])
