@@ -115,14 +115,10 @@ def prepare(jobs: Sequence[Claimed]) -> dict[int, object]:
     return prepared
 
 
-def finish(outcomes: Sequence[tuple[Claimed, object]]) -> dict[int, Exception]:
-    """Per kind, what a batch's finished jobs leave to do together (make their files durable and record
-    them in one write). Returns the jobs, by id, whose outcome could not be finished, with the error."""
-    return finish_later(outcomes)()
-
-
 def finish_later(outcomes: Sequence[tuple[Claimed, object]]) -> Callable[[], dict[int, Exception]]:
-    """``finish`` started (the files' syncing runs in the background); the returned call waits for the rest."""
+    """Start, per kind, what a batch's finished jobs leave to do together (make their files durable, in the
+    background, and record them in one write). The returned call waits for it to end and returns the jobs, by
+    id, whose outcome could not be finished, with the error."""
     pairs = ((job.kind, outcome) for job, outcome in outcomes if outcome is not None)
     waits = [FINISHERS[kind](results) for kind, results in _by_kind(pairs).items() if kind in FINISHERS]
 
