@@ -108,7 +108,7 @@ def _context_fields(
     context: ArchiveContext, entries: dict[int, Entry], categories: dict[int, Category], *, by_category: bool
 ):
     """Pattern fields for a context, or None when the entry/category it names is gone. An entry's {category}
-    only ``by_category`` (its categories are loaded for that)."""
+    is filled in only ``by_category`` (its categories are loaded for that)."""
     if context.archive_type == ArchiveType.INDEX:
         return {}
     if context.archive_type == ArchiveType.INDIVIDUAL:
@@ -149,7 +149,8 @@ def ensure_fileinfos(
     if not mappings or not contexts:
         return []
     entry_ids = [c.entry_id for c in contexts if c.entry_id]
-    # What paths need, for up to every entry of the blog (a template saved): no bodies, categories in bulk.
+    # What paths need, for up to every entry of the blog (a template saved): no bodies; categories in bulk,
+    # and only when a path shows them.
     entries = Entry.objects.live().filter(pk__in=entry_ids).only("id", "blog_id", "slug", "published_on").in_bulk()
     if any(_by_category(mapping) for mapping in mappings):
         attach_categories(entries.values())

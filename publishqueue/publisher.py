@@ -98,9 +98,10 @@ def publish_file(
     directory, is fsynced and renamed over the old one, so a reader sees the old file or the new one.
     A file whose context is gone is removed, as is one whose template is now Dynamically published.
     With ``defer_record`` the content is only staged in its temp file: the caller passes the result to
-    ``record_published``, which syncs a whole batch's files in parallel, renames them into place and records
-    their hashes (a worker does it once per batch, before completing the jobs; fsynced one by one, the waits
-    left it idle a third of its time). If that never happens, the job runs again.
+    ``record_published`` (or ``record_published_later``), which syncs a whole batch's files in parallel,
+    renames them into place and records their hashes (a worker starts that once per batch, in the background
+    while it runs the next batch, and completes the jobs after it; fsynced one by one, the waits left it idle
+    a third of its time). If that never happens, the job runs again.
     """
     if fileinfo.template.mode == PublishingMode.DYNAMIC:
         _remove_published(fileinfo)
