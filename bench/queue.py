@@ -109,15 +109,20 @@ def phase_queue_all() -> dict:
 
 
 def phase_touch_header() -> dict:
-    """Change the Header module as an editor would: every page that includes it is queued."""
+    """Change the Header module as an editor would in the admin (one transaction): every page that includes
+    it is queued."""
+    from django.db import transaction
+
     from publishqueue.models import Template
     from publishqueue.services import template_saved
 
     header = Template.objects.get(identifier="header")
     at = time.time()
-    header.source = header.source.replace("<body>", "<body>\n<!-- rebuilt -->")
-    header.save()
-    return {"queued": template_saved(template=header, previous_mode=header.mode).queued, "at": at}
+    with transaction.atomic():
+        header.source = header.source.replace("<body>", "<body>\n<!-- rebuilt -->")
+        header.save()
+        queued = template_saved(template=header, previous_mode=header.mode).queued
+    return {"queued": queued, "at": at}
 
 
 def phase_render_share(jobs: int, load: int) -> dict:
