@@ -12,7 +12,7 @@ The machine's speed is printed with the results (a fixed pure-Python loop, timed
 shared machines it moves, and every figure moves with it.
 
     python bench/queue.py [--jobs 20000] [--q2-jobs 3000] [--workers 2] [--large 10000] [--load 100]
-                          [--dir DIR] [--parts queue,save,rebuild] [--quick]
+                          [--repeat 1] [--dir DIR] [--parts queue,save,rebuild] [--quick]
 """
 from __future__ import annotations
 
@@ -291,33 +291,58 @@ def bench_save(tmp: Path, args) -> None:
                 + [(s, f"{ms:.2f}", f"{ms / saves[0][1]:.2f}x") for s, ms in saves]))
 
 
-def bench_rebuild(tmp: Path, args) -> None:
+def rebuild_once(tmp: Path, args, run: int) -> dict:
+    """One blog built, first published by cron workers, then rebuilt for a Header change by daemons."""
     w = args.workers
-    db = Database(tmp, "rebuild", w)
+    db = Database(tmp, f"rebuild{run}", w)
     db.phase("blog", args.large, db.site)
     queued = db.phase("queue_all")["queued"]
     cpu: dict[str, float] = {}
     seconds = drain_ours(db, w, args.load, cpu)
     cpu_again: dict[str, float] = {}
     requeued, again = rebuild_with_daemons(db, w, args.load, cpu_again)
-    share_db = Database(tmp, "share", w)
+    return {
+        "queued": queued, "first": queued / seconds, "first_s": seconds,
+        "first_cpu": (cpu["user"] / queued * 1000, cpu["kernel"] / queued * 1000),
+        "requeued": requeued, "again": requeued / again, "again_s": again,
+        "again_cpu": (cpu_again["user"] / requeued * 1000, cpu_again["kernel"] / requeued * 1000),
+    }
+
+
+def bench_rebuild(tmp: Path, args) -> None:
+    # Each run in a directory of its own, all removed at the end: deleting files right before a run would
+    # slow it down on some file systems (see the README).
+    runs = [rebuild_once(tmp, args, run) for run in range(args.repeat)]
+    share_db = Database(tmp, "share", args.workers)
     share_db.phase("blog", args.large, share_db.site)
     share_db.phase("queue_all")
-    share = share_db.phase("render_share", min(queued, 2000), args.load)
-    print(f"\nFull rebuild of a {args.large}-entry blog ({queued} files), {w} runworker processes with "
-          f"--load {args.load}, {os.cpu_count()} cores\n")
+    share = share_db.phase("render_share", min(runs[0]["queued"], 2000), args.load)
+    heads = [f"run {n + 1}" for n in range(len(runs))] + (["median"] if len(runs) > 1 else [])
+
+    def row(label: str, key: str, fmt: str) -> tuple:
+        values = [r[key] for r in runs]
+        cells = [fmt.format(v) for v in values]
+        if len(runs) > 1:
+            cells.append(fmt.format(statistics.median(values)))
+        return (label, *cells)
+
+    def cpu_row(label: str, key: str) -> tuple:
+        cells = [f"{r[key][0]:.2f} + {r[key][1]:.2f} ms" for r in runs]
+        return (label, *cells, *([""] if len(runs) > 1 else []))
+
+    blank = [""] * (len(heads) - 1)
+    print(f"\nFull rebuild of a {args.large}-entry blog ({runs[0]['queued']} files), {args.workers} runworker "
+          f"processes with --load {args.load}, {os.cpu_count()} cores\n")
     print(table([
-        ("measure", "value"),
-        ("first publish (cron: start, drain, exit), pages/s", f"{queued / seconds:.0f}"),
-        ("first publish, wall time", f"{seconds:.1f} s"),
-        ("first publish, CPU per page (user + kernel)",
-         f"{cpu['user'] / queued * 1000:.2f} + {cpu['kernel'] / queued * 1000:.2f} ms"),
-        ("Header changed (daemons running), pages/s", f"{requeued / again:.0f}"),
-        ("Header changed, save to empty queue", f"{again:.1f} s ({requeued} files rewritten)"),
-        ("Header changed, CPU per page (user + kernel, save included)",
-         f"{cpu_again['user'] / requeued * 1000:.2f} + {cpu_again['kernel'] / requeued * 1000:.2f} ms"),
-        ("one worker, pages/s", f"{share['jobs'] / share['seconds']:.0f}"),
-        ("one worker, time outside rendering", f"{(1 - share['render_share']) * 100:.0f}%"),
+        ("measure", *heads),
+        row("first publish (cron: start, drain, exit), pages/s", "first", "{:.0f}"),
+        row("first publish, wall time, s", "first_s", "{:.1f}"),
+        cpu_row("first publish, CPU per page (user + kernel)", "first_cpu"),
+        row("Header changed (daemons running), pages/s", "again", "{:.0f}"),
+        row(f"Header changed, save to empty queue ({runs[0]['requeued']} files), s", "again_s", "{:.1f}"),
+        cpu_row("Header changed, CPU per page (user + kernel, save included)", "again_cpu"),
+        ("one worker, pages/s", f"{share['jobs'] / share['seconds']:.0f}", *blank),
+        ("one worker, time outside rendering", f"{(1 - share['render_share']) * 100:.0f}%", *blank),
     ]))
 
 
@@ -332,6 +357,7 @@ def main() -> None:
     parser.add_argument("--small", type=int, default=100)
     parser.add_argument("--large", type=int, default=10000)
     parser.add_argument("--load", type=int, default=100, help="--load of the rebuild's runworker processes.")
+    parser.add_argument("--repeat", type=int, default=1, help="Rebuild runs (each a new blog); the median too.")
     parser.add_argument("--dir", help="Where the databases and sites go (default: the system's temp directory).")
     parser.add_argument("--quick", action="store_true", help="Small sizes, for a smoke run.")
     parser.add_argument("--parts", default="queue,save,rebuild", help="Which measures to run (default: all).")
