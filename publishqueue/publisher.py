@@ -43,7 +43,7 @@ class PublishResult:
     bytes: int = 0
     digest: str = ""
     published_at: dt.datetime | None = None
-    # With defer_record: the temp file holding the content, for put_in_place() to sync and rename to
+    # With defer_record: the temp file holding the content, for put_in_place_later() to sync and rename to
     # ``target``, and the file it leaves behind when the path moved (removed once the new one is in place).
     staged: str = ""
     target: str = ""
@@ -178,14 +178,10 @@ def record_published_later(results: list[PublishResult]) -> Callable[[], dict[Pu
     return record
 
 
-def put_in_place(results: list[PublishResult]) -> dict[PublishResult, PublishError]:
-    """The second half of ``write_atomic`` for a batch of staged files, in parallel threads (their waits on
-    the disk overlap). Returns those that failed; a moved file's old copy goes once the new one is in place."""
-    return put_in_place_later(results)()
-
-
 def put_in_place_later(results: list[PublishResult]) -> Callable[[], dict[PublishResult, PublishError]]:
-    """``put_in_place`` started: the returned call waits for it to end and returns what failed."""
+    """Start the second half of ``write_atomic`` for a batch of staged files, in parallel threads (their waits
+    on the disk overlap). The returned call waits for it to end and returns those that failed; a moved file's
+    old copy goes once the new one is in place."""
     staged = [r for r in results if r.staged]
     futures = [_threads().submit(_place, r.staged, r.target) for r in staged]
 

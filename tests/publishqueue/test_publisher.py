@@ -6,7 +6,7 @@ import pytest
 
 from blog import services
 from publishqueue.models import FileInfo
-from publishqueue.publisher import PublishError, publish_file, put_in_place, write_atomic
+from publishqueue.publisher import PublishError, publish_file, put_in_place_later, write_atomic
 from tests.factories import EntryFactory, blog_with_templates
 
 pytestmark = pytest.mark.django_db
@@ -178,7 +178,7 @@ def test_unchanged_is_judged_by_the_file_on_disk_not_only_the_stored_hash(blog, 
     services.save_entry(entry=entry)
     fileinfo.refresh_from_db()
     deferred = publish_file(fileinfo=fileinfo, defer_record=True)
-    assert put_in_place([deferred]) == {}  # B written, never recorded (the worker died)
+    assert put_in_place_later([deferred])() == {}  # B written, never recorded (the worker died)
     assert "Version B" in target.read_text()
     entry.title = "Version A"  # back to what the stored hash says
     services.save_entry(entry=entry)
@@ -205,5 +205,5 @@ def test_a_young_temp_file_of_another_writer_is_left_alone(blog, tmp_path):
     assert publish_file(fileinfo=fileinfo, force=True).status == "written"
     assert (tmp_path / "site" / fileinfo.path).exists()
     assert os.path.exists(other.staged)
-    assert put_in_place([other]) == {}  # and it can still finish
+    assert put_in_place_later([other])() == {}  # and it can still finish
     assert not list((tmp_path / "site").rglob("*.tmp"))
