@@ -163,8 +163,9 @@ def ensure_fileinfos(
     # (mapping id, context key) -> the row's mapping, context and path: rows are built only for the missing.
     wanted: dict[tuple[int, str], tuple[ArchiveMapping, ArchiveContext, str]] = {}
     for mapping in mappings:
+        by_category = _by_category(mapping)
         for context in by_type.get(mapping.archive_type, ()):
-            fields = _context_fields(context, entries, categories, by_category=_by_category(mapping))
+            fields = _context_fields(context, entries, categories, by_category=by_category)
             if fields is None:
                 continue
             try:
