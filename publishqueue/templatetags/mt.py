@@ -49,10 +49,10 @@ def date(value, arg=None) -> str:
     the hundred)."""
     if value in (None, ""):
         return ""
+    fmt = arg or "DATE_FORMAT"
     try:
-        arg = arg or "DATE_FORMAT"
         # A format that is not a setting's name is itself, as get_format says (after asking for the language).
-        return _DateFormat(value).format(get_format(arg) if arg in FORMAT_SETTINGS else arg)
+        return _DateFormat(value).format(get_format(fmt) if fmt in FORMAT_SETTINGS else fmt)
     except (AttributeError, TypeError):
         return django_date(value, arg)  # not a date: whatever Django's filter makes of it
 
