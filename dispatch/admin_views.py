@@ -11,7 +11,7 @@ from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
-from publishqueue import engine
+from publishqueue import jobrows
 from publishqueue.models import Job
 
 from .control import request_recycle
@@ -39,7 +39,7 @@ def recycle(request: HttpRequest) -> HttpResponse:
 
 
 JOB_ACTIONS = {
-    "retry": ("publishqueue.change_job", lambda jobs: engine.retry_now(jobs.values_list("id", flat=True))),
+    "retry": ("publishqueue.change_job", lambda jobs: jobrows.retry_now(jobs.values_list("id", flat=True))),
     "raise": ("publishqueue.change_job", lambda jobs: jobs.update(priority=F("priority") + 5)),
     "delete": ("publishqueue.delete_job", lambda jobs: jobs.delete()[0]),
 }

@@ -12,7 +12,7 @@ from django.utils.html import format_html
 
 from blog.admin import report_after_commit
 
-from . import engine, services
+from . import jobrows, services
 from .models import ArchiveMapping, FileInfo, Job, JobError, Template
 from .overview import state_of
 from .rendering import compile_source
@@ -166,7 +166,7 @@ class JobActionForm(ActionForm):
 
 @admin.action(description="Retry now (reset attempts)", permissions=["change"])
 def retry_jobs(modeladmin, request, queryset) -> None:
-    modeladmin.message_user(request, f"{engine.retry_now(queryset.values_list('id', flat=True))} job(s) will run now.")
+    modeladmin.message_user(request, f"{jobrows.retry_now(queryset.values_list('id', flat=True))} job(s) will run now.")
 
 
 @admin.action(description="Raise priority by 5", permissions=["change"])

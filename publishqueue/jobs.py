@@ -13,7 +13,7 @@ from django.utils.module_loading import import_string
 from blog.models import Blog
 
 from .conf import get_config
-from .engine import Claimed
+from .jobrows import Claimed
 from .models import FileInfo, Template
 from .paths import DATE_TYPES, ArchiveType
 from .publisher import publish_file, record_published_later

@@ -37,7 +37,7 @@ def publish_scheduled_entries(now: dt.datetime) -> int:
 def republish_interval_templates(now: dt.datetime) -> int:
     """Index templates with "republish every N minutes": queue their files when their interval is up."""
     from .dependencies import template_fileinfos
-    from .queue import enqueue_publish
+    from .enqueue import enqueue_publish
 
     queued = 0
     templates = Template.objects.filter(

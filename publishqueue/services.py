@@ -17,9 +17,9 @@ from blog.models import Blog
 
 from .conf import get_config
 from .dependencies import template_fileinfos
+from .enqueue import enqueue_publish
 from .models import FileInfo, PublishingMode, Template
 from .publisher import PublishError, PublishResult, publish_file
-from .queue import enqueue_publish
 
 logger = logging.getLogger("mtdispatch.publish")
 

@@ -19,9 +19,9 @@ from dataclasses import dataclass, field
 from django.db import close_old_connections, connection, transaction
 from django.utils import timezone
 
-from . import engine, periodic
+from . import jobrows, periodic
 from .conf import get_config
-from .engine import Claimed
+from .jobrows import Claimed
 from .jobs import finish_later, prepare, run_job
 from .models import WorkerHeartbeat
 from .stats import StatsBuffer
@@ -147,7 +147,7 @@ class Worker:
             close_old_connections()
             self._maybe_periodic()
             self._maybe_background()
-            jobs = engine.claim(
+            jobs = jobrows.claim(
                 worker_id=self.worker_id, load=opts.load, kinds=opts.kinds, floor=opts.floor, randomly=opts.randomly,
                 share=self.peers,
             )
@@ -186,7 +186,7 @@ class Worker:
             prepared = self._prepare(jobs)
             for index, job in enumerate(jobs):
                 if self.stopping or self._reached_max():
-                    engine.release(worker_id=self.worker_id, jobs=jobs[index:])
+                    jobrows.release(worker_id=self.worker_id, jobs=jobs[index:])
                     break
                 outcome = self._run_one(job, prepared.get(job.id))
                 if outcome is not None:
@@ -217,7 +217,7 @@ class Worker:
             self.stats.done(r.job.kind, finished=r.finished, run_after=r.job.run_after, run_seconds=r.seconds)
             completed.append(r.job)
         with transaction.atomic():  # one write (SQLite: one lock taken, one commit) for both
-            self.result.requeued += engine.complete(worker_id=self.worker_id, jobs=completed)
+            self.result.requeued += jobrows.complete(worker_id=self.worker_id, jobs=completed)
             self.stats.flush()
 
     def _prepare(self, jobs: list[Claimed]) -> dict:
@@ -243,7 +243,7 @@ class Worker:
         return _Ran(job, outcome, timezone.now(), time.monotonic() - started)
 
     def _fail(self, job: Claimed, exc: BaseException) -> None:
-        final = engine.fail(
+        final = jobrows.fail(
             worker_id=self.worker_id, job=job, message=f"{type(exc).__name__}: {exc}",
             traceback="".join(traceback.format_exception(exc)),
         )
@@ -321,7 +321,7 @@ class _Heartbeat:
         with w._current.lock:
             held = [job.id for job in w._current.held]
             job, since = w._current.job, w._current.since
-        engine.renew(worker_id=w.worker_id, job_ids=held)
+        jobrows.renew(worker_id=w.worker_id, job_ids=held)
         host, pid = w.worker_id.split(":")[:2]
         state = (
             WorkerHeartbeat.State.STOPPING if w.stopping else

@@ -12,7 +12,7 @@ def setup(entries: int, site_root: str, noops: int = 0) -> dict:
     from django.core.management import call_command
 
     from blog.demo import create_demo_blog
-    from publishqueue.queue import NewJob, enqueue
+    from publishqueue.enqueue import NewJob, enqueue
     from publishqueue.services import blog_templates, publish_templates
 
     call_command("migrate", verbosity=0)

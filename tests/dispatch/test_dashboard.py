@@ -8,8 +8,8 @@ from django.utils import timezone
 
 from dispatch.dashboard import chart_svg
 from dispatch.models import ManagerStatus, RecycleAck, RecycleRequest
+from publishqueue.enqueue import NewJob, enqueue
 from publishqueue.models import Job, JobError, JobStat
-from publishqueue.queue import NewJob, enqueue
 from tests.factories import UserFactory
 
 pytestmark = pytest.mark.django_db

@@ -13,8 +13,8 @@ from django.utils import timezone
 from blog import services
 from blog.models import Comment, Entry
 from publishqueue import periodic
+from publishqueue.enqueue import NewJob, enqueue
 from publishqueue.models import Job, JobError, JobStat, PeriodicTask, WorkerHeartbeat
-from publishqueue.queue import NewJob, enqueue
 from publishqueue.worker import Worker, WorkerOptions
 from tests.factories import CommentFactory, EntryFactory, UserFactory, blog_with_templates
 

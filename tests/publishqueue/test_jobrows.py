@@ -7,9 +7,9 @@ from django.db import IntegrityError, transaction
 from django.test import override_settings
 from django.utils import timezone
 
-from publishqueue import engine
+from publishqueue import jobrows
+from publishqueue.enqueue import NewJob, enqueue
 from publishqueue.models import Job, JobError
-from publishqueue.queue import NewJob, enqueue
 
 pytestmark = pytest.mark.django_db
 
@@ -31,48 +31,48 @@ def test_claims_by_priority_then_run_after_then_id():
     add("high-earlier", 10, NOW - dt.timedelta(seconds=5))
     add("mid", 5)
     add("future", 99, NOW + dt.timedelta(minutes=1))
-    assert keys(engine.claim(worker_id="w", load=10, now=NOW)) == ["high-earlier", "high-later", "mid", "low"]
+    assert keys(jobrows.claim(worker_id="w", load=10, now=NOW)) == ["high-earlier", "high-later", "mid", "low"]
 
 
 def test_near_the_end_of_the_queue_a_worker_takes_only_its_share_of_what_is_left():
     for n in range(23):
         add(f"j{n:02d}", priority=-n)
-    assert len(engine.claim(worker_id="w1", load=10, share=2, now=NOW)) == 10  # 23 left: a full batch
-    assert len(engine.claim(worker_id="w2", load=10, share=2, now=NOW)) == 7  # 13 left: half, rounded up
-    assert keys(engine.claim(worker_id="w1", load=10, share=2, now=NOW)) == ["j17", "j18", "j19"]
-    assert keys(engine.claim(worker_id="w2", load=10, share=2, now=NOW)) == ["j20", "j21"]
-    assert keys(engine.claim(worker_id="w1", load=10, share=2, now=NOW)) == ["j22"]
-    assert engine.claim(worker_id="w2", load=10, share=2, now=NOW) == []
+    assert len(jobrows.claim(worker_id="w1", load=10, share=2, now=NOW)) == 10  # 23 left: a full batch
+    assert len(jobrows.claim(worker_id="w2", load=10, share=2, now=NOW)) == 7  # 13 left: half, rounded up
+    assert keys(jobrows.claim(worker_id="w1", load=10, share=2, now=NOW)) == ["j17", "j18", "j19"]
+    assert keys(jobrows.claim(worker_id="w2", load=10, share=2, now=NOW)) == ["j20", "j21"]
+    assert keys(jobrows.claim(worker_id="w1", load=10, share=2, now=NOW)) == ["j22"]
+    assert jobrows.claim(worker_id="w2", load=10, share=2, now=NOW) == []
 
 
 def test_a_lone_worker_takes_a_full_batch():
     for n in range(5):
         add(f"j{n}")
-    assert len(engine.claim(worker_id="w", load=10, now=NOW)) == 5
+    assert len(jobrows.claim(worker_id="w", load=10, now=NOW)) == 5
 
 
 def test_a_claimed_job_is_not_claimed_again_while_its_lease_holds():
     add("a")
-    assert keys(engine.claim(worker_id="w1", load=5, now=NOW)) == ["a"]
-    assert engine.claim(worker_id="w2", load=5, now=NOW + dt.timedelta(seconds=59)) == []
+    assert keys(jobrows.claim(worker_id="w1", load=5, now=NOW)) == ["a"]
+    assert jobrows.claim(worker_id="w2", load=5, now=NOW + dt.timedelta(seconds=59)) == []
 
 
 def test_an_expired_lease_makes_the_job_claimable_and_the_old_worker_cannot_complete_it():
     add("a")
-    [first] = engine.claim(worker_id="w1", load=1, now=NOW)
-    [second] = engine.claim(worker_id="w2", load=1, now=NOW + dt.timedelta(seconds=61))
-    assert engine.complete(worker_id="w1", jobs=[first]) == 0
+    [first] = jobrows.claim(worker_id="w1", load=1, now=NOW)
+    [second] = jobrows.claim(worker_id="w2", load=1, now=NOW + dt.timedelta(seconds=61))
+    assert jobrows.complete(worker_id="w1", jobs=[first]) == 0
     assert Job.objects.get().grabbed_by == "w2"
-    engine.complete(worker_id="w2", jobs=[second])
+    jobrows.complete(worker_id="w2", jobs=[second])
     assert not Job.objects.exists()
 
 
 def test_renewing_keeps_the_lease():
     add("a")
-    [job] = engine.claim(worker_id="w1", load=1, now=NOW)
-    engine.renew(worker_id="w1", job_ids=[job.id], now=NOW + dt.timedelta(seconds=50))
-    assert engine.claim(worker_id="w2", load=1, now=NOW + dt.timedelta(seconds=100)) == []
-    assert engine.renew(worker_id="w2", job_ids=[job.id]) == 0  # only the holder renews
+    [job] = jobrows.claim(worker_id="w1", load=1, now=NOW)
+    jobrows.renew(worker_id="w1", job_ids=[job.id], now=NOW + dt.timedelta(seconds=50))
+    assert jobrows.claim(worker_id="w2", load=1, now=NOW + dt.timedelta(seconds=100)) == []
+    assert jobrows.renew(worker_id="w2", job_ids=[job.id]) == 0  # only the holder renews
 
 
 def test_a_second_insert_coalesces_into_one_job():
@@ -94,14 +94,14 @@ def test_the_unique_key_is_enforced_by_the_database():
 
 def test_a_change_while_running_is_published_again():
     add("a")
-    [job] = engine.claim(worker_id="w", load=1, now=NOW)
+    [job] = jobrows.claim(worker_id="w", load=1, now=NOW)
     add("a")  # the file changed while the worker was publishing it
-    assert engine.complete(worker_id="w", jobs=[job]) == 1
+    assert jobrows.complete(worker_id="w", jobs=[job]) == 1
     row = Job.objects.get()
     assert (row.generation, row.grabbed_by, row.grabbed_until) == (2, "", None)
-    [again] = engine.claim(worker_id="w", load=1, now=NOW)
+    [again] = jobrows.claim(worker_id="w", load=1, now=NOW)
     assert again.generation == 2
-    assert engine.complete(worker_id="w", jobs=[again]) == 0
+    assert jobrows.complete(worker_id="w", jobs=[again]) == 0
     assert not Job.objects.exists()
 
 
@@ -109,21 +109,21 @@ def test_a_change_while_running_is_published_again():
 def test_failures_are_logged_retried_with_backoff_then_kept_as_failed():
     add("a")
     for attempt in (1, 2):
-        [job] = engine.claim(worker_id="w", load=1, now=timezone.now() + dt.timedelta(days=attempt))
-        assert engine.fail(worker_id="w", job=job, message=f"boom {attempt}", traceback="Traceback...") is False
+        [job] = jobrows.claim(worker_id="w", load=1, now=timezone.now() + dt.timedelta(days=attempt))
+        assert jobrows.fail(worker_id="w", job=job, message=f"boom {attempt}", traceback="Traceback...") is False
         row = Job.objects.get()
         assert row.attempts == attempt and row.failed_at is None and row.grabbed_by == ""
         wait = (row.run_after - timezone.now()).total_seconds()
         assert (299 <= wait <= 301) if attempt == 1 else (479 <= wait <= 721)
-    [job] = engine.claim(worker_id="w", load=1, now=timezone.now() + dt.timedelta(days=9))
-    assert engine.fail(worker_id="w", job=job, message="boom 3") is True
+    [job] = jobrows.claim(worker_id="w", load=1, now=timezone.now() + dt.timedelta(days=9))
+    assert jobrows.fail(worker_id="w", job=job, message="boom 3") is True
     row = Job.objects.get()
     assert row.failed_at is not None and row.last_error == "boom 3"
-    assert engine.claim(worker_id="w", load=1, now=timezone.now() + dt.timedelta(days=99)) == []
+    assert jobrows.claim(worker_id="w", load=1, now=timezone.now() + dt.timedelta(days=99)) == []
     errors = list(JobError.objects.order_by("attempt").values_list("attempt", "message", "worker", "job_id"))
     assert errors == [(1, "boom 1", "w", row.pk), (2, "boom 2", "w", row.pk), (3, "boom 3", "w", row.pk)]
-    assert engine.retry_now([row.pk]) == 1
-    assert keys(engine.claim(worker_id="w", load=1)) == ["a"]
+    assert jobrows.retry_now([row.pk]) == 1
+    assert keys(jobrows.claim(worker_id="w", load=1)) == ["a"]
 
 
 def test_a_new_change_revives_a_failed_job():
@@ -143,10 +143,10 @@ def test_a_new_change_cuts_a_retry_backoff_short():
 
 def test_backoff_doubles_with_jitter_and_is_capped():
     rng = random.Random(4)
-    assert engine.backoff(1, rng=rng) == 300
-    assert 480 <= engine.backoff(2, rng=rng) <= 720
-    assert 960 <= engine.backoff(3, rng=rng) <= 1440
-    assert engine.backoff(30, rng=rng) == 6 * 3600
+    assert jobrows.backoff(1, rng=rng) == 300
+    assert 480 <= jobrows.backoff(2, rng=rng) <= 720
+    assert 960 <= jobrows.backoff(3, rng=rng) <= 1440
+    assert jobrows.backoff(30, rng=rng) == 6 * 3600
 
 
 def test_randomly_picks_among_the_top_of_the_queue():
@@ -154,9 +154,9 @@ def test_randomly_picks_among_the_top_of_the_queue():
         add(f"j{i:02d}", priority=i)
     seen = set()
     for _ in range(10):
-        claimed = engine.claim(worker_id="w", load=2, randomly=True, now=NOW)
+        claimed = jobrows.claim(worker_id="w", load=2, randomly=True, now=NOW)
         seen |= set(keys(claimed))
-        engine.release(worker_id="w", jobs=claimed)
+        jobrows.release(worker_id="w", jobs=claimed)
     top = {f"j{i:02d}" for i in range(30, 40)}  # RANDOM_WINDOW 5 x load 2
     assert seen <= top and len(seen) > 2
 
@@ -164,6 +164,6 @@ def test_randomly_picks_among_the_top_of_the_queue():
 def test_kinds_and_floor_filter_what_is_claimed():
     add("p", priority=10, kind="publish")
     add("n", priority=1, kind="noop")
-    assert keys(engine.claim(worker_id="w", load=5, kinds=["noop"], now=NOW)) == ["n"]
+    assert keys(jobrows.claim(worker_id="w", load=5, kinds=["noop"], now=NOW)) == ["n"]
     Job.objects.update(grabbed_by="", grabbed_until=None)
-    assert keys(engine.claim(worker_id="w", load=5, floor=5, now=NOW)) == ["p"]
+    assert keys(jobrows.claim(worker_id="w", load=5, floor=5, now=NOW)) == ["p"]
