@@ -9,7 +9,6 @@ from django.db import transaction
 from django.utils import timezone
 from django.utils.html import linebreaks
 
-from publishqueue.conf import get_config
 from publishqueue.dependencies import (
     EntryState,
     comment_change_contexts,
@@ -19,6 +18,7 @@ from publishqueue.dependencies import (
 )
 from publishqueue.services import ChangeReport, apply_change
 
+from .conf import get_config
 from .models import Blog, Comment, Entry
 
 

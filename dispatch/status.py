@@ -6,8 +6,9 @@ import socket
 
 from django.utils import timezone
 
+from .conf import get_config
 from .control import live_managers
-from .models import ManagerStatus
+from .models import ManagerStatus, ProcessHeartbeat
 
 
 def publish_manager(manager) -> None:
@@ -31,9 +32,6 @@ def forget_manager() -> None:
 
 def pool() -> dict:
     """Every live manager and queue worker, on every host (dashboard, /dispatch/status, manage.py workers)."""
-    from publishqueue.conf import get_config
-    from publishqueue.models import WorkerHeartbeat
-
     now = timezone.now()
     stale_after = get_config()["HEARTBEAT_STALE_SECONDS"]
     managers = [
@@ -47,10 +45,11 @@ def pool() -> dict:
     ]
     workers = [
         {
-            "host": w.host, "pid": w.pid, "worker_id": w.worker_id, "state": w.state, "jobs_done": w.jobs_done,
-            "jobs_failed": w.jobs_failed, "current_job": w.current_job, "age": (now - w.started).total_seconds(),
+            "host": w.host, "pid": w.pid, "worker_id": w.process_id, "kind": w.kind, "state": w.state,
+            "jobs_done": w.done, "jobs_failed": w.failed, "current_job": w.current,
+            "supervisor_pid": w.supervisor_pid, "rss": w.rss, "cpu": w.cpu, "age": (now - w.started).total_seconds(),
             "last_seen": w.last_seen, "stale": (now - w.last_seen).total_seconds() > stale_after,
         }
-        for w in WorkerHeartbeat.objects.order_by("host", "pid")
+        for w in ProcessHeartbeat.objects.order_by("host", "pid")
     ]
     return {"managers": managers, "queue_workers": workers, "generated": now}

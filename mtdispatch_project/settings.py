@@ -132,5 +132,7 @@ Q_CLUSTER = {
     "catch_up": False,
 }
 
-# mtdispatch's own settings; defaults live in publishqueue.conf.
-MTDISPATCH: dict = {}
+# The apps' settings namespaces; their defaults are in dispatch/conf.py, publishqueue/conf.py and blog/conf.py.
+DISPATCH: dict = {}
+PUBLISHQUEUE: dict = {}
+BLOG: dict = {}

@@ -225,32 +225,6 @@ class PeriodicTask(models.Model):
         return self.name
 
 
-class WorkerHeartbeat(models.Model):
-    """A live queue worker, as the dashboard sees it."""
-
-    class State(models.TextChoices):
-        IDLE = "idle", "Idle"
-        BUSY = "busy", "Busy"
-        STOPPING = "stopping", "Stopping"
-
-    worker_id = models.CharField(max_length=200, unique=True, help_text="host:pid:start")
-    host = models.CharField(max_length=200)
-    pid = models.PositiveIntegerField()
-    started = models.DateTimeField()
-    last_seen = models.DateTimeField(db_index=True)
-    state = models.CharField(max_length=10, choices=State.choices, default=State.IDLE)
-    jobs_done = models.PositiveIntegerField(default=0)
-    jobs_failed = models.PositiveIntegerField(default=0)
-    current_job = models.CharField(max_length=300, blank=True)
-    current_since = models.DateTimeField(null=True, blank=True)
-
-    class Meta:
-        ordering = ["host", "pid"]
-
-    def __str__(self) -> str:
-        return self.worker_id
-
-
 class QueueSample(models.Model):
     """Queue depth once a minute (a periodic task), for the dashboard's depth chart."""
 

@@ -13,10 +13,12 @@ from dataclasses import dataclass
 from django.db.models import Q
 from django.utils import timezone
 
+from blog.conf import get_config as blog_config
 from blog.models import Comment
+from dispatch import processes
 
 from .conf import get_config
-from .models import JobError, JobStat, PeriodicTask, PublishingMode, Template, WorkerHeartbeat
+from .models import JobError, JobStat, PeriodicTask, PublishingMode, Template
 
 logger = logging.getLogger("mtdispatch.periodic")
 
@@ -55,9 +57,7 @@ def purge_history(now: dt.datetime) -> int:
     old_errors = JobError.objects.filter(created__lt=now - dt.timedelta(days=config["ERROR_RETENTION_DAYS"]))
     # Errors of a job still failed are its history: they stay while the job does.
     errors, _ = old_errors.filter(~Q(job_id__in=_failed_job_ids())).delete()
-    stale = now - dt.timedelta(seconds=config["HEARTBEAT_STALE_SECONDS"] * 10)
-    gone, _ = WorkerHeartbeat.objects.filter(last_seen__lt=stale).delete()
-    return stats + errors + gone
+    return stats + errors + processes.purge_stale(now)
 
 
 def _failed_job_ids():
@@ -67,7 +67,7 @@ def _failed_job_ids():
 
 
 def expire_junk_comments(now: dt.datetime) -> int:
-    cutoff = now - dt.timedelta(days=get_config()["JUNK_EXPIRY_DAYS"])
+    cutoff = now - dt.timedelta(days=blog_config()["JUNK_EXPIRY_DAYS"])
     deleted, _ = Comment.objects.filter(status=Comment.Status.JUNK, created__lt=cutoff).delete()
     return deleted
 

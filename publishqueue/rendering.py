@@ -22,6 +22,7 @@ from django.template import Context, Engine
 from django.urls import get_script_prefix, get_urlconf, reverse
 from django.utils import timezone
 
+from blog.conf import get_config as blog_config
 from blog.models import Blog, Category, Comment, Entry, attach_categories, categories_of
 
 from .conf import get_config
@@ -305,7 +306,7 @@ def _context_for(
     blog: Blog, context: ArchiveContext, links: Links, pages: BatchPages | None = None
 ) -> dict[str, Any] | None:
     """Template variables for ``context``, or None when it no longer exists (its file should go)."""
-    limit = get_config()["INDEX_ENTRIES"]
+    limit = blog_config()["INDEX_ENTRIES"]
     if context.archive_type == ArchiveType.INDEX:
         return {"entries": _listed(_live_entries(blog)[:limit], links), "archive_title": blog.name}
     if context.archive_type == ArchiveType.INDIVIDUAL:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import os
-import socket
 import threading
 import time
 import traceback
@@ -19,11 +18,14 @@ from dataclasses import dataclass, field
 from django.db import close_old_connections, connection, transaction
 from django.utils import timezone
 
+from dispatch import processes
+from dispatch.conf import get_config as dispatch_config
+from dispatch.control import RecycleWatch, acknowledge
+
 from . import jobrows, periodic
 from .conf import get_config
 from .jobrows import Claimed
 from .jobs import finish_later, prepare, run_job
-from .models import WorkerHeartbeat
 from .stats import StatsBuffer
 
 logger = logging.getLogger("mtdispatch.worker")
@@ -55,8 +57,7 @@ class WorkerResult:
     reason: str = ""
 
 
-def make_worker_id() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}:{int(time.time())}"
+KIND = "queue worker"
 
 
 @dataclass(frozen=True)
@@ -100,7 +101,7 @@ class Worker:
     ) -> None:
         self.options = options
         self.stop_event = stop_event or threading.Event()
-        self.worker_id = worker_id or make_worker_id()
+        self.worker_id = worker_id or processes.make_process_id()
         self.job_runner = job_runner
         self.log = log or logger.info
         self.result = WorkerResult()
@@ -132,7 +133,7 @@ class Worker:
         finally:
             beat.stop()
             self.stats.flush()
-            WorkerHeartbeat.objects.filter(worker_id=self.worker_id).delete()
+            beat.registration.forget()
         return self.result
 
     def _loop(self) -> None:
@@ -277,7 +278,8 @@ class _Heartbeat:
 
     def __init__(self, worker: Worker) -> None:
         self.worker = worker
-        self.started = timezone.now()
+        supervisor = os.getppid() if not worker.options.follow_recycles else None
+        self.registration = processes.Registration(kind=KIND, process_id=worker.worker_id, supervisor_pid=supervisor)
         self.recycle_watch = None  # created on the first beat of a worker that follows recycles
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="mtdispatch-heartbeat", daemon=True)
@@ -291,8 +293,7 @@ class _Heartbeat:
         self._thread.join(timeout=10)
 
     def _run(self) -> None:
-        config = get_config()
-        period = min(config["HEARTBEAT_SECONDS"], config["LEASE_SECONDS"] / 3)
+        period = min(dispatch_config()["HEARTBEAT_SECONDS"], get_config()["LEASE_SECONDS"] / 3)
         try:
             while not self._stop.wait(period):
                 try:
@@ -304,8 +305,6 @@ class _Heartbeat:
 
     def follow_recycles(self) -> None:
         """A recycle request made after this worker started: acknowledge it and restart (fresh code)."""
-        from dispatch.control import RecycleWatch, acknowledge
-
         if self.recycle_watch is None:
             self.recycle_watch = RecycleWatch()
         request_id = self.recycle_watch.new_request()
@@ -322,21 +321,9 @@ class _Heartbeat:
             held = [job.id for job in w._current.held]
             job, since = w._current.job, w._current.since
         jobrows.renew(worker_id=w.worker_id, job_ids=held)
-        host, pid = w.worker_id.split(":")[:2]
-        state = (
-            WorkerHeartbeat.State.STOPPING if w.stopping else
-            WorkerHeartbeat.State.BUSY if job else WorkerHeartbeat.State.IDLE
+        state = processes.State.STOPPING if w.stopping else processes.State.BUSY if job else processes.State.IDLE
+        self.registration.report(
+            state=state, done=w.result.done, failed=w.result.failed, current=str(job) if job else "",
+            current_for=time.monotonic() - since if job else 0.0,
         )
-        now = timezone.now()
-        WorkerHeartbeat.objects.update_or_create(
-            worker_id=w.worker_id,
-            defaults={
-                "host": host, "pid": int(pid), "started": self.started, "last_seen": now, "state": state,
-                "jobs_done": w.result.done, "jobs_failed": w.result.failed,
-                "current_job": str(job) if job else "",
-                "current_since": now - dt.timedelta(seconds=time.monotonic() - since) if job else None,
-            },
-        )
-        alive = now - dt.timedelta(seconds=3 * get_config()["HEARTBEAT_SECONDS"])
-        live = WorkerHeartbeat.objects.filter(last_seen__gte=alive).exclude(state=WorkerHeartbeat.State.STOPPING)
-        w.peers = max(1, live.count())
+        w.peers = max(1, processes.live(KIND).count())

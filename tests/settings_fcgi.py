@@ -7,4 +7,5 @@ try:  # a test writes this module into its directory to make newly started child
     import startup_hook  # noqa: F401
 except ModuleNotFoundError:
     pass
-MTDISPATCH = {"HEARTBEAT_SECONDS": 0.5, "PERIODIC_CHECK_SECONDS": 3600}
+DISPATCH = {"HEARTBEAT_SECONDS": 0.5}
+PUBLISHQUEUE = {"PERIODIC_CHECK_SECONDS": 3600}

@@ -3,9 +3,9 @@ import os
 
 from mtdispatch_project.settings import *  # noqa: F403
 
-MTDISPATCH = {
+DISPATCH = {"HEARTBEAT_SECONDS": 0.5}
+PUBLISHQUEUE = {
     "LEASE_SECONDS": float(os.environ.get("MTD_LEASE_SECONDS", "5")),
-    "HEARTBEAT_SECONDS": 0.5,
     "PERIODIC_CHECK_SECONDS": 3600,
     "JOB_HANDLERS": {"publish": "tests.probe.probed_publish", "noop": "tests.probe.probed_noop"},
 }

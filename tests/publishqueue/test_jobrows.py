@@ -105,7 +105,7 @@ def test_a_change_while_running_is_published_again():
     assert not Job.objects.exists()
 
 
-@override_settings(MTDISPATCH={"RETRY_BACKOFF_SECONDS": 300, "JOB_MAX_ATTEMPTS": 3})
+@override_settings(PUBLISHQUEUE={"RETRY_BACKOFF_SECONDS": 300, "JOB_MAX_ATTEMPTS": 3})
 def test_failures_are_logged_retried_with_backoff_then_kept_as_failed():
     add("a")
     for attempt in (1, 2):

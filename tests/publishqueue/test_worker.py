@@ -12,9 +12,10 @@ from django.utils import timezone
 
 from blog import services
 from blog.models import Comment, Entry
+from dispatch.models import ProcessHeartbeat
 from publishqueue import periodic
 from publishqueue.enqueue import NewJob, enqueue
-from publishqueue.models import Job, JobError, JobStat, PeriodicTask, WorkerHeartbeat
+from publishqueue.models import Job, JobError, JobStat, PeriodicTask
 from publishqueue.worker import Worker, WorkerOptions
 from tests.factories import CommentFactory, EntryFactory, UserFactory, blog_with_templates
 
@@ -62,10 +63,10 @@ def test_workers_share_the_end_of_the_queue_with_the_live_workers_they_see():
     noops(6)
     now = timezone.now()
     peer = dict(host="other", pid=1, started=now, last_seen=now)
-    WorkerHeartbeat.objects.create(worker_id="other:1:1", **peer)
-    WorkerHeartbeat.objects.create(worker_id="gone:1:1", **{**peer, "last_seen": now - dt.timedelta(hours=1)})
+    ProcessHeartbeat.objects.create(process_id="other:1:1", **peer)
+    ProcessHeartbeat.objects.create(process_id="gone:1:1", **{**peer, "last_seen": now - dt.timedelta(hours=1)})
     assert worker(load=10, once=True).run().done == 3  # its share of six, with one other live worker
-    WorkerHeartbeat.objects.filter(worker_id="other:1:1").delete()
+    ProcessHeartbeat.objects.filter(process_id="other:1:1").delete()
     assert worker(load=10, once=True).run().done == 3  # alone: all that is left
 
 
@@ -185,15 +186,15 @@ def test_a_daemon_waits_for_work_and_stops_on_request():
     deadline = time.monotonic() + 10
     while Job.objects.exists() and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert WorkerHeartbeat.objects.filter(worker_id="test:1:1").exists()
+    assert ProcessHeartbeat.objects.filter(process_id="test:1:1").exists()
     w.stop("test")
     thread.join(timeout=10)
     assert not thread.is_alive() and w.result.done == 3
-    assert not WorkerHeartbeat.objects.exists()  # a clean exit removes its heartbeat
+    assert not ProcessHeartbeat.objects.exists()  # a clean exit removes its heartbeat
 
 
 @override_settings(
-    MTDISPATCH={"HEARTBEAT_SECONDS": 0.05, "JOB_HANDLERS": {"noop": "tests.publishqueue.test_worker.slow"}}
+    DISPATCH={"HEARTBEAT_SECONDS": 0.05}, PUBLISHQUEUE={"JOB_HANDLERS": {"noop": "tests.publishqueue.test_worker.slow"}}
 )
 def test_the_heartbeat_shows_the_current_job():
     noops(1)
@@ -202,10 +203,10 @@ def test_the_heartbeat_shows_the_current_job():
     thread.start()
     assert SLOW_STARTED.wait(10)
     time.sleep(0.3)
-    beat = WorkerHeartbeat.objects.get()
+    beat = ProcessHeartbeat.objects.get()
     SLOW_RELEASE.set()
     thread.join(10)
-    assert (beat.state, beat.current_job, beat.host, beat.pid) == ("busy", "noop:0", "test", 1)
+    assert (beat.state, beat.current, beat.host, beat.pid) == ("busy", "noop:0", "test", 1)
 
 
 SLOW_STARTED, SLOW_RELEASE = threading.Event(), threading.Event()
@@ -270,7 +271,7 @@ def test_update_pings_go_to_the_configured_services(tmp_path):
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        with override_settings(MTDISPATCH={"PING_URLS": [f"http://127.0.0.1:{server.server_address[1]}/RPC2"]}):
+        with override_settings(BLOG={"PING_URLS": [f"http://127.0.0.1:{server.server_address[1]}/RPC2"]}):
             blog = blog_with_templates(tmp_path / "site", mode="queue")
             services.save_entry(entry=EntryFactory.build(blog=blog))
             assert worker(background=True).run().background == 1
