@@ -136,3 +136,5 @@ Q_CLUSTER = {
 DISPATCH: dict = {}
 PUBLISHQUEUE: dict = {}
 BLOG: dict = {}
+# The model that owns a site root, a site URL and templates (publishqueue.sites.AbstractSite).
+PUBLISHQUEUE_SITE_MODEL = "blog.Blog"

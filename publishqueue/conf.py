@@ -6,16 +6,9 @@ from typing import Any
 from dispatch.conf import AppSettings
 
 DEFAULTS: dict[str, Any] = {
-    # Job priorities by archive type, higher first (MT's numbers; the main index and feeds go first).
-    "PRIORITIES": {
-        "main_index": 11,
-        "individual": 10,
-        "index": 9,
-        "monthly": 2,
-        "category": 1,
-        "yearly": 0,
-        "daily": 0,
-    },
+    # Job priorities, higher first, by archive type name (overriding the priority each archive type registers),
+    # and "main_index" for the index templates named in MAIN_INDEX_IDENTIFIERS (the main index and feeds go first).
+    "PRIORITIES": {"main_index": 11},
     # Priority for the jobs a template save queues for all its files.
     "TEMPLATE_SAVE_PRIORITY": 0,
     # Template identifiers treated as "main index and feeds" for priority.

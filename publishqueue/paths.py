@@ -1,48 +1,19 @@
-"""Archive contexts, output path patterns, and keeping output inside the site root."""
+"""Output path patterns, and keeping output inside the site root."""
 from __future__ import annotations
 
-import datetime as dt
 import os
 import stat
 import string
 import time
-from dataclasses import dataclass
-
-from django.db import models
-
-
-class ArchiveType(models.TextChoices):
-    INDEX = "index", "Index"
-    INDIVIDUAL = "individual", "Entry"
-    CATEGORY = "category", "Category"
-    MONTHLY = "monthly", "Monthly"
-    YEARLY = "yearly", "Yearly"
-    DAILY = "daily", "Daily"
-
-
-DATE_TYPES = (ArchiveType.MONTHLY, ArchiveType.YEARLY, ArchiveType.DAILY)
-
-ALLOWED_FIELDS: dict[str, frozenset[str]] = {
-    ArchiveType.INDEX: frozenset(),
-    ArchiveType.INDIVIDUAL: frozenset({"year", "month", "day", "slug", "id", "category"}),
-    ArchiveType.CATEGORY: frozenset({"category"}),
-    ArchiveType.MONTHLY: frozenset({"year", "month"}),
-    ArchiveType.YEARLY: frozenset({"year"}),
-    ArchiveType.DAILY: frozenset({"year", "month", "day"}),
-}
-
-_SAMPLE = {"year": "2024", "month": "01", "day": "01", "slug": "s", "id": "1", "category": "c"}
 
 
 class PathError(ValueError):
     """An output path pattern, or the path it produced, is invalid or would leave the site root."""
 
 
-def validate_pattern(archive_type: str, pattern: str) -> None:
-    """Refuse unknown fields, format specs, and anything that could escape the site root."""
-    allowed = ALLOWED_FIELDS.get(archive_type)
-    if allowed is None:
-        raise PathError(f"Unknown archive type {archive_type!r}.")
+def validate_pattern(archive_type: str, pattern: str, allowed: frozenset[str]) -> None:
+    """Refuse fields the archive type does not have (``allowed``), format specs, and anything that could
+    escape the site root."""
     try:
         parsed = list(string.Formatter().parse(pattern))
     except ValueError as exc:
@@ -55,7 +26,7 @@ def validate_pattern(archive_type: str, pattern: str) -> None:
             raise PathError(f"{{{field}}} is not available for {archive_type} archives (available: {names}).")
         if spec or conversion:
             raise PathError(f"Format specifications are not supported in {{{field}}}.")
-    check_relative_path(_expand(pattern.format(**_SAMPLE)))
+    check_relative_path(_expand(pattern.format(**dict.fromkeys(allowed, "x1"))))
 
 
 def _expand(path: str) -> str:
@@ -73,47 +44,6 @@ def check_relative_path(path: str) -> str:
     return path
 
 
-@dataclass(frozen=True)
-class ArchiveContext:
-    """What one file of an archive type shows: the index, an entry, a category or a period."""
-
-    archive_type: str
-    entry_id: int | None = None
-    category_id: int | None = None
-    period_start: dt.date | None = None
-
-    @property
-    def key(self) -> str:
-        if self.archive_type == ArchiveType.INDEX:
-            return "index"
-        if self.archive_type == ArchiveType.INDIVIDUAL:
-            return f"entry:{self.entry_id}"
-        if self.archive_type == ArchiveType.CATEGORY:
-            return f"category:{self.category_id}"
-        return f"{self.archive_type}:{self.period_start.isoformat()}"
-
-
-def period_start(archive_type: str, day: dt.date) -> dt.date:
-    if archive_type == ArchiveType.MONTHLY:
-        return day.replace(day=1)
-    if archive_type == ArchiveType.YEARLY:
-        return day.replace(month=1, day=1)
-    return day
-
-
-def period_end(archive_type: str, start: dt.date) -> dt.date:
-    """The first day after the period."""
-    if archive_type == ArchiveType.MONTHLY:
-        return (start.replace(day=28) + dt.timedelta(days=4)).replace(day=1)
-    if archive_type == ArchiveType.YEARLY:
-        return start.replace(year=start.year + 1)
-    return start + dt.timedelta(days=1)
-
-
-def date_fields(day: dt.date) -> dict[str, str]:
-    return {"year": f"{day.year:04d}", "month": f"{day.month:02d}", "day": f"{day.day:02d}"}
-
-
 def format_path(pattern: str, fields: dict[str, str]) -> str:
     """Fill a validated pattern; the result is checked lexically (the publisher checks the disk)."""
     return check_relative_path(_expand(pattern.format(**fields)))
@@ -123,7 +53,7 @@ def resolve_output_path(site_root: str, relative: str) -> str:
     """The absolute path for ``relative`` under ``site_root``, refusing any escape, symlinks included."""
     check_relative_path(relative)
     if not site_root or not os.path.isabs(site_root):
-        raise PathError(f"The blog's site root {site_root!r} must be an absolute directory.")
+        raise PathError(f"The site root {site_root!r} must be an absolute directory.")
     root = _real_root(site_root)
     target = os.path.join(root, relative)
     if _symlink_below(root, relative):  # lexically it cannot leave the root: only a symlink can

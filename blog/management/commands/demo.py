@@ -7,7 +7,7 @@ from tqdm import tqdm
 
 from blog.demo import create_demo_blog
 from publishqueue.models import PublishingMode
-from publishqueue.services import blog_templates, publish_templates
+from publishqueue.services import publish_templates, site_templates
 
 
 class Command(BaseCommand):
@@ -37,7 +37,7 @@ class Command(BaseCommand):
         self.stdout.write(f"Blog “{blog}” (id {blog.pk}): {result.entries} entries, site root {site_root}")
         if not opts["no_publish"]:
             with tqdm(total=0, unit="file", disable=opts["verbosity"] == 0, file=self.stderr._out) as bar:
-                report = publish_templates(templates=blog_templates(result.blog), progress=bar)
+                report = publish_templates(templates=site_templates(result.blog), progress=bar)
             self.stdout.write(f"Published: {report.summary()}")
         self.stdout.write(f"Site: {result.blog.site_url}")
         if result.password:
