@@ -1,6 +1,7 @@
 from django.contrib import admin
 
 from publishqueue.admin import report_after_commit
+from publishqueue.sites import SiteLocationAdminMixin
 
 from . import services
 from .dependencies import EntryState
@@ -8,7 +9,7 @@ from .models import Blog, Category, Comment, Entry
 
 
 @admin.register(Blog)
-class BlogAdmin(admin.ModelAdmin):
+class BlogAdmin(SiteLocationAdminMixin, admin.ModelAdmin):
     list_display = ["name", "site_url", "site_root", "comment_policy"]
     search_fields = ["name"]
 

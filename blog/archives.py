@@ -22,6 +22,7 @@ from publishqueue.rendering import Links
 
 from .conf import get_config
 from .models import Blog, Category, Comment, Entry, attach_categories, categories_of
+from .sandbox import ViewList, blog_view, category_view, comment_view, documentation, entry_view
 
 
 class Archive(models.TextChoices):
@@ -136,9 +137,29 @@ def with_links(entries: list[Entry], links: Links) -> list[Entry]:
     return entries
 
 
-def _listed(entries, links: Links) -> list[Entry]:
-    """Entries of a listing page, with their categories and permalinks."""
-    return with_links(attach_categories(entries), links)
+def views(entries: list[Entry], links: Links) -> ViewList:
+    """What templates see of entries (``blog.sandbox``): one view per entry object and set of links, with its
+    permalink and its categories' archive URLs."""
+    with_links(entries, links)
+    found = []
+    for entry in entries:
+        known = getattr(entry, "_view", None)
+        if known is None or known[0] is not entry._permalink_of:
+            categories = categories_of(entry)
+            for category in categories:
+                category.archive_url = category_url(links, category)
+            known = entry._view = (entry._permalink_of, entry_view(entry, categories))
+        found.append(known[1])
+    return ViewList(found)
+
+
+def view(entry: Entry | None, links: Links):
+    return views([entry], links)[0] if entry is not None else None
+
+
+def _listed(entries, links: Links) -> ViewList:
+    """Entries of a listing page, as views with their categories and permalinks."""
+    return views(attach_categories(entries), links)
 
 
 def _live_entries(blog: Blog):
@@ -235,14 +256,11 @@ def _entry_variables(page: Page) -> dict[str, Any] | None:
     if entry is None:
         return None  # no longer live
     previous_entry, next_entry = pages.neighbours[entry_id]
-    with_links([e for e in (entry, previous_entry, next_entry) if e is not None], links)
-    for category in categories_of(entry):
-        category.archive_url = category_url(links, category)
     return {
-        "entry": entry,
-        "previous_entry": previous_entry,
-        "next_entry": next_entry,
-        "comments": pages.comments[entry_id],
+        "entry": view(entry, links),
+        "previous_entry": view(previous_entry, links),
+        "next_entry": view(next_entry, links),
+        "comments": ViewList(comment_view(c) for c in pages.comments[entry_id]),
         "archive_title": entry.title,
         "comments_open": blog.comment_policy != Blog.CommentPolicy.CLOSED,
     }
@@ -254,7 +272,7 @@ def _category_variables(page: Page) -> dict[str, Any] | None:
     if not entries:
         return None
     category.archive_url = category_url(page.links, category)
-    return {"category": category, "entries": entries, "archive_title": category.label}
+    return {"category": category_view(category), "entries": entries, "archive_title": category.label}
 
 
 def _period_variables(page: Page) -> dict[str, Any] | None:
@@ -262,7 +280,7 @@ def _period_variables(page: Page) -> dict[str, Any] | None:
     pages = page.batch
     if pages is None or period not in pages.periods:
         pages = BatchPages.load(page.site.pk, periods=[period])  # a single page is a batch of one
-    entries = with_links(pages.periods[period], page.links)
+    entries = views(pages.periods[period], page.links)
     if not entries:
         return None
     start, end = period_bounds(*period)
@@ -347,7 +365,7 @@ def blog_variables(blog: Blog, links: Links) -> dict[str, Any]:
     """What every page gets, and the only variables a cached module sees: the blog, its categories and
     monthly archives (lists computed once per content and templates version), the comment form's URL."""
 
-    def categories() -> list[Category]:
+    def categories() -> ViewList:
         cats = list(
             Category.objects.filter(blog=blog, entries__status=Entry.Status.PUBLISHED)
             .annotate(count=Count("entries"))
@@ -355,7 +373,7 @@ def blog_variables(blog: Blog, links: Links) -> dict[str, Any]:
         )
         for cat in cats:
             cat.archive_url = category_url(links, cat)
-        return cats
+        return ViewList(category_view(cat) for cat in cats)
 
     def monthly_archives() -> list[dict[str, Any]]:
         rows = (
@@ -371,7 +389,7 @@ def blog_variables(blog: Blog, links: Links) -> dict[str, Any]:
         ]
 
     return {
-        "blog": blog,
+        "blog": blog_view(blog),
         "all_categories": _Lazy(categories),
         "monthly_archives": _Lazy(monthly_archives),
         "comment_action": _comment_action(get_script_prefix(), get_urlconf() or settings.ROOT_URLCONF),
@@ -380,21 +398,37 @@ def blog_variables(blog: Blog, links: Links) -> dict[str, Any]:
 
 DATE_FIELDS = frozenset({"year", "month", "day"})
 
+LISTING = {"entries": "the entries shown (EntryView), newest first", "archive_title": "the page's title"}
+DOCS = {
+    Archive.INDEX: {**LISTING, "entries": "the latest entries (EntryView), newest first"},
+    Archive.INDIVIDUAL: {
+        "entry": "the entry (EntryView)", "previous_entry": "the entry before it, or nothing",
+        "next_entry": "the entry after it, or nothing", "comments": "its approved comments (CommentView)",
+        "comments_open": "whether the comment form is shown", "archive_title": "the entry's title",
+    },
+    Archive.CATEGORY: {**LISTING, "category": "the category (CategoryView)"},
+    "period": {**LISTING, "period_start": "the first moment of the period", "period_end": "the first moment after"},
+}
+SITE_DOCS = {
+    "blog": "the blog (BlogView)", "all_categories": "categories with published entries (CategoryView, with count)",
+    "monthly_archives": "months with entries: start, count, url", "comment_action": "the comment form's URL",
+}
+
 
 def register() -> None:
     """Tell publishqueue about the blog's archive types and blog-wide variables (BlogConfig.ready)."""
     register_archive_type(ArchiveType(
         Archive.INDEX, "Index", "single", all_contexts=lambda blog: [index_context()], variables=_index_variables,
-        priority=9,
+        priority=9, documentation=DOCS[Archive.INDEX],
     ))
     register_archive_type(ArchiveType(
         Archive.INDIVIDUAL, "Entry", "object", all_contexts=_all_entries, variables=_entry_variables,
         fields=frozenset({"year", "month", "day", "slug", "id", "category"}), path_fields=_entry_fields,
-        preload=_preload_entries, priority=10, key_prefix="entry", ordered=True,
+        preload=_preload_entries, priority=10, key_prefix="entry", ordered=True, documentation=DOCS[Archive.INDIVIDUAL],
     ))
     register_archive_type(ArchiveType(
         Archive.CATEGORY, "Category", "object", all_contexts=_all_categories, variables=_category_variables,
-        fields=frozenset({"category"}), path_fields=_category_fields, priority=1,
+        fields=frozenset({"category"}), path_fields=_category_fields, priority=1, documentation=DOCS[Archive.CATEGORY],
     ))
     for archive_type, fields, priority in (
         (Archive.MONTHLY, frozenset({"year", "month"}), 2),
@@ -404,6 +438,6 @@ def register() -> None:
         register_archive_type(ArchiveType(
             archive_type, Archive(archive_type).label, "period", all_contexts=_all_periods(archive_type),
             variables=_period_variables, fields=fields, path_fields=_period_fields, preload=_preload_periods,
-            priority=priority,
+            priority=priority, documentation=DOCS["period"],
         ))
-    register_site_variables(blog_variables)
+    register_site_variables(blog_variables, documentation=SITE_DOCS, objects=documentation())

@@ -27,7 +27,7 @@ class Blog(AbstractSite):
     )
     created = models.DateTimeField(auto_now_add=True)
 
-    class Meta:
+    class Meta(AbstractSite.Meta):
         ordering = ["name"]
 
 

@@ -9,7 +9,7 @@ from django.shortcuts import get_object_or_404
 from django.template import TemplateSyntaxError
 from django.urls import path, reverse
 from django.utils import timezone
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 
 from . import jobrows, services
 from .models import ArchiveMapping, FileInfo, Job, JobError, Template
@@ -25,6 +25,10 @@ def report_after_commit(request, report: services.ChangeReport, what: str) -> No
             request, messages.WARNING if report.errors else messages.INFO, f"{what}: {report.summary()}."
         )
     )
+
+
+# Variables publishqueue gives every page, whatever its content app.
+PAGE_VARIABLES = {"archive_type": "this page's archive type", "file_url": "this page's URL"}
 
 
 class TemplateForm(forms.ModelForm):
@@ -88,12 +92,13 @@ class TemplateAdmin(admin.ModelAdmin):
     list_display_links = ["name"]
     list_filter = ["site", "kind", "mode"]
     search_fields = ["name", "identifier", "source"]
-    readonly_fields = ["last_error", "last_error_at", "version", "publish_button"]
+    readonly_fields = ["last_error", "last_error_at", "version", "publish_button", "variables_reference"]
     actions = [publish_now, queue_all]
     fieldsets = [
         (None, {"fields": ["site", "name", "identifier", "kind", "mode", "publish_button"]}),
         ("Source", {"fields": ["source", "last_error", "last_error_at", "version"]}),
         ("Options", {"fields": ["rebuild_interval_minutes", "depends_on_comments", "priority"]}),
+        ("Variables", {"fields": ["variables_reference"], "classes": ["collapse"]}),
     ]
 
     def get_queryset(self, request):
@@ -109,6 +114,20 @@ class TemplateAdmin(admin.ModelAdmin):
     @admin.display(description="Renders", boolean=True)
     def has_error(self, obj) -> bool:
         return not bool(obj.last_error)
+
+    @admin.display(description="Available variables")
+    def variables_reference(self, obj) -> str:
+        """What templates of this template's archive types see (MT's tag reference): nothing else is there."""
+        types = set(obj.mappings.values_list("archive_type", flat=True)) if obj.pk else set()
+        shown = [t for t in registry.archive_types.values() if t.name in types or not types]
+        sections = [(f"{t.label} pages", t.documentation) for t in shown]
+        sections.append(("Every page", {**registry.site_variables_documentation, **PAGE_VARIABLES}))
+        sections += [(name, fields) for name, fields in registry.objects_documentation.items()]
+        return format_html_join(
+            "", '<h4 style="margin: .8em 0 .2em">{}</h4><table>{}</table>',
+            ((title, format_html_join("", "<tr><td><code>{}</code></td><td>{}</td></tr>", variables.items()))
+             for title, variables in sections),
+        )
 
     @admin.display(description="Publish")
     def publish_button(self, obj) -> str:

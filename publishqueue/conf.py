@@ -6,6 +6,14 @@ from typing import Any
 from dispatch.conf import AppSettings
 
 DEFAULTS: dict[str, Any] = {
+    # Site roots may only be under these directories (MT's BaseSitePath); never inside the project or its
+    # Python installation. A project must set at least one.
+    "SITE_ROOTS": [],
+    # Output files must have one of these extensions (web files only: never .py, .php, .cgi, dotfiles).
+    "OUTPUT_EXTENSIONS": [
+        "html", "htm", "xhtml", "xml", "rss", "atom", "rdf", "json", "jsonld", "txt", "css", "js", "mjs", "svg",
+        "ics", "csv", "webmanifest", "map",
+    ],
     # Job priorities, higher first, by archive type name (overriding the priority each archive type registers),
     # and "main_index" for the index templates named in MAIN_INDEX_IDENTIFIERS (the main index and feeds go first).
     "PRIORITIES": {"main_index": 11},

@@ -1,10 +1,17 @@
-"""Output path patterns, and keeping output inside the site root."""
+"""Output path patterns, and keeping output inside the site root, the site root inside the configured bases,
+and output to web files (MT's BaseSitePath and its output file checks)."""
 from __future__ import annotations
 
 import os
 import stat
 import string
+import sys
 import time
+
+from django.conf import settings
+from django.core.signals import setting_changed
+
+from .conf import get_config
 
 
 class PathError(ValueError):
@@ -26,7 +33,7 @@ def validate_pattern(archive_type: str, pattern: str, allowed: frozenset[str]) -
             raise PathError(f"{{{field}}} is not available for {archive_type} archives (available: {names}).")
         if spec or conversion:
             raise PathError(f"Format specifications are not supported in {{{field}}}.")
-    check_relative_path(_expand(pattern.format(**dict.fromkeys(allowed, "x1"))))
+    check_output_name(check_relative_path(_expand(pattern.format(**dict.fromkeys(allowed, "x1")))))
 
 
 def _expand(path: str) -> str:
@@ -44,16 +51,63 @@ def check_relative_path(path: str) -> str:
     return path
 
 
+def check_output_name(path: str) -> str:
+    """Output goes only to web files: no segment a dotfile, and the name's extension in the allow-list
+    (``PUBLISHQUEUE["OUTPUT_EXTENSIONS"]``). A template can then never write ``sitecustomize.py``,
+    ``.htaccess``, ``x.php`` or ``x.cgi``, whatever its pattern or an object's slug says."""
+    parts = path.split("/")
+    if any(part.startswith(".") for part in parts):
+        raise PathError(f"Output path {path!r} names a hidden file or directory (starting with '.').")
+    name = parts[-1]
+    extension = name.rsplit(".", 1)[1].lower() if "." in name else ""
+    allowed = get_config()["OUTPUT_EXTENSIONS"]
+    if extension not in allowed:
+        raise PathError(
+            f"Output path {path!r} is not a web file: its extension must be one of {', '.join(sorted(allowed))}."
+        )
+    return path
+
+
+def check_site_root(site_root: str) -> str:
+    """A site root must be an absolute directory under one of ``PUBLISHQUEUE["SITE_ROOTS"]``, and neither
+    inside nor around the project, its Python installation or virtualenv (where a written file could become
+    code). Returns it resolved."""
+    if not site_root or not os.path.isabs(site_root):
+        raise PathError(f"The site root {site_root!r} must be an absolute directory.")
+    real = os.path.realpath(site_root)
+    bases = [os.path.realpath(base) for base in get_config()["SITE_ROOTS"]]
+    if not any(_within(real, base) for base in bases):
+        where = ", ".join(bases) or "none are configured: set PUBLISHQUEUE['SITE_ROOTS']"
+        raise PathError(f"The site root {site_root!r} is not under an allowed base directory ({where}).")
+    for forbidden in forbidden_roots():
+        if _within(real, forbidden) or _within(forbidden, real):
+            raise PathError(
+                f"The site root {site_root!r} is inside or around {forbidden!r} (the project or its Python): "
+                "published files must not be able to land among code."
+            )
+    return real
+
+
+def forbidden_roots() -> list[str]:
+    """The project's directory, its var directory, and the Python installations (virtualenv included)."""
+    found = {sys.prefix, sys.base_prefix, sys.exec_prefix}
+    found |= {str(getattr(settings, name)) for name in ("BASE_DIR", "VAR_DIR") if getattr(settings, name, None)}
+    return sorted(os.path.realpath(path) for path in found)
+
+
+def _within(path: str, base: str) -> bool:
+    return path == base or path.startswith(base.rstrip("/") + "/")
+
+
 def format_path(pattern: str, fields: dict[str, str]) -> str:
     """Fill a validated pattern; the result is checked lexically (the publisher checks the disk)."""
     return check_relative_path(_expand(pattern.format(**fields)))
 
 
 def resolve_output_path(site_root: str, relative: str) -> str:
-    """The absolute path for ``relative`` under ``site_root``, refusing any escape, symlinks included."""
-    check_relative_path(relative)
-    if not site_root or not os.path.isabs(site_root):
-        raise PathError(f"The site root {site_root!r} must be an absolute directory.")
+    """The absolute path for ``relative`` under ``site_root``, refusing any escape, symlinks included, a site
+    root outside the allowed bases, and output that is not a web file."""
+    check_output_name(check_relative_path(relative))
     root = _real_root(site_root)
     target = os.path.join(root, relative)
     if _symlink_below(root, relative):  # lexically it cannot leave the root: only a symlink can
@@ -69,6 +123,14 @@ _ROOT_TTL = 1.0
 _roots: dict[str, tuple[float, str]] = {}
 
 
+def _forget_roots(*, setting: str, **kwargs) -> None:
+    if setting in ("PUBLISHQUEUE", "BASE_DIR", "VAR_DIR"):
+        _roots.clear()
+
+
+setting_changed.connect(_forget_roots, dispatch_uid="publishqueue-paths-roots")
+
+
 def _real_root(site_root: str) -> str:
     now = time.monotonic()
     cached = _roots.get(site_root)
@@ -76,7 +138,7 @@ def _real_root(site_root: str) -> str:
         return cached[1]
     if len(_roots) > 64:
         _roots.clear()
-    real = os.path.realpath(site_root)
+    real = check_site_root(site_root)
     _roots[site_root] = (now, real)
     return real
 

@@ -85,6 +85,8 @@ class ArchiveType:
     priority: int = 0
     # Prefix of its context keys (kept per type so stored keys stay stable).
     key_prefix: str = ""
+    # The variables its pages get, name -> description (the template admin's reference).
+    documentation: Mapping[str, str] = field(default_factory=dict)
     # Its files are queued in the order ``path_fields`` returns them (entries by date: a worker's batch then
     # holds neighbouring pages, which share what they load), after the files of unordered types.
     ordered: bool = False
@@ -98,6 +100,10 @@ class Registry:
     archive_types: dict[str, ArchiveType] = field(default_factory=dict)
     site_variables: Callable[[AbstractSite, Links], dict[str, Any]] | None = None
     template_builtins: list[str] = field(default_factory=list)
+    # For the template admin's reference: the site-wide variables (name -> description), and the fields of the
+    # objects templates get (object name -> field -> description).
+    site_variables_documentation: dict[str, str] = field(default_factory=dict)
+    objects_documentation: dict[str, dict[str, str]] = field(default_factory=dict)
 
     def archive_type(self, name: str) -> ArchiveType:
         try:
@@ -121,10 +127,18 @@ def register_archive_type(archive_type: ArchiveType) -> None:
         _key_prefixes[archive_type.name] = archive_type.key_prefix
 
 
-def register_site_variables(func: Callable[[AbstractSite, Links], dict[str, Any]]) -> None:
+def register_site_variables(
+    func: Callable[[AbstractSite, Links], dict[str, Any]],
+    *,
+    documentation: Mapping[str, str] | None = None,
+    objects: Mapping[str, Mapping[str, str]] | None = None,
+) -> None:
     """``func(site, links)`` returns the variables every page of the site gets (values may be callables,
-    evaluated when a template uses them). They are computed once per content and templates version."""
+    evaluated when a template uses them). They are computed once per content and templates version.
+    ``documentation`` describes them, ``objects`` the fields of the objects pages get (the admin shows both)."""
     registry.site_variables = func
+    registry.site_variables_documentation = dict(documentation or {})
+    registry.objects_documentation = {name: dict(fields) for name, fields in (objects or {}).items()}
 
 
 def register_template_builtins(*modules: str) -> None:

@@ -11,6 +11,7 @@ from urllib.parse import urlsplit
 
 from django.apps import apps
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import models
 
 SETTING = "PUBLISHQUEUE_SITE_MODEL"
@@ -22,6 +23,24 @@ def site_model_label() -> str:
 
 def get_site_model() -> type[AbstractSite]:
     return apps.get_model(site_model_label(), require_ready=False)
+
+
+class SiteLocationAdminMixin:
+    """For the site model's ModelAdmin: the site root and URL are read-only (and new sites refused) without
+    the ``change_site_location`` permission, which a template editor or blog administrator need not have."""
+
+    location_fields = ("site_root", "site_url")
+
+    def _may_move(self, request) -> bool:
+        opts = self.model._meta
+        return request.user.has_perm(f"{opts.app_label}.change_site_location")
+
+    def get_readonly_fields(self, request, obj=None):
+        fields = list(super().get_readonly_fields(request, obj))
+        return fields if self._may_move(request) else fields + [f for f in self.location_fields if f not in fields]
+
+    def has_add_permission(self, request) -> bool:
+        return super().has_add_permission(request) and self._may_move(request)
 
 
 class AbstractSite(models.Model):
@@ -42,9 +61,20 @@ class AbstractSite(models.Model):
 
     class Meta:
         abstract = True
+        # The site root and URL decide where files land and what the world sees: their own permission.
+        permissions = [("change_site_location", "Can change the site root and URL")]
 
     def __str__(self) -> str:
         return self.name
+
+    def clean(self) -> None:
+        super().clean()
+        from .paths import PathError, check_site_root
+
+        try:
+            check_site_root(self.site_root)
+        except PathError as exc:
+            raise ValidationError({"site_root": str(exc)}) from exc
 
     @property
     def site_path(self) -> str:

@@ -151,7 +151,10 @@ def _children(pid: int) -> set[int]:
 def test_a_content_app_that_is_not_the_blog_publishes_through_the_queue(venv, tmp_path):
     project = Project(
         venv, tmp_path, ["django_q", "dispatch", "publishqueue", "docs"],
-        settings="PUBLISHQUEUE_SITE_MODEL = 'docs.Manual'\nQ_CLUSTER = {'name': 'docs', 'orm': 'default'}\n",
+        settings=(
+            "PUBLISHQUEUE_SITE_MODEL = 'docs.Manual'\nQ_CLUSTER = {'name': 'docs', 'orm': 'default'}\n"
+            f"PUBLISHQUEUE = {{'SITE_ROOTS': [{str(tmp_path)!r}]}}\n"
+        ),
         urls="path('dispatch/', include('dispatch.urls')), path('', include('publishqueue.urls'))",
         copy=(HERE / "docs", HERE / "scenario.py"),
     )

@@ -57,6 +57,12 @@ def date(value, arg=None) -> str:
         return django_date(value, arg)  # not a date: whatever Django's filter makes of it
 
 
+@register.tag("debug")
+def no_debug(parser, token):
+    """Django's {% debug %} prints the whole context and every loaded module: not for site templates."""
+    raise template.TemplateSyntaxError("{% debug %} is not available in site templates.")
+
+
 @register.simple_tag(takes_context=True)
 def include_cached(context, name: str) -> str:
     """Include a module rendered once per change of the blog's content or templates (MT's module

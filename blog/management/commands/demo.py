@@ -15,7 +15,8 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser) -> None:
         parser.add_argument("--entries", type=int, default=300)
-        parser.add_argument("--site-root", default=str(Path(settings.VAR_DIR) / "site"))
+        parser.add_argument("--site-root", default=str(Path(settings.SITES_DIR) / "demo"),
+                            help="Under one of PUBLISHQUEUE[\"SITE_ROOTS\"] (default: SITES_DIR/demo).")
         parser.add_argument("--site-url", default="http://127.0.0.1:8000/blog/")
         parser.add_argument("--username", default="admin")
         parser.add_argument("--password", help="Set this password (default: a new random one for a new user).")
