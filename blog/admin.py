@@ -13,6 +13,10 @@ class BlogAdmin(SiteLocationAdminMixin, admin.ModelAdmin):
     list_display = ["name", "site_url", "site_root", "comment_policy"]
     search_fields = ["name"]
 
+    def save_model(self, request, obj, form, change) -> None:
+        before = services.shown_state(Blog.objects.get(pk=obj.pk)) if change else None
+        report_after_commit(request, services.save_blog(blog=obj, before=before), f"Saved “{obj}”")
+
 
 @admin.register(Category)
 class CategoryAdmin(admin.ModelAdmin):
@@ -20,6 +24,17 @@ class CategoryAdmin(admin.ModelAdmin):
     list_filter = ["blog"]
     prepopulated_fields = {"slug": ["label"]}
     search_fields = ["label"]
+
+    def save_model(self, request, obj, form, change) -> None:
+        before = services.shown_state(Category.objects.get(pk=obj.pk)) if change else None
+        report_after_commit(request, services.save_category(category=obj, before=before), f"Saved “{obj}”")
+
+    def delete_model(self, request, obj) -> None:
+        report_after_commit(request, services.delete_category(category=obj), f"Deleted “{obj}”")
+
+    def delete_queryset(self, request, queryset) -> None:
+        for category in queryset:
+            self.delete_model(request, category)
 
 
 @admin.register(Entry)
@@ -80,6 +95,13 @@ class CommentAdmin(admin.ModelAdmin):
         was_approved = change and Comment.objects.filter(pk=obj.pk, status=Comment.Status.APPROVED).exists()
         super().save_model(request, obj, form, change)
         report_after_commit(request, services.comment_changed(comment=obj, was_approved=was_approved), "Comment")
+
+    def delete_model(self, request, obj) -> None:
+        report_after_commit(request, services.delete_comment(comment=obj), "Deleted comment")
+
+    def delete_queryset(self, request, queryset) -> None:
+        for comment in queryset.select_related("entry__blog"):
+            self.delete_model(request, comment)
 
     def _moderate(self, request, queryset, status: str) -> None:
         count = services.set_comment_status(comments=queryset.select_related("entry__blog"), status=status)

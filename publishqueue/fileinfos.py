@@ -21,8 +21,18 @@ def all_template_contexts(template: Template) -> set[ArchiveContext]:
 
 
 def template_fileinfos(template: Template) -> list[FileInfo]:
-    """The FileInfo rows of every file ``template`` has now (created or re-pathed as needed)."""
-    return ensure_fileinfos(site=template.site, contexts=all_template_contexts(template), templates=[template])
+    """The FileInfo rows of every file ``template`` has now (created or re-pathed as needed), and after them
+    its rows whose context is gone (a deleted category, an unpublished entry): publishing those removes their
+    files, which would otherwise survive every later publish."""
+    rows = ensure_fileinfos(site=template.site, contexts=all_template_contexts(template), templates=[template])
+    current = {row.pk for row in rows}
+    gone = set(FileInfo.objects.filter(template=template).values_list("pk", flat=True)) - current
+    if gone:
+        stale = FileInfo.objects.filter(pk__in=gone).select_related("template", "mapping")
+        for row in stale:
+            row.site = template.site
+        rows += sorted(stale, key=lambda fi: fi.pk)
+    return rows
 
 
 def _wanted_fields(mappings: list[ArchiveMapping], archive_type: str) -> frozenset[str]:

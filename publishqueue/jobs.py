@@ -134,6 +134,14 @@ def publish(job: Claimed, prepared: PreparedPublish | None = None) -> object:
     return publish_file(fileinfo=prepared.fileinfo, batch=prepared.batch, defer_record=True)
 
 
+@handles("republish-includers")
+def republish_includers(job: Claimed, prepared: object = None) -> None:
+    """A cached module's output changed: queue every file of the templates that include it."""
+    from .services import republish_includers
+
+    republish_includers(site_id=job.args["site"], module=job.args["module"])
+
+
 @handles("noop")
 def noop(job: Claimed, prepared: object = None) -> None:
     """Does nothing: for measuring the queue itself (bench/queue.py) and checking a deployment."""

@@ -23,7 +23,7 @@ MODE_HELP = {
     PublishingMode.QUEUE: "a change queues a job; a runworker process writes the file in the background.",
     PublishingMode.MANUAL: "written only by Publish now or manage.py publish.",
     PublishingMode.DYNAMIC: "never written; the app renders it at its URL on each request.",
-    PublishingMode.DISABLED: "never written; files already published are left alone.",
+    PublishingMode.DISABLED: "never written; files already published are removed.",
 }
 MODE_HELP_TEXT = " ".join(f"{PublishingMode(mode).label}: {text}" for mode, text in MODE_HELP.items())
 
@@ -56,6 +56,10 @@ class Template(models.Model):
         null=True, blank=True, help_text="Queue priority for this template's jobs; blank uses the archive type's."
     )
     version = models.PositiveIntegerField(default=1, editable=False)
+    output_hash = models.CharField(
+        max_length=64, blank=True, editable=False,
+        help_text="Modules included cached: a hash of their last output, to republish their includers on a change.",
+    )
     last_error = models.TextField(blank=True, editable=False)
     last_error_at = models.DateTimeField(null=True, blank=True, editable=False)
     modified = models.DateTimeField(auto_now=True)
@@ -147,6 +151,21 @@ class FileInfo(models.Model):
             models.Index(fields=["site", "path"], name="fileinfo_site_path"),
             models.Index(fields=["archive_type", "object_id"], name="fileinfo_type_object"),
         ]
+
+    def __str__(self) -> str:
+        return self.path
+
+
+class PublishedFile(models.Model):
+    """A file the publisher put in a site root (recorded when it first appears at a path, forgotten when the
+    publisher removes it): the orphan sweep removes those no FileInfo claims any more, and never other files."""
+
+    site = models.ForeignKey(site_model_label(), on_delete=models.CASCADE, related_name="+")
+    path = models.CharField(max_length=1024)
+    written_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["site", "path"], name="publishedfile_unique_path")]
 
     def __str__(self) -> str:
         return self.path

@@ -49,6 +49,11 @@ class PublishResult:
     staged: str = ""
     target: str = ""
     stale: str = ""
+    # For the ledger of written files: the site, and the path the file had before when it is new at this one
+    # ("" for a first write).
+    site_id: int = 0
+    new_path: bool = False
+    moved_from: str = ""
 
 
 def context_of(fileinfo: FileInfo) -> ArchiveContext:
@@ -90,9 +95,8 @@ def publish_file(
     while it runs the next batch, and completes the jobs after it; fsynced one by one, the waits left it idle
     a third of its time). If that never happens, the job runs again.
     """
-    if fileinfo.template.mode == PublishingMode.DYNAMIC:
-        _remove_published(fileinfo)
-        return PublishResult(fileinfo.pk, fileinfo.path, "dynamic")
+    if fileinfo.template.mode in (PublishingMode.DYNAMIC, PublishingMode.DISABLED):
+        return unpublish_file(fileinfo=fileinfo)
     content = render_fileinfo(fileinfo, batch)
     if content is None:
         _remove_published(fileinfo)
@@ -110,20 +114,32 @@ def publish_file(
         return PublishResult(fileinfo.pk, fileinfo.path, "unchanged", len(data))
     moved = fileinfo.published_path and fileinfo.published_path != fileinfo.path
     now = timezone.now()
+    ledger = {
+        "site_id": fileinfo.site_id, "new_path": fileinfo.published_path != fileinfo.path,
+        "moved_from": fileinfo.published_path if moved else "",
+    }
     if defer_record:
         stale = _resolved_quietly(fileinfo, fileinfo.published_path) if moved else ""
         staged = _write_temp(target, data)
-        result = PublishResult(fileinfo.pk, fileinfo.path, "written", len(data), digest, now, staged, target, stale)
+        result = PublishResult(
+            fileinfo.pk, fileinfo.path, "written", len(data), digest, now, staged, target, stale, **ledger
+        )
     else:
         write_atomic(target, data)
         if moved:
             _unlink_quietly(fileinfo, fileinfo.published_path)
-        result = PublishResult(fileinfo.pk, fileinfo.path, "written", len(data), digest, now)
+        result = PublishResult(fileinfo.pk, fileinfo.path, "written", len(data), digest, now, **ledger)
         record_published([result])
     fileinfo.content_hash, fileinfo.published_path, fileinfo.published_at = digest, fileinfo.path, now
     if fileinfo.template.last_error:
         _clear_template_error(fileinfo.template)
     return result
+
+
+def unpublish_file(*, fileinfo: FileInfo) -> PublishResult:
+    """A file whose template is now Dynamically published or not published at all: it leaves the disk."""
+    _remove_published(fileinfo)
+    return PublishResult(fileinfo.pk, fileinfo.path, "dynamic")
 
 
 def _on_disk(target: str, data: bytes) -> bool:
@@ -160,9 +176,20 @@ def record_published_later(results: list[PublishResult]) -> Callable[[], dict[Pu
                 f"UPDATE {table} SET content_hash = %s, published_path = %s, published_at = %s WHERE id = %s",
                 [(r.digest, r.path, stamp(r.published_at), r.fileinfo_id) for r in written],
             )
+            _note_in_ledger(written)
         return failed
 
     return record
+
+
+def _note_in_ledger(written: list[PublishResult]) -> None:
+    """Files at new paths go into the ledger of written files; the ones they moved from leave it."""
+    from . import ledger
+
+    ledger.record((r.site_id, r.path) for r in written if r.new_path)
+    for r in written:
+        if r.moved_from:
+            ledger.forget(r.site_id, [r.moved_from])
 
 
 def put_in_place_later(results: list[PublishResult]) -> Callable[[], dict[PublishResult, PublishError]]:
@@ -325,6 +352,9 @@ def _unlink_quietly(fileinfo: FileInfo, relative: str) -> None:
 def _remove_published(fileinfo: FileInfo) -> None:
     if not fileinfo.published_path:
         return
+    from . import ledger
+
     _unlink_quietly(fileinfo, fileinfo.published_path)
+    ledger.forget(fileinfo.site_id, [fileinfo.published_path])
     FileInfo.objects.filter(pk=fileinfo.pk).update(published_path="", content_hash="", published_at=None)
     fileinfo.published_path = fileinfo.content_hash = ""

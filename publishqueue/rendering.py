@@ -7,6 +7,7 @@ What a page shows comes from the content app that registered its archive type (`
 """
 from __future__ import annotations
 
+import hashlib
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
@@ -85,7 +86,28 @@ class RenderScope:
             site_wide["_mt"] = self  # a cached module may include cached modules
             return self.renderer.engine.get_template(name).render(Context(site_wide))
 
-        return self.renderer.fragment(name, self.site.content_version, render_fragment)
+        def render_and_note() -> str:
+            return _noting_change(self.site, name, render_fragment())
+
+        return self.renderer.fragment(name, self.site.content_version, render_and_note)
+
+
+def _noting_change(site: AbstractSite, name: str, output: str) -> str:
+    """A cached module is rendered once per content version: when its output differs from the last one seen
+    (a month or category appeared, a name changed), every page that includes it is out of date. A job
+    republishes them (not here: a worker may be rendering a batch); only the process that records the new hash
+    queues it."""
+    from .enqueue import NewJob, enqueue
+    from .models import Template
+
+    digest = hashlib.sha256(output.encode("utf-8")).hexdigest()
+    module = Template.objects.filter(site=site, name=name)
+    if module.filter(output_hash="").update(output_hash=digest):
+        return output  # its first output: every page so far was rendered with it
+    if module.exclude(output_hash=digest).update(output_hash=digest):
+        args = {"site": site.pk, "module": name}
+        enqueue([NewJob(kind="republish-includers", unique_key=f"{site.pk}:{name}", args=args)])
+    return output
 
 
 class _LRU:

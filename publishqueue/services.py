@@ -7,6 +7,7 @@ Manually, Dynamically, Do Not Publish: nothing is written.
 from __future__ import annotations
 
 import logging
+import os
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -17,7 +18,8 @@ from .conf import get_config
 from .enqueue import enqueue_publish
 from .fileinfos import ensure_fileinfos, template_fileinfos
 from .models import ArchiveMapping, FileInfo, PublishingMode, Template
-from .publisher import PublishError, PublishResult, publish_file
+from .paths import PathError, resolve_output_path
+from .publisher import PublishError, PublishResult, publish_file, unpublish_file
 from .registry import ArchiveContext
 from .sites import AbstractSite
 
@@ -88,10 +90,53 @@ def publish_contexts(
     return apply_change(ensure_fileinfos(site=site, contexts=contexts, mapping_filter=mapping_filter))
 
 
-def template_saved(*, template: Template, previous_mode: str | None) -> ChangeReport:
-    """A template (or module) changed: republish its files, queued at low priority (SPEC 1)."""
+def republish_site(*, site: AbstractSite) -> ChangeReport:
+    """Something every page may show changed (the site's name or URL, a category's label, an author's name):
+    queue every file of the site's written templates at low priority (never rendered in the request)."""
     report = ChangeReport()
-    if template.mode == PublishingMode.DYNAMIC and previous_mode != PublishingMode.DYNAMIC:
+    priority = get_config()["TEMPLATE_SAVE_PRIORITY"]
+    for template in site.templates.exclude(kind=Template.Kind.MODULE).select_related("site"):
+        if template.writes_files:
+            report.queued += enqueue_publish(template_fileinfos(template), priority=priority)
+    return report
+
+
+def republish_includers(*, site_id: int, module: str) -> int:
+    """Queue, at low priority, every file of the written templates that include ``module`` (directly or
+    through other modules). Returns how many files were queued."""
+    found = Template.objects.filter(site_id=site_id, name=module).select_related("site").first()
+    if found is None:
+        return 0
+    priority = get_config()["TEMPLATE_SAVE_PRIORITY"]
+    targets = [t for t in _templates_affected_by(found) if t.writes_files]
+    return sum(enqueue_publish(template_fileinfos(t), priority=priority) for t in targets)
+
+
+def remove_files_of(fileinfos) -> None:
+    """The files of these FileInfo rows are going away with them (their template, mapping or site is being
+    deleted): remove them from the disk once the deletion commits, and from the ledger of written files."""
+    from . import ledger
+
+    rows = list(fileinfos.exclude(published_path="").values_list("site_id", "site__site_root", "published_path"))
+
+    def remove() -> None:
+        for site_id, site_root, path in rows:
+            try:
+                os.unlink(resolve_output_path(site_root, path))
+            except (PathError, OSError):
+                pass
+            ledger.forget(site_id, [path])
+
+    if rows:
+        transaction.on_commit(remove)
+
+
+def template_saved(*, template: Template, previous_mode: str | None) -> ChangeReport:
+    """A template (or module) changed: republish its files, queued at low priority (SPEC 1). Switched to
+    Dynamically or Do Not Publish: its written files go."""
+    report = ChangeReport()
+    unwritten = (PublishingMode.DYNAMIC, PublishingMode.DISABLED)
+    if template.mode in unwritten and previous_mode not in unwritten:
         _unpublish_static_files(template)
     for target in _templates_affected_by(template):
         fileinfos = template_fileinfos(target)
@@ -123,9 +168,10 @@ def _templates_affected_by(template: Template) -> list[Template]:
 
 
 def _unpublish_static_files(template: Template) -> None:
-    """Switching to Dynamically: the written files must go, or the web server would keep serving them."""
+    """Switching to Dynamically or Do Not Publish: the written files must go, or the web server would keep
+    serving them."""
     for fileinfo in template.fileinfos.exclude(published_path="").select_related("site", "template"):
-        publish_file(fileinfo=fileinfo)
+        unpublish_file(fileinfo=fileinfo)
 
 
 def publish_templates(

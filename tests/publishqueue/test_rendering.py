@@ -22,15 +22,15 @@ def test_cached_modules_follow_content_and_template_changes(tmp_path):
         return render(site=fresh, template_name="Entry", context=entry_context(march.pk), url=march.slug)
 
     first = page()
-    assert "March 2026</a> (1)" in first and "April 2026" not in first
+    assert "March 2026</a>" in first and "April 2026" not in first
     assert "&middot; Published with mtdispatch" in first
     assert page() == first
     EntryFactory(blog=blog, published_on=dt.datetime(2026, 4, 2, 12, tzinfo=dt.UTC))
-    assert "April 2026</a> (1)" in page()
+    assert "April 2026</a>" in page()
     footer = Template.objects.get(site=blog, identifier="footer")
     footer.source = footer.source.replace("Published with mtdispatch", "Made by hand")
     footer.save()
-    assert "Made by hand" in page() and "April 2026</a> (1)" in page()
+    assert "Made by hand" in page() and "April 2026</a>" in page()
 
 
 @pytest.mark.django_db

@@ -2,8 +2,10 @@
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
+from publishqueue.ledger import sweep
 from publishqueue.models import Template
 from publishqueue.services import publish_templates
+from publishqueue.sites import get_site_model
 
 
 class Command(BaseCommand):
@@ -33,5 +35,8 @@ class Command(BaseCommand):
         for error in report.errors:
             self.stderr.write(self.style.ERROR(error))
         self.stdout.write(report.summary())
+        if all:  # files nothing claims any more (their template, mapping or object went while no worker ran)
+            swept = sum(len(sweep(site)) for site in get_site_model().objects.all())
+            self.stdout.write(f"{swept} orphaned file(s) removed.")
         if report.errors:
             raise CommandError(f"{len(report.errors)} file(s) failed to publish.")
