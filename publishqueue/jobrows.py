@@ -47,6 +47,8 @@ class Claimed:
     attempts: int
     max_attempts: int
     generation: int
+    # Its last worker's lease expired while it held the job: that worker may have died running it.
+    suspect: bool = False
 
     def __str__(self) -> str:
         return f"{self.kind}:{self.unique_key or self.id}"
@@ -109,7 +111,7 @@ def claim(
                 grabbed_until=until, grabbed_by=worker_id, attempts=F("attempts") + 1
             )
             _note_expired([r for r in rows if r.expired_holder])
-    claimed = [replace(r.job, attempts=r.job.attempts + 1) for r in rows]
+    claimed = [replace(r.job, attempts=r.job.attempts + 1, suspect=bool(r.expired_holder)) for r in rows]
     return sorted(claimed, key=lambda r: (-r.priority, r.run_after, r.id))
 
 
