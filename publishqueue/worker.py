@@ -123,6 +123,7 @@ class Worker:
         self._next_periodic = 0.0
         self._next_background = 0.0
         self._bridge = None
+        self._swept = False
         self._finishing: list[_Finishing] = []  # batches that ran, oldest first: completed after the next one ran
 
     # -- lifecycle ---------------------------------------------------------------------------------
@@ -140,7 +141,6 @@ class Worker:
         beat = _Heartbeat(self)
         beat.start()
         try:
-            self._sweep()
             self._loop()
         finally:
             beat.stop()
@@ -152,12 +152,12 @@ class Worker:
         return self.result
 
     def _sweep(self) -> None:
-        """Remove the staged files that dead workers left in the site roots (kill -9 between staging a file and
-        putting it in place)."""
-        try:
-            removed = sweep_temp_files(site_roots(), older_than=get_config()["LEASE_SECONDS"])
-        except DB_ERRORS:
-            return  # the loop will meet the outage
+        """Once, before the first batch (after an outage if the database was down at start): remove the staged
+        files that dead workers left in the site roots (kill -9 between staging a file and putting it in place)."""
+        if self._swept:
+            return
+        removed = sweep_temp_files(site_roots(), older_than=get_config()["LEASE_SECONDS"])
+        self._swept = True
         if removed:
             self.log(f"{self.worker_id}: removed {len(removed)} staged file(s) left by dead workers")
 
@@ -184,6 +184,7 @@ class Worker:
         """Claim and run one batch (or settle and sleep when there is none); False when the loop should end."""
         opts = self.options
         close_old_connections()
+        self._sweep()
         self._maybe_periodic()
         self._maybe_background()
         jobs = jobrows.claim(
