@@ -6,13 +6,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 from django.utils.module_loading import import_string
 
 from .conf import get_config
 from .jobrows import Claimed
 from .models import FileInfo, Template
-from .publisher import context_of, publish_file, record_published_later
+from .publisher import StagedFiles, context_of, publish_file
 from .registry import registry
 from .sites import get_site_model
 
@@ -84,12 +85,22 @@ def prepare_publish(jobs: Sequence[Claimed]) -> dict[int, PreparedPublish]:
 
 
 PREPARERS: dict[str, Callable[[Sequence[Claimed]], dict[int, object]]] = {"publish": prepare_publish}
-# Called with the outcomes of a batch's successful jobs of that kind, before they are completed: starts what
-# they leave to do together and returns a call that waits for it to end and returns the outcomes it could not
-# finish, with the error (their jobs fail and are retried).
-FINISHERS: dict[str, Callable[[list], Callable[[], Mapping[object, Exception]]]] = {
-    "publish": record_published_later
-}
+
+
+class Finisher(Protocol):
+    """What a batch's successful jobs of one kind leave to do together, started when the finisher is made
+    (from their outcomes): ``sync`` waits for the part done outside any transaction; ``place(keep)`` runs in the
+    worker's fenced transaction and does the part that must happen only for outcomes ``keep`` accepts (jobs
+    still held), returning the outcomes it could not finish, with the error (their jobs fail and are retried);
+    ``cleanup`` runs after the commit; ``discard`` gives the whole batch up instead."""
+
+    def sync(self) -> None: ...
+    def place(self, keep: Callable[[object], bool]) -> Mapping[object, Exception]: ...
+    def cleanup(self) -> None: ...
+    def discard(self) -> None: ...
+
+
+FINISHERS: dict[str, Callable[[list], Finisher]] = {"publish": StagedFiles}
 
 
 def _by_kind(pairs: Iterable[tuple[str, object]]) -> dict[str, list]:
@@ -108,20 +119,34 @@ def prepare(jobs: Sequence[Claimed]) -> dict[int, object]:
     return prepared
 
 
-def finish_later(outcomes: Sequence[tuple[Claimed, object]]) -> Callable[[], dict[int, Exception]]:
-    """Start, per kind, what a batch's finished jobs leave to do together (make their files durable, in the
-    background, and record them in one write). The returned call waits for it to end and returns the jobs, by
-    id, whose outcome could not be finished, with the error."""
-    pairs = ((job.kind, outcome) for job, outcome in outcomes if outcome is not None)
-    waits = [FINISHERS[kind](results) for kind, results in _by_kind(pairs).items() if kind in FINISHERS]
+class BatchFinishing:
+    """A batch's finishers, one per kind (its files syncing in the background, from now), driven by jobs:
+    ``place`` puts in place only what belongs to the job ids given (those the worker still holds) and returns
+    the jobs, by id, whose outcome could not be finished, with the error."""
 
-    def wait() -> dict[int, Exception]:
-        failed: dict[object, Exception] = {}
-        for finished in waits:
-            failed.update(finished())
-        return {job.id: failed[outcome] for job, outcome in outcomes if outcome is not None and outcome in failed}
+    def __init__(self, outcomes: Sequence[tuple[Claimed, object]]) -> None:
+        self._outcomes = [(job, outcome) for job, outcome in outcomes if outcome is not None]
+        pairs = ((job.kind, outcome) for job, outcome in self._outcomes)
+        self._finishers = [FINISHERS[kind](items) for kind, items in _by_kind(pairs).items() if kind in FINISHERS]
 
-    return wait
+    def sync(self) -> None:
+        for finisher in self._finishers:
+            finisher.sync()
+
+    def place(self, job_ids: set[int]) -> dict[int, Exception]:
+        keep = {id(outcome) for job, outcome in self._outcomes if job.id in job_ids}
+        failed: dict[int, Exception] = {}
+        for finisher in self._finishers:
+            failed.update((id(outcome), error) for outcome, error in finisher.place(lambda o: id(o) in keep).items())
+        return {job.id: failed[id(outcome)] for job, outcome in self._outcomes if id(outcome) in failed}
+
+    def cleanup(self) -> None:
+        for finisher in self._finishers:
+            finisher.cleanup()
+
+    def discard(self) -> None:
+        for finisher in self._finishers:
+            finisher.discard()
 
 
 @handles("publish")
@@ -131,7 +156,8 @@ def publish(job: Claimed, prepared: PreparedPublish | None = None) -> object:
         prepared = prepare_publish([job])[job.id]
     if prepared.fileinfo is None:
         return None
-    return publish_file(fileinfo=prepared.fileinfo, batch=prepared.batch, defer_record=True)
+    force = bool((job.args or {}).get("force"))  # manage.py publish --queue --force: rewrite even if unchanged
+    return publish_file(fileinfo=prepared.fileinfo, batch=prepared.batch, defer_record=True, force=force)
 
 
 @handles("republish-includers")

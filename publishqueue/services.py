@@ -187,7 +187,7 @@ def publish_templates(
             report.skipped["dynamic"] = report.skipped.get("dynamic", 0) + len(fileinfos)
             continue
         if queue:
-            report.queued += enqueue_publish(fileinfos)
+            report.queued += enqueue_publish(fileinfos, force=force)
             continue
         if progress is not None:
             progress.total = (progress.total or 0) + len(fileinfos)

@@ -2,7 +2,7 @@ import pytest
 
 from publishqueue.rendering import renderers, site_variables
 from tests.fcgi import runfcgi  # noqa: F401 - fixture: a real runfcgi process
-from tests.multiproc import cluster  # noqa: F401 - fixture for multi-process tests
+from tests.multiproc import cluster, pg_cluster  # noqa: F401 - fixtures for multi-process tests
 from tests.nginx import nginx_for  # noqa: F401 - fixture: nginx in front of runfcgi
 
 

@@ -1,5 +1,6 @@
 """The worker loop in process: cron and daemon modes, failures, heartbeats, periodic and background tasks."""
 import datetime as dt
+import os
 import threading
 import time
 import xmlrpc.server
@@ -305,3 +306,66 @@ def test_a_standalone_worker_acknowledges_a_new_recycle_request_and_restarts():
     assert (ack.request_id, ack.kind) == (request.pk, "worker")
     heartbeat.beat()
     assert RecycleAck.objects.count() == 1  # acknowledged once
+
+
+def test_a_worker_that_lost_its_jobs_puts_nothing_in_place_and_logs_no_error(tmp_path):
+    """Fencing: the jobs of a batch are taken over by another worker (this one's leases expired) before the
+    batch is finished. Its staged files are discarded, not renamed into place; nothing is recorded, no
+    JobError is logged, the jobs stay the other worker's, and one line says what happened."""
+    from publishqueue.jobs import run_job
+    from publishqueue.models import FileInfo
+
+    blog = blog_with_templates(tmp_path / "site", mode="queue")
+    services.save_entry(entry=EntryFactory(blog=blog, title="Queued title"))
+    queued = Job.objects.count()
+
+    def runner(job, prepared):
+        outcome = run_job(job, prepared)
+        Job.objects.filter(pk=job.id).update(grabbed_by="other:2:2")  # taken over, in the meantime
+        return outcome
+
+    lines = []
+    w = Worker(WorkerOptions(load=10, periodic=False, background=False), worker_id="test:1:1", job_runner=runner,
+               log=lines.append)
+    result = w.run()
+    assert (result.done, result.failed, result.lost) == (0, 0, queued)
+    assert not JobError.objects.exists()
+    assert Job.objects.filter(grabbed_by="other:2:2").count() == queued
+    assert not [p for p in (tmp_path / "site").rglob("*") if p.is_file()]  # nothing in place, nothing staged
+    assert not FileInfo.objects.filter(site=blog).exclude(content_hash="").exists()
+    assert len([line for line in lines if "lost" in line]) == 1
+
+
+def test_publish_all_queue_force_rewrites_unchanged_files(tmp_path):
+    blog = blog_with_templates(tmp_path / "site", mode="queue")
+    services.save_entry(entry=EntryFactory(blog=blog))
+    worker(load=20).run()
+    files = [p for p in (tmp_path / "site").rglob("*") if p.is_file()]
+    old = time.time() - 3600
+    for path in files:
+        os.utime(path, (old, old))
+    call_command("publish", "--all", "--queue", verbosity=0)
+    worker(load=20).run()
+    assert all(path.stat().st_mtime == old for path in files)  # unchanged: not rewritten
+    call_command("publish", "--all", "--queue", "--force", verbosity=0)
+    assert worker(load=20).run().done == len(files)
+    assert all(path.stat().st_mtime > old for path in files)  # rewritten
+
+
+def test_a_job_whose_last_worker_died_runs_with_no_other_job_in_hand():
+    """A suspect (its last worker's lease expired) may kill this worker too: the batches in hand are finished
+    and completed before it runs, so that they do not die with it."""
+    from publishqueue.jobs import run_job
+
+    noops(6)
+    Job.objects.filter(unique_key="3").update(grabbed_by="host:99:1", grabbed_until=timezone.now())
+    seen = []
+
+    def runner(job, prepared):
+        if job.unique_key == "3":
+            seen.append(sorted(Job.objects.exclude(unique_key="3").values_list("unique_key", flat=True)))
+        return run_job(job, prepared)
+
+    w = Worker(WorkerOptions(load=2, periodic=False, background=False), worker_id="test:1:1", job_runner=runner)
+    assert w.run().done == 6
+    assert seen == [["2", "4", "5"]]  # 0 and 1 (the batch before) were completed before it ran

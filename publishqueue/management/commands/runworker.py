@@ -51,7 +51,8 @@ class Command(BaseCommand):
         if not quiet:
             self.stdout.write(
                 f"{worker.worker_id}: {result.done} done, {result.failed} failed, {result.requeued} requeued "
-                f"(changed while running), {result.background} background task(s); {result.reason}."
+                f"(changed while running), {result.lost} lost to other workers, {result.outages} database "
+                f"outage(s) ridden out, {result.background} background task(s); {result.reason}."
             )
         if restart.is_set() or worker.restart_requested:
             self.stderr.write(f"{worker.worker_id}: SIGHUP, restarting with fresh code")
