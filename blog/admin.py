@@ -1,23 +1,15 @@
-from django.contrib import admin, messages
-from django.db import transaction
+from django.contrib import admin
 
-from publishqueue.dependencies import EntryState
+from publishqueue.admin import report_after_commit
+from publishqueue.sites import SiteLocationAdminMixin
 
 from . import services
+from .dependencies import EntryState
 from .models import Blog, Category, Comment, Entry
 
 
-def report_after_commit(request, report, what: str) -> None:
-    """Tell the editor what their change published once the static files are written (on commit)."""
-    transaction.on_commit(
-        lambda: messages.add_message(
-            request, messages.WARNING if report.errors else messages.INFO, f"{what}: {report.summary()}."
-        )
-    )
-
-
 @admin.register(Blog)
-class BlogAdmin(admin.ModelAdmin):
+class BlogAdmin(SiteLocationAdminMixin, admin.ModelAdmin):
     list_display = ["name", "site_url", "site_root", "comment_policy"]
     search_fields = ["name"]
 

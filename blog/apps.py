@@ -9,8 +9,11 @@ class BlogConfig(AppConfig):
     def ready(self) -> None:
         from django.db.models.signals import m2m_changed, post_delete, post_save
 
-        from . import signals
+        from . import archives, periodic, signals
         from .models import Category, Comment, Entry
+
+        archives.register()
+        periodic.register()
 
         for model in (Entry, Category, Comment):
             uid = f"blog-content-{model.__name__}"

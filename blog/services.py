@@ -9,16 +9,10 @@ from django.db import transaction
 from django.utils import timezone
 from django.utils.html import linebreaks
 
-from publishqueue.dependencies import (
-    EntryState,
-    comment_change_contexts,
-    ensure_fileinfos,
-    entry_change_contexts,
-    only_comment_templates,
-)
-from publishqueue.services import ChangeReport, apply_change
+from publishqueue.services import ChangeReport, publish_contexts
 
 from .conf import get_config
+from .dependencies import EntryState, comment_change_contexts, entry_change_contexts, only_comment_templates
 from .models import Blog, Comment, Entry
 
 
@@ -29,7 +23,7 @@ def entry_changed(*, entry: Entry | None, before: EntryState | None, blog: Blog)
     contexts = entry_change_contexts(before, after)
     if after is not None and after.live and not (before and before.live) and get_config()["PING_URLS"]:
         background("blog.tasks.ping_update_services", blog.pk)
-    return apply_change(ensure_fileinfos(blog=blog, contexts=contexts))
+    return publish_contexts(site=blog, contexts=contexts)
 
 
 def background(func: str, *args) -> None:
@@ -82,10 +76,9 @@ def comment_changed(*, comment: Comment, was_approved: bool) -> ChangeReport:
     if not was_approved and comment.status != Comment.Status.APPROVED:
         return ChangeReport()
     entry = comment.entry
-    fileinfos = ensure_fileinfos(
-        blog=entry.blog, contexts=comment_change_contexts(entry), mapping_filter=only_comment_templates
+    return publish_contexts(
+        site=entry.blog, contexts=comment_change_contexts(entry), mapping_filter=only_comment_templates
     )
-    return apply_change(fileinfos)
 
 
 def set_comment_status(*, comments, status: str) -> int:

@@ -9,8 +9,16 @@ class PublishQueueConfig(AppConfig):
     def ready(self) -> None:
         from django.db.models.signals import post_delete, post_save
 
+        from dispatch.dashboard import register_panel
+        from dispatch.devhttp import register_file_finder
+
         from . import checks, signals  # noqa: F401 - registers system checks
+        from .dashboard import PANEL
         from .models import ArchiveMapping, Template
+        from .views import published_file
+
+        register_panel(PANEL)
+        register_file_finder(published_file)
 
         for model in (Template, ArchiveMapping):
             uid = f"pq-templates-{model.__name__}"

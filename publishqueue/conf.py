@@ -6,16 +6,17 @@ from typing import Any
 from dispatch.conf import AppSettings
 
 DEFAULTS: dict[str, Any] = {
-    # Job priorities by archive type, higher first (MT's numbers; the main index and feeds go first).
-    "PRIORITIES": {
-        "main_index": 11,
-        "individual": 10,
-        "index": 9,
-        "monthly": 2,
-        "category": 1,
-        "yearly": 0,
-        "daily": 0,
-    },
+    # Site roots may only be under these directories (MT's BaseSitePath); never inside the project or its
+    # Python installation. A project must set at least one.
+    "SITE_ROOTS": [],
+    # Output files must have one of these extensions (web files only: never .py, .php, .cgi, dotfiles).
+    "OUTPUT_EXTENSIONS": [
+        "html", "htm", "xhtml", "xml", "rss", "atom", "rdf", "json", "jsonld", "txt", "css", "js", "mjs", "svg",
+        "ics", "csv", "webmanifest", "map",
+    ],
+    # Job priorities, higher first, by archive type name (overriding the priority each archive type registers),
+    # and "main_index" for the index templates named in MAIN_INDEX_IDENTIFIERS (the main index and feeds go first).
+    "PRIORITIES": {"main_index": 11},
     # Priority for the jobs a template save queues for all its files.
     "TEMPLATE_SAVE_PRIORITY": 0,
     # Template identifiers treated as "main index and feeds" for priority.

@@ -18,7 +18,7 @@ from django.utils import timezone
 
 from .conf import get_config
 from .models import FileInfo, Job
-from .paths import ArchiveType
+from .registry import registry
 
 PUBLISH = "publish"
 
@@ -34,14 +34,18 @@ class NewJob:
 
 
 def default_priority(fileinfo: FileInfo) -> int:
-    """MT's priorities by archive type (configurable), the main index and feeds first."""
+    """The template's priority if it has one; else the main index and feeds first; else the archive type's
+    (as registered, or as ``PRIORITIES`` says)."""
     if fileinfo.template.priority is not None:
         return fileinfo.template.priority
-    priorities = get_config()["PRIORITIES"]
-    if fileinfo.archive_type == ArchiveType.INDEX:
-        is_main = fileinfo.template.identifier in get_config()["MAIN_INDEX_IDENTIFIERS"]
-        return priorities["main_index" if is_main else "index"]
-    return priorities.get(fileinfo.archive_type, 0)
+    config = get_config()
+    priorities = config["PRIORITIES"]
+    if fileinfo.template.identifier in config["MAIN_INDEX_IDENTIFIERS"] and "main_index" in priorities:
+        return priorities["main_index"]
+    if fileinfo.archive_type in priorities:
+        return priorities[fileinfo.archive_type]
+    known = registry.archive_types.get(fileinfo.archive_type)
+    return known.priority if known else 0
 
 
 def publish_job(fileinfo: FileInfo, *, priority: int | None = None) -> NewJob:

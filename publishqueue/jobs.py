@@ -4,20 +4,17 @@ A handler is called as ``handler(job, prepared)``: ``prepared`` is what the kind
 loaded for the whole claimed batch at once, or None."""
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from django.utils.module_loading import import_string
 
-from blog.models import Blog
-
 from .conf import get_config
 from .jobrows import Claimed
 from .models import FileInfo, Template
-from .paths import DATE_TYPES, ArchiveType
-from .publisher import publish_file, record_published_later
-from .rendering import BatchPages
+from .publisher import context_of, publish_file, record_published_later
+from .registry import registry
+from .sites import get_site_model
 
 Handler = Callable[[Claimed], object]
 HANDLERS: dict[str, Handler] = {}
@@ -38,7 +35,7 @@ def handles(kind: str) -> Callable[[Handler], Handler]:
 
 
 def handler_for(kind: str) -> Handler:
-    """The handler named in ``MTDISPATCH["JOB_HANDLERS"]``, else the built-in one."""
+    """The handler named in ``PUBLISHQUEUE["JOB_HANDLERS"]``, else the built-in one."""
     path = get_config()["JOB_HANDLERS"].get(kind)
     if path:
         return import_string(path)
@@ -55,38 +52,34 @@ def run_job(job: Claimed, prepared: object = None) -> object:
 @dataclass(frozen=True)
 class PreparedPublish:
     fileinfo: FileInfo | None
-    pages: BatchPages | None
+    batch: object = None
 
 
 def prepare_publish(jobs: Sequence[Claimed]) -> dict[int, PreparedPublish]:
-    """A batch of publish jobs: their FileInfos in one query, and what their entry pages and date-based
-    archives show in a few queries per blog (instead of several queries per page)."""
+    """A batch of publish jobs: their FileInfos in one query, and what their pages show, loaded by each
+    archive type's ``preload`` in a few queries per site and type (instead of several queries per page)."""
     fileinfos = FileInfo.objects.in_bulk({job.fileinfo_id for job in jobs if job.fileinfo_id})
-    # One Blog and one Template object per batch, not a copy of each (with its source) per file.
-    blogs = Blog.objects.in_bulk({fileinfo.blog_id for fileinfo in fileinfos.values()})
+    # One site and one Template object per batch, not a copy of each (with its source) per file.
+    sites = get_site_model().objects.in_bulk({fileinfo.site_id for fileinfo in fileinfos.values()})
     templates = Template.objects.in_bulk({fileinfo.template_id for fileinfo in fileinfos.values()})
     for pk, fileinfo in list(fileinfos.items()):
-        if fileinfo.blog_id in blogs and fileinfo.template_id in templates:
-            fileinfo.blog, fileinfo.template = blogs[fileinfo.blog_id], templates[fileinfo.template_id]
+        if fileinfo.site_id in sites and fileinfo.template_id in templates:
+            fileinfo.site, fileinfo.template = sites[fileinfo.site_id], templates[fileinfo.template_id]
         else:
-            del fileinfos[pk]  # deleted since (with its blog or template): nothing to publish
-    entries_by_blog: dict[int, set[int]] = {}
-    periods_by_blog: dict[int, set[tuple[str, dt.date]]] = {}
+            del fileinfos[pk]  # deleted since (with its site or template): nothing to publish
+    groups: dict[tuple[int, str], list[FileInfo]] = {}
     for fileinfo in fileinfos.values():
-        if fileinfo.archive_type == ArchiveType.INDIVIDUAL and fileinfo.entry_id:
-            entries_by_blog.setdefault(fileinfo.blog_id, set()).add(fileinfo.entry_id)
-        elif fileinfo.archive_type in DATE_TYPES and fileinfo.period_start:
-            periods_by_blog.setdefault(fileinfo.blog_id, set()).add((fileinfo.archive_type, fileinfo.period_start))
-    pages = {
-        blog_id: BatchPages.load(
-            blog_id, entry_ids=entries_by_blog.get(blog_id, ()), periods=periods_by_blog.get(blog_id, ())
-        )
-        for blog_id in entries_by_blog.keys() | periods_by_blog.keys()
-    }
+        groups.setdefault((fileinfo.site_id, fileinfo.archive_type), []).append(fileinfo)
+    batches = {}
+    for (site_id, archive_type), group in groups.items():
+        preload = registry.archive_types[archive_type].preload if archive_type in registry.archive_types else None
+        if preload is not None:
+            batches[(site_id, archive_type)] = preload(sites[site_id], [context_of(fi) for fi in group])
     prepared = {}
     for job in jobs:
         fileinfo = fileinfos.get(job.fileinfo_id)
-        prepared[job.id] = PreparedPublish(fileinfo, pages.get(fileinfo.blog_id) if fileinfo else None)
+        batch = batches.get((fileinfo.site_id, fileinfo.archive_type)) if fileinfo else None
+        prepared[job.id] = PreparedPublish(fileinfo, batch)
     return prepared
 
 
@@ -133,12 +126,12 @@ def finish_later(outcomes: Sequence[tuple[Claimed, object]]) -> Callable[[], dic
 
 @handles("publish")
 def publish(job: Claimed, prepared: PreparedPublish | None = None) -> object:
-    """Publish one file. A FileInfo that is gone (its template or blog was deleted) is nothing to do."""
+    """Publish one file. A FileInfo that is gone (its template or site was deleted) is nothing to do."""
     if prepared is None:  # run alone (or its batch could not be prepared): a batch of one
         prepared = prepare_publish([job])[job.id]
     if prepared.fileinfo is None:
         return None
-    return publish_file(fileinfo=prepared.fileinfo, pages=prepared.pages, defer_record=True)
+    return publish_file(fileinfo=prepared.fileinfo, batch=prepared.batch, defer_record=True)
 
 
 @handles("noop")

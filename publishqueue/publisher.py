@@ -20,8 +20,9 @@ from django.utils import timezone
 
 from .conf import get_config
 from .models import FileInfo, PublishingMode, Template
-from .paths import ArchiveContext, PathError, resolve_output_path
-from .rendering import BatchPages, render
+from .paths import PathError, resolve_output_path
+from .registry import ArchiveContext
+from .rendering import render
 
 logger = logging.getLogger("mtdispatch.publisher")
 
@@ -51,31 +52,17 @@ class PublishResult:
 
 
 def context_of(fileinfo: FileInfo) -> ArchiveContext:
-    return ArchiveContext(
-        fileinfo.archive_type,
-        entry_id=fileinfo.entry_id if fileinfo.archive_type == "individual" else None,
-        category_id=fileinfo.category_id if fileinfo.archive_type == "category" else None,
-        period_start=fileinfo.period_start,
-    )
+    return ArchiveContext(fileinfo.archive_type, object_id=fileinfo.object_id, period_start=fileinfo.period_start)
 
 
-def _missing_context(fileinfo: FileInfo) -> bool:
-    """The entry or category this file showed was deleted (the FK went NULL)."""
-    return (fileinfo.archive_type == "individual" and fileinfo.entry_id is None) or (
-        fileinfo.archive_type == "category" and fileinfo.category_id is None
-    )
-
-
-def render_fileinfo(fileinfo: FileInfo, pages: BatchPages | None = None) -> str | None:
+def render_fileinfo(fileinfo: FileInfo, batch: object = None) -> str | None:
     """The file's content now, or None if what it shows is gone. Template errors become PublishError
-    and are recorded on the template so the admin shows them."""
-    if _missing_context(fileinfo):
-        return None
+    and are recorded on the template so the admin shows them. ``batch``: what its archive type preloaded."""
     template = fileinfo.template
     try:
         return render(
-            blog=fileinfo.blog, template_name=template.name, context=context_of(fileinfo), url=fileinfo.url,
-            pages=pages,
+            site=fileinfo.site, template_name=template.name, context=context_of(fileinfo), url=fileinfo.url,
+            batch=batch,
         )
     except (TemplateSyntaxError, TemplateDoesNotExist) as exc:
         message = f"Template {template.name!r} could not be compiled: {exc}"
@@ -90,7 +77,7 @@ def record_template_error(template: Template, message: str) -> None:
 
 
 def publish_file(
-    *, fileinfo: FileInfo, force: bool = False, pages: BatchPages | None = None, defer_record: bool = False
+    *, fileinfo: FileInfo, force: bool = False, batch: object = None, defer_record: bool = False
 ) -> PublishResult:
     """Bring one output file up to date with the database.
 
@@ -106,7 +93,7 @@ def publish_file(
     if fileinfo.template.mode == PublishingMode.DYNAMIC:
         _remove_published(fileinfo)
         return PublishResult(fileinfo.pk, fileinfo.path, "dynamic")
-    content = render_fileinfo(fileinfo, pages)
+    content = render_fileinfo(fileinfo, batch)
     if content is None:
         _remove_published(fileinfo)
         FileInfo.objects.filter(pk=fileinfo.pk).delete()
@@ -114,7 +101,7 @@ def publish_file(
     data = content.encode("utf-8")
     digest = hashlib.sha256(data).hexdigest()
     try:
-        target = resolve_output_path(fileinfo.blog.site_root, fileinfo.path)
+        target = resolve_output_path(fileinfo.site.site_root, fileinfo.path)
     except PathError as exc:
         record_template_error(fileinfo.template, str(exc))
         raise PublishError(str(exc)) from exc
@@ -324,9 +311,9 @@ def _silent_unlink(path: str) -> None:
 def _resolved_quietly(fileinfo: FileInfo, relative: str) -> str:
     """Where an old file of ``fileinfo`` is, or "" (logged) when that is outside the site root now."""
     try:
-        return resolve_output_path(fileinfo.blog.site_root, relative)
+        return resolve_output_path(fileinfo.site.site_root, relative)
     except PathError:
-        logger.warning("Not removing %r: outside the site root of blog %s", relative, fileinfo.blog_id)
+        logger.warning("Not removing %r: outside the site root of site %s", relative, fileinfo.site_id)
         return ""
 
 

@@ -8,18 +8,18 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from django.db import transaction
 
-from blog.models import Blog
-
 from .conf import get_config
-from .dependencies import template_fileinfos
 from .enqueue import enqueue_publish
-from .models import FileInfo, PublishingMode, Template
+from .fileinfos import ensure_fileinfos, template_fileinfos
+from .models import ArchiveMapping, FileInfo, PublishingMode, Template
 from .publisher import PublishError, PublishResult, publish_file
+from .registry import ArchiveContext
+from .sites import AbstractSite
 
 logger = logging.getLogger("mtdispatch.publish")
 
@@ -77,6 +77,17 @@ def apply_change(fileinfos: Iterable[FileInfo], *, priority: int | None = None) 
     return report
 
 
+def publish_contexts(
+    *,
+    site: AbstractSite,
+    contexts: Iterable[ArchiveContext],
+    mapping_filter: Callable[[ArchiveMapping], bool] | None = None,
+) -> ChangeReport:
+    """What a content app calls after a change, with the archive contexts its dependency rules say the change
+    touches: each file of those contexts goes through its template's mode (in the caller's transaction)."""
+    return apply_change(ensure_fileinfos(site=site, contexts=contexts, mapping_filter=mapping_filter))
+
+
 def template_saved(*, template: Template, previous_mode: str | None) -> ChangeReport:
     """A template (or module) changed: republish its files, queued at low priority (SPEC 1)."""
     report = ChangeReport()
@@ -100,7 +111,7 @@ def _templates_affected_by(template: Template) -> list[Template]:
     other modules."""
     if template.kind != Template.Kind.MODULE:
         return [template]
-    everything = list(template.blog.templates.exclude(pk=template.pk))
+    everything = list(template.site.templates.exclude(pk=template.pk))
     reached, names = set(), {template.name}
     while True:
         found = {t for t in everything if t.pk not in reached and _includes(t.source, names)}
@@ -113,7 +124,7 @@ def _templates_affected_by(template: Template) -> list[Template]:
 
 def _unpublish_static_files(template: Template) -> None:
     """Switching to Dynamically: the written files must go, or the web server would keep serving them."""
-    for fileinfo in template.fileinfos.exclude(published_path="").select_related("blog", "template"):
+    for fileinfo in template.fileinfos.exclude(published_path="").select_related("site", "template"):
         publish_file(fileinfo=fileinfo)
 
 
@@ -142,5 +153,5 @@ def publish_templates(
     return report
 
 
-def blog_templates(blog: Blog) -> list[Template]:
-    return list(blog.templates.exclude(kind=Template.Kind.MODULE).select_related("blog"))
+def site_templates(site: AbstractSite) -> list[Template]:
+    return list(site.templates.exclude(kind=Template.Kind.MODULE).select_related("site"))

@@ -15,6 +15,7 @@ import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from django.apps import apps
 from django.db import close_old_connections, connection, transaction
 from django.utils import timezone
 
@@ -265,6 +266,8 @@ class Worker:
     def _maybe_background(self) -> None:
         if not self.options.background or time.monotonic() < self._next_background:
             return
+        if not apps.is_installed("django_q"):
+            return  # a project without django-q2 has no background tasks
         self._next_background = time.monotonic() + get_config()["BACKGROUND_CHECK_SECONDS"]
         if self._bridge is None:
             from .background import DjangoQBridge

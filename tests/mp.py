@@ -13,13 +13,13 @@ def setup(entries: int, site_root: str, noops: int = 0) -> dict:
 
     from blog.demo import create_demo_blog
     from publishqueue.enqueue import NewJob, enqueue
-    from publishqueue.services import blog_templates, publish_templates
+    from publishqueue.services import publish_templates, site_templates
 
     call_command("migrate", verbosity=0)
     result = create_demo_blog(
         site_root=site_root, site_url="http://127.0.0.1/blog/", entries=entries, mode="queue", password="pw"
     )
-    report = publish_templates(templates=blog_templates(result.blog), queue=True)
+    report = publish_templates(templates=site_templates(result.blog), queue=True)
     enqueue(NewJob(kind="noop", unique_key=f"n{i}") for i in range(noops))
     return {"queued": report.queued + noops}
 
@@ -51,10 +51,10 @@ def verify() -> dict:
     from publishqueue.publisher import render_fileinfo
 
     stale, missing = [], []
-    fileinfos = FileInfo.objects.select_related("blog", "template")
+    fileinfos = FileInfo.objects.select_related("site", "template")
     for fileinfo in fileinfos:
         want = render_fileinfo(fileinfo)
-        path = resolve_output_path(fileinfo.blog.site_root, fileinfo.path)
+        path = resolve_output_path(fileinfo.site.site_root, fileinfo.path)
         if not os.path.exists(path):
             missing.append(fileinfo.path)
         elif open(path, encoding="utf-8").read() != want:

@@ -19,7 +19,7 @@ def blog(tmp_path):
 
 def entry_fileinfo(entry):
     services.save_entry(entry=entry)
-    return FileInfo.objects.select_related("blog", "template").get(entry=entry, archive_type="individual")
+    return FileInfo.objects.select_related("site", "template").get(object_id=entry.pk, archive_type="individual")
 
 
 def test_unchanged_output_is_not_rewritten_and_keeps_its_mtime(blog, tmp_path):

@@ -10,6 +10,7 @@ from django.core.management import call_command
 from django.test import override_settings
 from django.utils import timezone
 
+from blog import periodic as blog_periodic
 from blog import services
 from blog.models import Comment, Entry
 from dispatch.models import ProcessHeartbeat
@@ -87,7 +88,7 @@ def test_a_file_that_cannot_be_put_in_place_fails_its_job_alone(tmp_path):
     blog = blog_with_templates(tmp_path / "site", mode="queue")
     entry = EntryFactory(blog=blog, title="Queued title")
     services.save_entry(entry=entry)
-    stylesheet = FileInfo.objects.get(blog=blog, path="styles.css")
+    stylesheet = FileInfo.objects.get(site=blog, path="styles.css")
     (tmp_path / "site" / "styles.css").mkdir(parents=True)
     (tmp_path / "site" / "styles.css" / "in-the-way").write_text("")
 
@@ -97,7 +98,7 @@ def test_a_file_that_cannot_be_put_in_place_fails_its_job_alone(tmp_path):
     assert job.fileinfo_id == stylesheet.pk and job.attempts == 1
     assert "styles.css could not be written: [Errno 21] Is a directory" in JobError.objects.get().message
     assert FileInfo.objects.get(pk=stylesheet.pk).content_hash == ""
-    assert not FileInfo.objects.filter(blog=blog, content_hash="").exclude(pk=stylesheet.pk).exists()
+    assert not FileInfo.objects.filter(site=blog, content_hash="").exclude(pk=stylesheet.pk).exists()
     assert sum(JobStat.objects.values_list("done", flat=True)) == 4
     assert sum(JobStat.objects.values_list("failed", flat=True)) == 1
     assert not list((tmp_path / "site").glob(".*.tmp"))
@@ -129,8 +130,8 @@ def test_a_batch_is_completed_after_the_next_one_ran_with_its_files_in_place_and
     assert len(seen) > 4
     for job_id, leased, renewed in seen[4:8]:  # the second batch runs while the first is held, not completed
         assert first_batch | {job_id} <= leased and first_batch | {job_id} <= renewed
-    assert FileInfo.objects.filter(blog=blog).count() == queued
-    assert not FileInfo.objects.filter(blog=blog, content_hash="").exists()
+    assert FileInfo.objects.filter(site=blog).count() == queued
+    assert not FileInfo.objects.filter(site=blog, content_hash="").exists()
     assert not list((tmp_path / "site").rglob(".*.tmp"))
 
 
@@ -153,11 +154,11 @@ def test_a_batch_renders_each_page_as_it_renders_alone(tmp_path):
         EntryFactory(blog=blog, title=f"Entry {n}", published_on=moment.replace(tzinfo=local))
     EntryFactory(blog=blog, title="Draft", published_on=moments[1].replace(tzinfo=local), status="draft")
     Job.objects.all().delete()
-    queued = publish_templates(templates=Template.objects.filter(blog=blog), queue=True).queued
+    queued = publish_templates(templates=Template.objects.filter(site=blog), queue=True).queued
     assert worker(load=200).run().done == queued
-    yearly = FileInfo.objects.filter(blog=blog, archive_type="yearly")
+    yearly = FileInfo.objects.filter(site=blog, archive_type="yearly")
     assert sorted(f.path for f in yearly) == ["2025/index.html", "2026/index.html"]
-    for fileinfo in FileInfo.objects.filter(blog=blog).select_related("blog", "template"):
+    for fileinfo in FileInfo.objects.filter(site=blog).select_related("site", "template"):
         written = (tmp_path / "site" / fileinfo.path).read_text()
         assert written == render_fileinfo(fileinfo), fileinfo.path
     assert "Entry 1" in (tmp_path / "site/2026/01/index.html").read_text()
@@ -245,7 +246,7 @@ def test_purges_keep_history_bounded_and_expire_junk(tmp_path):
     old_junk = CommentFactory(entry=EntryFactory(blog=blog), status="junk", created=now - dt.timedelta(days=30))
     CommentFactory(entry=old_junk.entry, status="approved", created=now - dt.timedelta(days=30))
     periodic.purge_history(now)
-    periodic.expire_junk_comments(now)
+    blog_periodic.expire_junk_comments(now)
     assert JobStat.objects.count() == 1 and not JobError.objects.exists()
     assert list(Comment.objects.values_list("status", flat=True)) == ["approved"]
 
