@@ -53,7 +53,7 @@ def test_what_a_manager_has_to_say_is_on_the_dashboard(admin_client):
         message="Recycle (SIGHUP) abandoned: new processes fail to start (RuntimeError: broken deploy).",
     )
     assert "RuntimeError: broken deploy" in admin_client.get("/admin/").content.decode()
-    data = admin_client.get("/admin/dashboard/data.json").json()
+    data = admin_client.get("/dispatch/dashboard.json").json()
     assert "broken deploy" in data["workers"]["managers"][0]["message"]
 
 
