@@ -16,7 +16,10 @@ import socket
 import sys
 import time
 
+from dispatch.lifeline import die_with_parent, orphaned
 from dispatch.scoreboard import BUSY, IDLE, Scoreboard
+
+ORPHAN_GRACE_SECONDS = 1  # the manager died: a request in flight gets this long to finish
 
 
 class Child:
@@ -48,8 +51,11 @@ class Child:
             signal.signal(sig, self._graceful)
         signal.signal(signal.SIGQUIT, lambda *a: os._exit(0))
         signal.signal(signal.SIGUSR1, lambda *a: reopen_logs(self.args.outlog, self.args.errlog))
+        self.parent = die_with_parent(signal.SIGTERM)  # kill -9 of the manager: leave too
 
     def _graceful(self, signum, frame) -> None:
+        if orphaned(self.parent):
+            signal.alarm(ORPHAN_GRACE_SECONDS)  # no one will kill it if the request never ends
         if self.server is None:
             os._exit(0)  # still loading the application: no request to finish
         self.server.closing = True
@@ -84,7 +90,11 @@ class Child:
 
     def run(self) -> None:
         self.install_signals()
-        self.load()
+        try:
+            self.load()
+        except BaseException as exc:
+            self.report(f"E {type(exc).__name__}: {exc}"[:500])  # why, for the manager's status
+            raise
         self.board.write(self.slot, IDLE, 0)
         self.report("R")
         while not self.closing:

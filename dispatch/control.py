@@ -74,3 +74,24 @@ def progress(request: RecycleRequest) -> dict:
         "id": request.pk, "requested_at": request.requested_at, "requested_by": str(request.requested_by or ""),
         "acks": acks, "waiting": [e for e in expected if (e["host"], e["pid"]) not in acked],
     }
+
+
+class ManagerControl:
+    """The control plane as a runfcgi manager sees it (``pool.ControlPlane``): new recycle requests, and
+    one acknowledgement per request with the pids it replaced and started."""
+
+    def __init__(self) -> None:
+        self.watch = RecycleWatch()
+
+    @property
+    def seen(self) -> int:
+        return self.watch.seen or 0
+
+    def new_request(self) -> int | None:
+        from django.db import close_old_connections
+
+        close_old_connections()
+        return self.watch.new_request()
+
+    def acknowledge(self, request_id: int, old_pids: list[int], new_pids: list[int]) -> None:
+        acknowledge(request_id=request_id, kind="manager", old_pids=old_pids, new_pids=new_pids)

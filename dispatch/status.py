@@ -13,15 +13,15 @@ from .models import ManagerStatus, ProcessHeartbeat
 
 def publish_manager(manager) -> None:
     """Write the manager's pool (per child: pid, state, requests, current request and age, RSS, CPU)."""
-    queue = [{"pid": pid} for pid in manager.queue_workers]
+    pool = manager.pool
     ManagerStatus.objects.update_or_create(
         host=socket.gethostname(), pid=os.getpid(),
         defaults={
             "started": manager.started, "last_seen": timezone.now(), "address": manager.options.listen.describe(),
-            "state": manager.stopping and "stopping" or ("recycling" if manager.recycle_state else "running"),
-            "workers_target": manager.target, "children": manager.snapshot(), "queue_workers": queue,
-            "requests_served": manager.requests_served, "recycles": manager.recycles,
-            "last_recycle_request": manager.recycle_watch.seen or 0,
+            "state": pool.stopping and "stopping" or ("recycling" if pool.recycle_state else "running"),
+            "workers_target": pool.target, "children": pool.snapshot(), "queue_workers": pool.queue_snapshot(),
+            "requests_served": pool.requests_served, "recycles": pool.recycles,
+            "last_recycle_request": manager.control.seen or 0, "message": pool.message,
         },
     )
 
@@ -40,6 +40,7 @@ def pool() -> dict:
             "uptime": (now - m.started).total_seconds(),
             "last_seen": m.last_seen, "workers_target": m.workers_target, "children": m.children,
             "queue_workers": m.queue_workers, "requests_served": m.requests_served, "recycles": m.recycles,
+            "message": m.message,
         }
         for m in live_managers().order_by("host", "pid")
     ]

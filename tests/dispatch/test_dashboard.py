@@ -47,6 +47,16 @@ def test_the_admin_index_shows_depth_workers_and_the_recycle_button(admin_client
     assert "Recycle Workers" in html and "<svg" in html and "boom" in html
 
 
+def test_what_a_manager_has_to_say_is_on_the_dashboard(admin_client):
+    ManagerStatus.objects.create(
+        host="web1", pid=42, started=timezone.now(), last_seen=timezone.now(), address="unix:/run/x.sock",
+        message="Recycle (SIGHUP) abandoned: new processes fail to start (RuntimeError: broken deploy).",
+    )
+    assert "RuntimeError: broken deploy" in admin_client.get("/admin/").content.decode()
+    data = admin_client.get("/dispatch/dashboard.json").json()
+    assert "broken deploy" in data["workers"]["managers"][0]["message"]
+
+
 def test_the_json_endpoint_feeds_the_auto_refresh(admin_client):
     queue_some()
     data = admin_client.get("/dispatch/dashboard.json").json()
