@@ -195,7 +195,10 @@ class Worker:
         if jobs:
             self._run_batch(jobs)
         else:
+            requeued = self.result.requeued
             self._settle()
+            if self.result.requeued > requeued:
+                return True  # the last batch gave back jobs changed while they ran: the queue is not empty
         if not jobs and not opts.daemon:
             self.result.reason = self.result.reason or "queue empty"
             return False

@@ -369,3 +369,22 @@ def test_a_job_whose_last_worker_died_runs_with_no_other_job_in_hand():
     w = Worker(WorkerOptions(load=2, periodic=False, background=False), worker_id="test:1:1", job_runner=runner)
     assert w.run().done == 6
     assert seen == [["2", "4", "5"]]  # 0 and 1 (the batch before) were completed before it ran
+
+
+def test_a_cron_worker_does_not_exit_while_its_last_batch_gave_jobs_back():
+    """Jobs changed while they ran (a coalesced insert bumped their generation) are given back when their batch
+    is completed; when that is the last batch, the cron worker must run them again, not exit on "queue empty"
+    (it did: the oracle test found pages left stale with their jobs waiting)."""
+    noops(3)
+    changed = set()
+
+    def runner(job, prepared=None):
+        if job.unique_key not in changed:
+            changed.add(job.unique_key)
+            noops(3)  # the same keys: their generations move while they run
+        return None
+
+    w = Worker(WorkerOptions(load=10, periodic=False, background=False), worker_id="test:1:1", job_runner=runner)
+    result = w.run()
+    assert (result.requeued, result.done) == (3, 3)  # each job given back once, then done once
+    assert not Job.objects.exists()
