@@ -286,15 +286,17 @@ class Worker:
     def _finish(self, batch: _Finishing) -> None:
         """Put a batch's files in place and complete its jobs, fenced: in one transaction that holds the rows of
         the jobs this worker still holds at the generation it claimed locked, their files are renamed into
-        place and recorded and they are completed; the files of the others are discarded (another worker took
-        the job over after this one's lease expired, or it changed while it ran) and they are given back. A
+        place and recorded and they are completed (one changed while it ran is given back to run again); the files
+        of the others are discarded (another worker took the job over after this one's lease expired). A
         job whose part of the finishing failed is failed like any other: logged, retried. The fsyncs happen
         before, outside the transaction; removing files after it."""
         batch.finishing.sync()
         jobs = [r.job for r in batch.ran]
         with self._current.fence, transaction.atomic():
             holding = jobrows.held(worker_id=self.worker_id, jobs=jobs)
-            fenced = {job.id for job in jobs if holding.get(job.id) == job.generation}
+            # Still ours: placed, even when changed while it ran (what it rendered is newer than the file on disk,
+            # and nobody else can be writing it); complete() then gives it back to run again for the change.
+            fenced = {job.id for job in jobs if job.id in holding}
             failures = batch.finishing.place(fenced)
             completed = []
             for r in batch.ran:
@@ -304,14 +306,14 @@ class Worker:
                 elif r.job.id in fenced:
                     self.stats.done(r.job.kind, finished=r.finished, run_after=r.job.run_after, run_seconds=r.seconds)
                     completed.append(r.job)
-            jobrows.complete(worker_id=self.worker_id, jobs=completed)
+            self.result.requeued += jobrows.complete(worker_id=self.worker_id, jobs=completed)
             self.stats.flush()
         batch.finishing.cleanup()
         self._give_back([job for job in jobs if job.id not in fenced], holding)
 
     def _give_back(self, jobs: list[Claimed], holding: dict[int, int]) -> None:
-        """Jobs whose outcome was discarded: those changed while they ran run again; those another worker took
-        over are its own now (this one was frozen past its lease)."""
+        """Jobs this worker no longer holds (another worker took them over after its lease expired, while this one
+        was frozen): what it staged for them is discarded; they are the other worker's now."""
         if not jobs:
             return
         self.result.done -= len(jobs)
