@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from dispatch import fcgi_client
+from tests.helpers import wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -77,13 +78,7 @@ class Runfcgi:
         return {int(line.split()[0]) for line in out.stdout.splitlines() if "dispatch.child" in line}
 
     def wait_for(self, predicate, timeout: float = 30, what: str = "condition"):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            value = predicate()
-            if value:
-                return value
-            time.sleep(0.1)
-        raise AssertionError(f"timed out waiting for {what}; log:\n{self.log.read_text()[-3000:]}")
+        return wait_for(predicate, what, timeout, detail=lambda: f"; log:\n{self.log.read_text()[-3000:]}")
 
     def stop(self) -> None:
         if self.proc and self.proc.poll() is None:

@@ -1,7 +1,20 @@
 """Helpers for driving the Django admin like a browser does."""
 from __future__ import annotations
 
+import time
+
 from django import forms
+
+
+def wait_for(predicate, what: str, timeout: float = 30, interval: float = 0.1, detail=lambda: ""):
+    """Poll ``predicate`` until it returns something true (returned), or fail saying what was awaited."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out waiting for {what}{detail()}")
 
 
 def _field_data(bound) -> dict:

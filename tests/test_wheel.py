@@ -16,13 +16,13 @@ import signal
 import subprocess
 import sys
 import sysconfig
-import time
 import zipfile
 from pathlib import Path
 
 import pytest
 
 from dispatch import fcgi_client
+from tests.helpers import wait_for
 from tests.nginx import Nginx
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -96,16 +96,6 @@ class Project:
         return json.loads(self.manage("shell", "-c", code).strip().splitlines()[-1])
 
 
-def wait_for(predicate, what: str, timeout: float = 60):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 def test_runfcgi_serves_a_new_project_with_only_dispatch_installed(venv, tmp_path):
     project = Project(venv, tmp_path, ["dispatch"], urls="path('dispatch/', include('dispatch.urls'))")
     sock = tmp_path / "fcgi.sock"
@@ -113,7 +103,7 @@ def test_runfcgi_serves_a_new_project_with_only_dispatch_installed(venv, tmp_pat
     manager = subprocess.Popen([venv / "bin/python", "manage.py", "runfcgi", "--socket", str(sock), "--workers", "2"],
                                cwd=project.dir, env=project.env, stdout=subprocess.DEVNULL, stderr=open(log, "w"))
     try:
-        wait_for(lambda: sock.exists() and _ping(str(sock)), "runfcgi to answer")
+        wait_for(lambda: sock.exists() and _ping(str(sock)), "runfcgi to answer", timeout=60, interval=0.2)
         nginx = Nginx(tmp_path, f"unix:{sock}", tmp_path)
         try:
             status, body, _ = nginx.get("/dispatch/ping")
@@ -125,7 +115,7 @@ def test_runfcgi_serves_a_new_project_with_only_dispatch_installed(venv, tmp_pat
             assert acked and int(acked.group(1)) == manager.pid, out
             new = {int(pid) for pid in acked.group(2).split(",")}
             assert len(new) == 2 and not new & before
-            wait_for(lambda: _children(manager.pid) == new, "the old children to leave")
+            wait_for(lambda: _children(manager.pid) == new, "the old children to leave", timeout=60, interval=0.2)
             assert nginx.get("/dispatch/ping")[0] == 200
         finally:
             nginx.stop()
