@@ -34,3 +34,22 @@ def test_files_of_entries_and_categories_keep_their_object_when_publishqueue_sto
     assert new.objects.get(pk=on_entry.pk).site_id == blog.pk
     executor = MigrationExecutor(connection)
     executor.migrate(executor.loader.graph.leaf_nodes())
+
+
+def test_publishqueue_and_dispatch_migrations_never_name_the_blog_app():
+    """They run in projects without it (PUBLISHQUEUE_SITE_MODEL names another site model): the site model is
+    reached through the setting, as Django's own migrations reach AUTH_USER_MODEL; "blog.Blog" only as its
+    default."""
+    import re
+    from pathlib import Path
+
+    import dispatch
+    import publishqueue
+
+    for app in (publishqueue, dispatch):
+        for migration in (Path(app.__file__).parent / "migrations").glob("0*.py"):
+            code = re.sub(r"""['"]blog\.Blog['"]""", "DEFAULT", migration.read_text())
+            code = "\n".join(line for line in code.splitlines() if not line.strip().startswith("#"))
+            dependency = re.search(r"""['"]blog['"]\s*,\s*['"]\d{4}""", code)
+            model = re.search(r"""['"]blog\.\w+['"]""", code)
+            assert not dependency and not model, migration
