@@ -17,17 +17,30 @@ def check_site_roots(app_configs=None, databases=None, **kwargs):
     except DatabaseError:
         return []  # not migrated yet
     for site in sites:
-        root = site.site_root
-        if not os.path.isabs(root):
-            errors.append(Error(f"Site {site.name!r}: site root {root!r} is not absolute.", id="publishqueue.E002"))
-        elif not _writable(root):
-            errors.append(
-                Error(
-                    f"Site {site.name!r}: site root {root!r} is not a writable directory.",
-                    hint="Create it and give the user running runworker/runfcgi write access.",
-                    id="publishqueue.E001",
-                )
+        errors += _check_site(site)
+    return errors
+
+
+def _check_site(site) -> list[Error]:
+    from .paths import PathError, check_site_root
+
+    root = site.site_root
+    if not os.path.isabs(root):
+        return [Error(f"Site {site.name!r}: site root {root!r} is not absolute.", id="publishqueue.E002")]
+    try:
+        check_site_root(root)
+    except PathError as exc:
+        return [Error(f"Site {site.name!r}: {exc}", hint="Move it under PUBLISHQUEUE['SITE_ROOTS'].",
+                      id="publishqueue.E003")]
+    errors = []
+    if not _writable(root):
+        errors.append(
+            Error(
+                f"Site {site.name!r}: site root {root!r} is not a writable directory.",
+                hint="Create it and give the user running runworker/runfcgi write access.",
+                id="publishqueue.E001",
             )
+        )
     return errors
 
 
