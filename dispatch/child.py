@@ -1,22 +1,36 @@
 """A FastCGI child: ``python -m dispatch.child`` started by the manager with the listening socket, a
 status pipe and its scoreboard slot. It imports the application fresh (so a recycle picks up changed
-code), accepts one connection at a time, says ``R`` on the pipe once ready, and keeps its slot of the
-shared scoreboard current (busy with which request since when, or idle, and requests served).
+code), says ``R`` on the pipe once ready, and keeps its slot of the shared scoreboard current (busy with
+which request since when, or idle, and requests served).
 
-Signals: TERM/INT/HUP finish the current request and exit; QUIT exits at once; USR1 reopens logs.
+It multiplexes the reading of many connections on a selector and runs the application only for a
+complete request, so slow or half-open peers hold file descriptors, never the child; each phase has a
+timeout (see connection.py).
+
+Leaving (TERM, or --max-requests reached) it takes no new connections and finishes the ones it holds.
+
+Signals: TERM/INT/HUP finish the current request and leave; QUIT exits at once; USR1 reopens logs.
 """
 from __future__ import annotations
 
 import argparse
 import os
 import random
-import select
+import resource
+import selectors
 import signal
 import socket
 import sys
 import time
 
+from dispatch.connection import HEAD, READY, Connection, Limits
 from dispatch.scoreboard import BUSY, IDLE, Scoreboard
+
+CHECK_INTERVAL = 1.0  # the longest a select waits, to notice a dead manager
+# A connection accepted this recently that has sent nothing yet holds off accepting another: a web server
+# writes its request right after connecting, and a child that took a second connection in that gap would
+# serve both in turn while another child idles. A silent peer delays the backlog behind it this much.
+FRESH = 0.003
 
 
 class Child:
@@ -35,6 +49,15 @@ class Child:
         os.set_blocking(self.wake_r, False)
         os.set_blocking(self.wake_w, False)
         self.server = None
+        self.limits = Limits(header_timeout=args.header_timeout, body_timeout=args.body_timeout,
+                             send_timeout=args.send_timeout, linger_timeout=args.linger_timeout,
+                             max_body=int(args.max_body * 1024 * 1024))
+        self.max_conns = raise_fd_limit()
+        self.selector = selectors.DefaultSelector()
+        self.conns: set[Connection] = set()
+        self._registered: set[Connection] = set()
+        self.accepting = False
+        self.leaving = False  # takes no new connections; exits when its connections are done
 
     def report(self, line: str) -> None:
         try:
@@ -52,7 +75,6 @@ class Child:
     def _graceful(self, signum, frame) -> None:
         if self.server is None:
             os._exit(0)  # still loading the application: no request to finish
-        self.server.closing = True
         self.closing = True
 
     closing = False
@@ -70,7 +92,6 @@ class Child:
             application, web_server_addrs=os.environ.get("FCGI_WEB_SERVER_ADDRS"),
             on_request_start=self._started, on_request_end=self._ended,
         )
-        self.server.closing = self.closing
 
     def _started(self, environ: dict) -> None:
         uri = environ.get("REQUEST_URI") or environ.get("PATH_INFO", "")
@@ -79,7 +100,7 @@ class Child:
     def _ended(self) -> None:
         self.served += 1
         if self.limit and self.served >= self.limit:
-            self.closing = self.server.closing = True
+            self.closing = True
         self.board.write(self.slot, IDLE, self.served)
 
     def run(self) -> None:
@@ -87,25 +108,130 @@ class Child:
         self.load()
         self.board.write(self.slot, IDLE, 0)
         self.report("R")
-        while not self.closing:
-            ready, _, _ = select.select([self.listen, self.wake_r], [], [], 2.0)
-            if self.wake_r in ready:
-                drain(self.wake_r)
-            if os.getppid() != self.parent:
-                break  # orphaned: the manager died
-            if self.listen in ready and not self.closing:
-                self._accept_one()
+        self.selector.register(self.wake_r, selectors.EVENT_READ, "wake")
+        self.serve()
 
-    def _accept_one(self) -> None:
+    # -- the event loop ----------------------------------------------------------------------------
+
+    def serve(self) -> None:
+        while True:
+            if self.closing:
+                self.leaving = True
+            self._set_accepting(not self.leaving and len(self.conns) < self.max_conns and not self._fresh())
+            if self.leaving and not self.conns:
+                return
+            for key, mask in self.selector.select(self._timeout()):
+                self._event(key.data, mask)
+            now = time.monotonic()
+            self._expire(now)
+            self._run_ready()
+            if os.getppid() != self.parent:
+                self._abandon()  # orphaned: the manager died
+                return
+
+    def _fresh(self) -> Connection | None:
+        now = time.monotonic()
+        return next((c for c in self.conns if not c.received and c.state == HEAD and now - c.accepted < FRESH), None)
+
+    def _timeout(self) -> float:
+        if any(conn.state == READY for conn in self.conns):
+            return 0
+        limit = CHECK_INTERVAL
+        now = time.monotonic()
+        fresh = self._fresh()
+        if fresh is not None:
+            limit = min(limit, fresh.accepted + FRESH - now)
+        return max(0.0, min([limit, *(conn.deadline - now for conn in self.conns)]))
+
+    def _event(self, data, mask: int) -> None:
+        if data == "wake":
+            drain(self.wake_r)
+        elif data == "listen":
+            self._accept()
+        else:
+            now = time.monotonic()
+            if mask & selectors.EVENT_READ:
+                data.on_readable(now)
+            if mask & selectors.EVENT_WRITE and data.writing:
+                data.on_writable(now)
+            self._update(data)
+
+    def _set_accepting(self, accepting: bool) -> None:
+        if accepting != self.accepting:
+            if accepting:
+                self.selector.register(self.listen, selectors.EVENT_READ, "listen")
+            else:
+                self.selector.unregister(self.listen)
+            self.accepting = accepting
+
+    def _accept(self) -> bool:
+        """Take connections from the backlog until it is empty, one holds a complete request (served before
+        taking more, leaving the rest to the other children) or one has sent nothing yet (given FRESH to
+        send its request). False: the backlog was empty."""
+        for _ in range(64):
+            if len(self.conns) >= self.max_conns:
+                return True
+            try:
+                sock, addr = self.listen.accept()
+            except (BlockingIOError, InterruptedError):
+                return False
+            except OSError as exc:
+                print(f"accept failed: {exc}", file=sys.stderr)
+                time.sleep(0.1)
+                return True
+            if not self.server.client_allowed(addr):
+                print(f"Refusing FastCGI connection from {addr} (not in FCGI_WEB_SERVER_ADDRS)", file=sys.stderr)
+                sock.close()
+                continue
+            conn = Connection(sock, addr, self.limits)
+            self.conns.add(conn)
+            conn.on_readable(conn.now)  # the request is usually there already
+            self._update(conn, new=True)
+            if conn.state == READY or (conn.state == HEAD and not conn.received):
+                return True
+        return True
+
+    def _update(self, conn: Connection, new: bool = False) -> None:
+        """Keep the selector in step with the connection's state."""
+        events = (selectors.EVENT_READ if conn.reading else 0) | (selectors.EVENT_WRITE if conn.writing else 0)
+        registered = not new and conn in self._registered
+        if conn.state == "closed":
+            self.conns.discard(conn)
+        if registered and not events:
+            self.selector.unregister(conn)
+            self._registered.discard(conn)
+        elif events and registered:
+            self.selector.modify(conn, events, conn)
+        elif events:
+            self.selector.register(conn, events, conn)
+            self._registered.add(conn)
+
+    def _expire(self, now: float) -> None:
+        for conn in [c for c in self.conns if c.expired(now)]:
+            conn.close(conn.timeout_reason())
+            self._update(conn)
+
+    def _run_ready(self) -> None:
+        for conn in sorted((c for c in self.conns if c.state == READY), key=lambda c: c.accepted):
+            self.server.handle(conn)
+            self._update(conn)
+
+    def _abandon(self) -> None:
+        for conn in list(self.conns):
+            conn.close("the manager died")
+            self._update(conn)
+
+def raise_fd_limit() -> int:
+    """Connections one child may hold (slow peers hold descriptors): the soft descriptor limit raised to
+    the hard one, less a margin for the application's own files."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and soft < hard:
         try:
-            conn, addr = self.listen.accept()
-        except (BlockingIOError, InterruptedError):
-            return  # another child took it
-        except OSError as exc:
-            print(f"accept failed: {exc}", file=sys.stderr)
-            time.sleep(0.1)
-            return
-        self.server.serve_connection(conn, addr)
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            soft = hard
+        except (ValueError, OSError):
+            pass
+    return max(16, min(4096, soft - 128))
 
 
 def drain(fd: int) -> None:
@@ -136,6 +262,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--max-requests-jitter", type=int, default=0)
     parser.add_argument("--outlog")
     parser.add_argument("--errlog")
+    parser.add_argument("--header-timeout", type=float, default=Limits.header_timeout)
+    parser.add_argument("--body-timeout", type=float, default=Limits.body_timeout)
+    parser.add_argument("--send-timeout", type=float, default=Limits.send_timeout)
+    parser.add_argument("--linger-timeout", type=float, default=Limits.linger_timeout)
+    parser.add_argument("--max-body", type=float, default=Limits.max_body / 1024 / 1024, help="MB")
+    parser.add_argument("--graceful-timeout", type=float, default=30)  # (not used yet)
     Child(parser.parse_args(argv)).run()
 
 

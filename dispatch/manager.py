@@ -56,6 +56,8 @@ class ManagerOptions:
     publish_status: bool = True
     status_interval: float = 2.0
     control_interval: float = 1.0
+    # Passed on to every child (python -m dispatch.child): timeouts, body limit, warm-up, slow log.
+    child_args: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -285,6 +287,7 @@ class Manager:
                 "--max-requests", str(opts.max_requests), "--max-requests-jitter", str(opts.max_requests_jitter)]
         args += [f"--outlog={opts.outlog}"] if opts.outlog else []
         args += [f"--errlog={opts.errlog}"] if opts.errlog else []
+        args += [*opts.child_args, f"--graceful-timeout={opts.graceful_timeout}"]
         proc = subprocess.Popen(args, pass_fds=(listen_fd, status_w, self.board.fd), stdin=subprocess.DEVNULL,
                                 env=_child_env())
         os.close(status_w)

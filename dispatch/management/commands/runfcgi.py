@@ -43,6 +43,16 @@ class Command(BaseCommand):
         procs.add_argument("--graceful-timeout", type=float, default=30, help="TERM: wait this long (s).")
         procs.add_argument("--queue-workers", type=int, default=0, help="Also supervise N runworker processes.")
         procs.add_argument("--queue-worker-args", default="", help='Extra runworker options, e.g. "--load 20".')
+        req = parser.add_argument_group("requests (each child reads many connections at once)")
+        req.add_argument("--header-timeout", type=float, default=10,
+                         help="Close a connection whose request head (params) is not complete after this (s).")
+        req.add_argument("--body-timeout", type=float, default=30,
+                         help="Close a connection whose request body makes no progress for this long (s).")
+        req.add_argument("--send-timeout", type=float, default=30,
+                         help="Drop a response the peer takes no bytes of for this long (s).")
+        req.add_argument("--linger-timeout", type=float, default=5,
+                         help="After a response, wait this long for the peer to close (s).")
+        req.add_argument("--max-body", type=float, default=64, help="Request bodies above this are a 413 (MB).")
         ops = parser.add_argument_group("operation")
         ops.add_argument("--pidfile")
         ops.add_argument("--daemonize", action="store_true")
@@ -70,7 +80,7 @@ class Command(BaseCommand):
             request_timeout=o["request_timeout"], graceful_timeout=o["graceful_timeout"],
             queue_workers=o["queue_workers"], queue_worker_args=o["queue_worker_args"].split(),
             pidfile=o["pidfile"], outlog=o["outlog"], errlog=o["errlog"], http=o["http"],
-            publish_status=not o["no_status"],
+            publish_status=not o["no_status"], child_args=child_args(o),
         )
         self._prepare_process(o)
         try:
@@ -88,6 +98,15 @@ class Command(BaseCommand):
         from dispatch.child import reopen_logs
 
         reopen_logs(o["outlog"], o["errlog"])
+
+
+def child_args(o: dict) -> list[str]:
+    for name in ("header_timeout", "body_timeout", "send_timeout", "linger_timeout", "max_body"):
+        if o[name] <= 0:
+            raise CommandError(f"--{name.replace('_', '-')} must be positive.")
+    return [f"--header-timeout={o['header_timeout']}", f"--body-timeout={o['body_timeout']}",
+            f"--send-timeout={o['send_timeout']}", f"--linger-timeout={o['linger_timeout']}",
+            f"--max-body={o['max_body']}"]
 
 
 def _daemonize() -> None:
