@@ -1,6 +1,7 @@
 """A FastCGI child: ``python -m dispatch.child`` started by the manager with the listening socket, a
 status pipe and its scoreboard slot. It imports the application fresh (so a recycle picks up changed
-code), says ``R`` on the pipe once ready, and keeps its slot of the shared scoreboard current (busy with
+code), checks that it is ready (the URLconf and its views import, warm-up requests answer; see
+readiness.py), says ``R`` on the pipe, and keeps its slot of the shared scoreboard current (busy with
 which request since when, or idle, and requests served).
 
 It multiplexes the reading of many connections on a selector and runs the application only for a
@@ -80,14 +81,28 @@ class Child:
     closing = False
 
     def load(self) -> None:
-        import django
-        from django.conf import settings
-        from django.utils.module_loading import import_string
+        try:
+            import django
+            from django.conf import settings
+            from django.utils.module_loading import import_string
 
-        django.setup(set_prefix=False)
-        from dispatch.fastcgi import FastCGIServer
+            django.setup(set_prefix=False)
+            from dispatch import readiness
+            from dispatch.fastcgi import FastCGIServer
 
-        application = import_string(settings.WSGI_APPLICATION)
+            application = import_string(settings.WSGI_APPLICATION)
+            readiness.check(application, [p for p in self.args.warmup.split(",") if p.strip()])
+        except Exception as exc:  # noqa: BLE001 - a broken deploy: say why in one line, exit non-zero
+            from dispatch.readiness import NotReady, describe
+
+            why = str(exc) if isinstance(exc, NotReady) else f"the application does not load: {describe(exc)}"
+            sys.stdout.flush()
+            sys.stderr.write(f"dispatch.child {os.getpid()}: not ready: {why}\n")
+            sys.stderr.flush()
+            os._exit(3)
+        from django.db import connections
+
+        connections.close_all()
         self.server = FastCGIServer(
             application, web_server_addrs=os.environ.get("FCGI_WEB_SERVER_ADDRS"),
             on_request_start=self._started, on_request_end=self._ended,
@@ -267,6 +282,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--send-timeout", type=float, default=Limits.send_timeout)
     parser.add_argument("--linger-timeout", type=float, default=Limits.linger_timeout)
     parser.add_argument("--max-body", type=float, default=Limits.max_body / 1024 / 1024, help="MB")
+    parser.add_argument("--warmup", default="/dispatch/ping", help="Comma-separated paths; empty: none.")
     parser.add_argument("--graceful-timeout", type=float, default=30)  # (not used yet)
     Child(parser.parse_args(argv)).run()
 

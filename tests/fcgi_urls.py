@@ -1,5 +1,6 @@
 """Test-only views served by runfcgi under test."""
 import importlib
+import importlib.util
 import os
 import time
 
@@ -61,3 +62,7 @@ urlpatterns = [
     path("t/big", big),
     path("", include(project_urls)),
 ]
+
+# A test writes deploy_urls.py into its directory (on the path) to deploy more URLs, e.g. a broken module.
+if importlib.util.find_spec("deploy_urls"):
+    urlpatterns.insert(0, path("d/", include("deploy_urls")))

@@ -53,6 +53,9 @@ class Command(BaseCommand):
         req.add_argument("--linger-timeout", type=float, default=5,
                          help="After a response, wait this long for the peer to close (s).")
         req.add_argument("--max-body", type=float, default=64, help="Request bodies above this are a 413 (MB).")
+        req.add_argument("--warmup", default="/dispatch/ping",
+                         help="Comma-separated paths a new child GETs in process before it is ready; "
+                              "a non-2xx/3xx answer keeps it from serving (empty: none).")
         ops = parser.add_argument_group("operation")
         ops.add_argument("--pidfile")
         ops.add_argument("--daemonize", action="store_true")
@@ -106,7 +109,7 @@ def child_args(o: dict) -> list[str]:
             raise CommandError(f"--{name.replace('_', '-')} must be positive.")
     return [f"--header-timeout={o['header_timeout']}", f"--body-timeout={o['body_timeout']}",
             f"--send-timeout={o['send_timeout']}", f"--linger-timeout={o['linger_timeout']}",
-            f"--max-body={o['max_body']}"]
+            f"--max-body={o['max_body']}", f"--warmup={o['warmup']}"]
 
 
 def _daemonize() -> None:
