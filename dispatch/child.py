@@ -8,30 +8,39 @@ It multiplexes the reading of many connections on a selector and runs the applic
 complete request, so slow or half-open peers hold file descriptors, never the child; each phase has a
 timeout (see connection.py).
 
-Leaving (TERM, or --max-requests reached) it takes no new connections and finishes the ones it holds.
+Leaving (TERM, or --max-requests reached) it takes no new connections and finishes the ones it holds. If
+no other ready child would take the connections left in the listen backlog (a full stop, or the last
+child of a pool waiting for its replacement), it hands over to a *drainer*: a fork that keeps serving
+until a ready child exists again, or, once the manager has exited (it unlinks a unix socket then, so no
+new connection can arrive; a TCP listener gets a drop-all filter), accepts until the backlog is empty.
+So a graceful stop answers every connection the kernel accepted instead of resetting the backlog.
 
 Signals: TERM/INT/HUP finish the current request and leave; QUIT exits at once; USR1 reopens logs.
 """
 from __future__ import annotations
 
 import argparse
+import ctypes
 import os
 import random
 import resource
+import select
 import selectors
 import signal
 import socket
+import struct
 import sys
 import time
 
 from dispatch.connection import HEAD, READY, Connection, Limits
-from dispatch.scoreboard import BUSY, IDLE, Scoreboard
+from dispatch.scoreboard import BUSY, IDLE, LEAVING, SLOT, Scoreboard
 
 CHECK_INTERVAL = 1.0  # the longest a select waits, to notice a dead manager
 # A connection accepted this recently that has sent nothing yet holds off accepting another: a web server
 # writes its request right after connecting, and a child that took a second connection in that gap would
 # serve both in turn while another child idles. A silent peer delays the backlog behind it this much.
 FRESH = 0.003
+DRAINER_CHECK = 0.2
 
 
 class Child:
@@ -40,7 +49,8 @@ class Child:
         self.listen = socket.socket(fileno=args.listen_fd)
         self.listen.setblocking(False)
         self.status_fd = args.status_fd
-        self.board = Scoreboard(args.slot + 1, fd=args.scoreboard_fd)
+        self.board = Scoreboard(max(os.fstat(args.scoreboard_fd).st_size // SLOT.size, args.slot + 1),
+                                fd=args.scoreboard_fd)
         self.slot = args.slot
         self.parent = os.getppid()
         self.served = 0
@@ -59,6 +69,11 @@ class Child:
         self._registered: set[Connection] = set()
         self.accepting = False
         self.leaving = False  # takes no new connections; exits when its connections are done
+        self.drainer = False  # the fork that serves the backlog after the child left (see the docstring)
+        self.final_drain = False
+        self.master_fd: int | None = None
+        self.drain_deadline = 0.0
+        self.next_check = 0.0
 
     def report(self, line: str) -> None:
         try:
@@ -76,9 +91,9 @@ class Child:
     def _graceful(self, signum, frame) -> None:
         if self.server is None:
             os._exit(0)  # still loading the application: no request to finish
-        self.closing = True
+        self.closing = self.signalled = True
 
-    closing = False
+    closing = signalled = False
 
     def load(self) -> None:
         try:
@@ -109,14 +124,17 @@ class Child:
         )
 
     def _started(self, environ: dict) -> None:
-        uri = environ.get("REQUEST_URI") or environ.get("PATH_INFO", "")
-        self.board.write(self.slot, BUSY, self.served, time.time(), f"{environ.get('REQUEST_METHOD', '-')} {uri}")
+        if not self.drainer:
+            uri = environ.get("REQUEST_URI") or environ.get("PATH_INFO", "")
+            self.board.write(self.slot, BUSY, self.served, time.time(), f"{environ.get('REQUEST_METHOD', '-')} {uri}")
 
     def _ended(self) -> None:
         self.served += 1
+        if self.drainer:
+            return
         if self.limit and self.served >= self.limit:
             self.closing = True
-        self.board.write(self.slot, IDLE, self.served)
+        self.board.write(self.slot, LEAVING if self.leaving or self.closing else IDLE, self.served)
 
     def run(self) -> None:
         self.install_signals()
@@ -125,13 +143,19 @@ class Child:
         self.report("R")
         self.selector.register(self.wake_r, selectors.EVENT_READ, "wake")
         self.serve()
+        # Asked to leave (a stop, or a retirement): hand the backlog over unless a ready child takes it. (A
+        # child that served --max-requests is never the last: the manager replaces it and keeps the socket.)
+        if self.signalled and os.getppid() == self.parent and not self.others_accept():
+            self.become_drainer()
+            self.serve()
 
     # -- the event loop ----------------------------------------------------------------------------
 
     def serve(self) -> None:
         while True:
-            if self.closing:
+            if self.closing and not self.leaving and not self.drainer:
                 self.leaving = True
+                self.board.write(self.slot, LEAVING, self.served)
             self._set_accepting(not self.leaving and len(self.conns) < self.max_conns and not self._fresh())
             if self.leaving and not self.conns:
                 return
@@ -140,7 +164,9 @@ class Child:
             now = time.monotonic()
             self._expire(now)
             self._run_ready()
-            if os.getppid() != self.parent:
+            if self.drainer:
+                self._drainer_check(now)
+            elif os.getppid() != self.parent:
                 self._abandon()  # orphaned: the manager died
                 return
 
@@ -151,7 +177,7 @@ class Child:
     def _timeout(self) -> float:
         if any(conn.state == READY for conn in self.conns):
             return 0
-        limit = CHECK_INTERVAL
+        limit = DRAINER_CHECK if self.drainer else CHECK_INTERVAL
         now = time.monotonic()
         fresh = self._fresh()
         if fresh is not None:
@@ -163,6 +189,8 @@ class Child:
             drain(self.wake_r)
         elif data == "listen":
             self._accept()
+        elif data == "manager":
+            pass  # the manager exited: _drainer_check sees it
         else:
             now = time.monotonic()
             if mask & selectors.EVENT_READ:
@@ -236,6 +264,90 @@ class Child:
             conn.close("the manager died")
             self._update(conn)
 
+    # -- leaving: the drainer ----------------------------------------------------------------------
+
+    def others_accept(self) -> bool:
+        """Whether another child of the manager is ready and not leaving (it will take the backlog)."""
+        import psutil
+
+        try:
+            siblings = psutil.Process(self.parent).children()
+        except psutil.Error:
+            return False
+        for proc in siblings:
+            try:
+                cmdline = proc.cmdline()
+            except psutil.Error:
+                continue
+            if proc.pid == os.getpid() or "dispatch.child" not in cmdline or "--slot" not in cmdline:
+                continue
+            slot = int(cmdline[cmdline.index("--slot") + 1])
+            if slot < self.board.slots and self.board.read(slot).state in (IDLE, BUSY):
+                return True
+        return False
+
+    def become_drainer(self) -> None:
+        """Fork the drainer and let this process exit (the manager waits for it, not for the drainer)."""
+        from django.db import connections
+
+        connections.close_all()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        if os.fork():
+            os._exit(0)
+        self.drainer, self.leaving, self.closing = True, False, False
+        os.close(self.status_fd)
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            signal.signal(sig, signal.SIG_IGN)  # bounded by the deadline below instead
+        self.drain_deadline = time.monotonic() + self.args.graceful_timeout
+        try:
+            self.master_fd = os.pidfd_open(self.parent)
+            self.selector.register(self.master_fd, selectors.EVENT_READ, "manager")
+        except OSError:
+            self.master_fd = None
+
+    def _manager_gone(self) -> bool:
+        if self.master_fd is not None:
+            poll = select.poll()  # readable once the process has exited
+            poll.register(self.master_fd, select.POLLIN)
+            return bool(poll.poll(0))
+        try:
+            os.kill(self.parent, 0)
+        except ProcessLookupError:
+            return True
+        return False
+
+    def _drainer_check(self, now: float) -> None:
+        if self.leaving:
+            return
+        if now > self.drain_deadline:
+            self.leaving = True
+        elif self.final_drain or self._manager_gone():
+            if not self.final_drain:
+                self.final_drain = True
+                refuse_new_connections(self.listen)  # unix: the manager unlinked the path already
+            if not self._accept():
+                self.leaving = True  # the backlog is empty and nothing can join it
+        elif now >= self.next_check:
+            self.next_check = now + DRAINER_CHECK
+            if self.others_accept():
+                self.leaving = True
+
+
+def refuse_new_connections(sock: socket.socket) -> None:
+    """A TCP listener whose server is gone: drop new SYNs (a socket filter returning 0) so that the backlog
+    can be emptied for good; connecting clients get a refusal once it closes, never a reset after
+    connecting. (A unix socket needs nothing: its path is unlinked.)"""
+    if sock.family not in (socket.AF_INET, socket.AF_INET6):
+        return
+    drop_all = ctypes.create_string_buffer(struct.pack("HBBI", 0x06, 0, 0, 0))  # BPF_RET | BPF_K, 0
+    program = struct.pack("HL", 1, ctypes.addressof(drop_all))  # struct sock_fprog
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, 26, program)  # SO_ATTACH_FILTER
+    except OSError as exc:
+        print(f"could not filter the listener: {exc}", file=sys.stderr)
+
+
 def raise_fd_limit() -> int:
     """Connections one child may hold (slow peers hold descriptors): the soft descriptor limit raised to
     the hard one, less a margin for the application's own files."""
@@ -283,7 +395,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--linger-timeout", type=float, default=Limits.linger_timeout)
     parser.add_argument("--max-body", type=float, default=Limits.max_body / 1024 / 1024, help="MB")
     parser.add_argument("--warmup", default="/dispatch/ping", help="Comma-separated paths; empty: none.")
-    parser.add_argument("--graceful-timeout", type=float, default=30)  # (not used yet)
+    parser.add_argument("--graceful-timeout", type=float, default=30)
     Child(parser.parse_args(argv)).run()
 
 
