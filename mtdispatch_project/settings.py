@@ -118,6 +118,9 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "loggers": {
         "mtdispatch": {"handlers": ["console"], "level": os.environ.get("MTDISPATCH_LOG_LEVEL", "INFO")},
+        # Application errors (500s, with their tracebacks) to stderr, which is --errlog under runfcgi: without
+        # this, Django logs them only to the console with DEBUG on, or mails ADMINS, and they were lost.
+        "django": {"handlers": ["console"], "level": "ERROR", "propagate": False},
     },
 }
 

@@ -85,6 +85,13 @@ class Command(BaseCommand):
             pidfile=o["pidfile"], outlog=o["outlog"], errlog=o["errlog"], http=o["http"],
             publish_status=not o["no_status"], child_args=child_args(o),
         )
+        try:
+            if o["http"]:
+                from dispatch.devhttp import bind_dev_front
+
+                bind_dev_front(o["http"])  # first: a port in use fails before the FastCGI socket exists
+        except SocketError as exc:
+            raise CommandError(str(exc)) from exc
         self._prepare_process(o)
         try:
             Manager(options, log=lambda msg: (sys.stderr.write(msg + "\n"), sys.stderr.flush())).serve()
