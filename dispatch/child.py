@@ -120,7 +120,7 @@ class Child:
         connections.close_all()
         self.server = FastCGIServer(
             application, web_server_addrs=os.environ.get("FCGI_WEB_SERVER_ADDRS"),
-            on_request_start=self._started, on_request_end=self._ended,
+            on_request_start=self._started, on_request_end=self._ended, slowlog_timeout=self.args.slowlog_timeout,
         )
 
     def _started(self, environ: dict) -> None:
@@ -395,6 +395,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--linger-timeout", type=float, default=Limits.linger_timeout)
     parser.add_argument("--max-body", type=float, default=Limits.max_body / 1024 / 1024, help="MB")
     parser.add_argument("--warmup", default="/dispatch/ping", help="Comma-separated paths; empty: none.")
+    parser.add_argument("--slowlog-timeout", type=float, default=0)
     parser.add_argument("--graceful-timeout", type=float, default=30)
     Child(parser.parse_args(argv)).run()
 

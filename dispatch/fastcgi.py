@@ -14,13 +14,20 @@ no longer used), with flup's faults fixed:
   a CONTENT_LENGTH that is not a number is a 400, one above the body limit a 413, before the application;
 * the child never blocks on one peer: requests are read, and responses flushed, without blocking
   (see connection.py); the application runs only for a complete request.
+
+``slowlog_timeout`` (php-fpm's request_slowlog_timeout): a request still running after that many seconds
+gets every thread's Python stack dumped to stderr (faulthandler, so even a request stuck in C code), and
+a line naming the request when it ends.
 """
 from __future__ import annotations
 
+import faulthandler
 import ipaddress
 import logging
+import os
 import struct
 import sys
+import time
 import traceback
 from collections.abc import Callable
 
@@ -114,11 +121,13 @@ class FastCGIServer:
         web_server_addrs: str | None = None,
         on_request_start: Callable[[dict], None] | None = None,
         on_request_end: Callable[[], None] | None = None,
+        slowlog_timeout: float = 0,
     ) -> None:
         self.application = application
         self._allowed = _allowed_networks(web_server_addrs)
         self.on_request_start = on_request_start or (lambda params: None)
         self.on_request_end = on_request_end or (lambda: None)
+        self.slowlog_timeout = slowlog_timeout
         self.closing = False
 
     def client_allowed(self, addr) -> bool:
@@ -152,6 +161,9 @@ class FastCGIServer:
     def _serve(self, conn: Connection, stdout: _Output, stderr: _Output) -> int:
         environ = self.environ_for(conn)
         self.on_request_start(environ)
+        started = time.monotonic()
+        if self.slowlog_timeout:
+            faulthandler.dump_traceback_later(self.slowlog_timeout, file=sys.stderr)
         try:
             self._run_app(environ, stdout)
             return 0
@@ -164,7 +176,16 @@ class FastCGIServer:
                 stdout.write(ERROR_PAGE)
             return 1
         finally:
+            if self.slowlog_timeout:
+                faulthandler.cancel_dump_traceback_later()
+                self._slowlog(environ, time.monotonic() - started)
             self.on_request_end()
+
+    def _slowlog(self, environ: dict, elapsed: float) -> None:
+        if elapsed > self.slowlog_timeout:
+            logger.warning("slow request (pid %d): %s %s took %.2fs, over --slowlog-timeout %ss; its stack was "
+                           "dumped above", os.getpid(), environ.get("REQUEST_METHOD"),
+                           environ.get("REQUEST_URI") or environ.get("PATH_INFO"), elapsed, self.slowlog_timeout)
 
     def environ_for(self, conn: Connection) -> dict:
         """The WSGI environ (PEP 3333)."""

@@ -56,6 +56,8 @@ class Command(BaseCommand):
         req.add_argument("--warmup", default="/dispatch/ping",
                          help="Comma-separated paths a new child GETs in process before it is ready; "
                               "a non-2xx/3xx answer keeps it from serving (empty: none).")
+        req.add_argument("--slowlog-timeout", type=float, default=0,
+                         help="Dump the stack of a request running longer than this to the error log (s).")
         ops = parser.add_argument_group("operation")
         ops.add_argument("--pidfile")
         ops.add_argument("--daemonize", action="store_true")
@@ -116,7 +118,7 @@ def child_args(o: dict) -> list[str]:
             raise CommandError(f"--{name.replace('_', '-')} must be positive.")
     return [f"--header-timeout={o['header_timeout']}", f"--body-timeout={o['body_timeout']}",
             f"--send-timeout={o['send_timeout']}", f"--linger-timeout={o['linger_timeout']}",
-            f"--max-body={o['max_body']}", f"--warmup={o['warmup']}"]
+            f"--max-body={o['max_body']}", f"--warmup={o['warmup']}", f"--slowlog-timeout={o['slowlog_timeout']}"]
 
 
 def _daemonize() -> None:
