@@ -20,6 +20,7 @@ from . import fcgi_client
 from .sockets import ListenSpec, SocketError
 
 logger = logging.getLogger("mtdispatch.devhttp")
+MAX_BODY = 64 << 20  # runfcgi's default --max-body
 
 
 def _published_file(path: str) -> str | None:
@@ -73,7 +74,9 @@ class DevHandler(BaseHTTPRequestHandler):
     def _handle(self) -> None:
         path = unquote(urlsplit(self.path).path)
         try:
-            found = None if ".." in path.split("/") else (_static_file(path) or _published_file(path))
+            found = _static_file(path)
+            if found is None and ".." not in path.split("/"):
+                found = _published_file(path)
         except NotFound:
             return self.send_error(404, "Not Found")
         if found and self.command in ("GET", "HEAD"):
@@ -99,6 +102,8 @@ class DevHandler(BaseHTTPRequestHandler):
         if not length.isdigit():
             return self.send_error(400, "Bad Content-Length")
         length = int(length)
+        if length > MAX_BODY:
+            return self.send_error(413, f"Request bodies are limited to {MAX_BODY} bytes here")
         body = self.rfile.read(length) if length else b""
         headers = {k: v for k, v in self.headers.items() if k.lower() not in ("content-length",)}
         params = fcgi_client.params_for(self.command, self.path, body=body, headers=headers,

@@ -6,6 +6,7 @@ import sys
 
 import pytest
 
+from dispatch import fcgi_client
 from tests.fcgi import ROOT, free_port
 
 pytestmark = pytest.mark.slow
@@ -19,6 +20,10 @@ def test_an_application_error_is_logged_with_its_traceback(runfcgi):
     log = runfcgi.wait_for(lambda: "RuntimeError" in (text := errlog.read_text()) and text, what="the traceback")
     assert "Internal Server Error: /t/boom" in log and "Traceback (most recent call last)" in log
     assert 'raise RuntimeError("boom from the application")' in log
+    before = log.count("Traceback")
+    assert fcgi_client.get(runfcgi.address, "/dispatch/ping", headers={"Host": "evil.example"}).status == 400
+    log = runfcgi.wait_for(lambda: "DisallowedHost" in (text := errlog.read_text()) and text, what="the bad Host")
+    assert log.count("Traceback") == before  # a scanner's bad Host: one line, no traceback
 
 
 def _http(port: int, path: str, headers: dict | None = None) -> tuple[int, bytes]:
@@ -44,6 +49,7 @@ def test_the_http_front_answers_odd_paths_with_404_and_never_leaves_the_static_d
         status, body = _http(port, path)
         assert status == 404 and b"root:" not in body, (path, status)
     assert _http(port, "/dispatch/ping", {"Content-Length": "abc"})[0] == 400
+    assert _http(port, "/dispatch/ping", {"Content-Length": str(10 ** 12)})[0] == 413
     assert _http(port, "/dispatch/ping") == (200, b"pong\n")
 
 
