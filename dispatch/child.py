@@ -40,6 +40,7 @@ CHECK_INTERVAL = 1.0  # the longest a select waits, to notice a dead manager
 # writes its request right after connecting, and a child that took a second connection in that gap would
 # serve both in turn while another child idles. A silent peer delays the backlog behind it this much.
 FRESH = 0.003
+SILENT_FLOOD = 8
 DRAINER_CHECK = 0.2
 
 
@@ -171,8 +172,11 @@ class Child:
                 return
 
     def _fresh(self) -> Connection | None:
+        silent = [c for c in self.conns if not c.received and c.state == HEAD]
+        if len(silent) > SILENT_FLOOD:
+            return None  # a flood of silent peers, not a web server: take the backlog as fast as it comes
         now = time.monotonic()
-        return next((c for c in self.conns if not c.received and c.state == HEAD and now - c.accepted < FRESH), None)
+        return next((c for c in silent if now - c.accepted < FRESH), None)
 
     def _timeout(self) -> float:
         if any(conn.state == READY for conn in self.conns):
