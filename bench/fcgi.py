@@ -92,7 +92,8 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="mtd-fcgi-bench-") as tmp:
         tmp = Path(tmp)
-        env = {**os.environ, "MTDISPATCH_SQLITE": str(tmp / "db.sqlite3"), "DJANGO_SETTINGS_MODULE":
+        env = {**os.environ, "MTDISPATCH_SQLITE": str(tmp / "db.sqlite3"), "MTDISPATCH_SITE_ROOTS": str(tmp),
+               "DJANGO_SETTINGS_MODULE":
                "mtdispatch_project.settings", "MTDISPATCH_LOG_LEVEL": "WARNING", "PYTHONPATH": str(ROOT)}
         env.pop("DATABASE_URL", None)
         run = dict(env=env, cwd=ROOT, check=True, capture_output=True)

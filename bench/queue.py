@@ -163,7 +163,8 @@ class Database:
         self.dir = tmp / name
         self.dir.mkdir()
         self.env = {
-            **os.environ, "MTDISPATCH_SQLITE": str(self.dir / "db.sqlite3"), "DJANGO_SETTINGS_MODULE":
+            **os.environ, "MTDISPATCH_SQLITE": str(self.dir / "db.sqlite3"), "MTDISPATCH_SITE_ROOTS": str(self.dir),
+            "DJANGO_SETTINGS_MODULE":
             "mtdispatch_project.settings", "Q_CLUSTER_WORKERS": str(workers), "MTDISPATCH_LOG_LEVEL": "WARNING",
         }
         self.env.pop("DATABASE_URL", None)

@@ -1,25 +1,21 @@
-from django.contrib import admin, messages
-from django.db import transaction
+from django.contrib import admin
 
-from publishqueue.dependencies import EntryState
+from publishqueue.admin import report_after_commit
+from publishqueue.sites import SiteLocationAdminMixin
 
 from . import services
+from .dependencies import EntryState
 from .models import Blog, Category, Comment, Entry
 
 
-def report_after_commit(request, report, what: str) -> None:
-    """Tell the editor what their change published once the static files are written (on commit)."""
-    transaction.on_commit(
-        lambda: messages.add_message(
-            request, messages.WARNING if report.errors else messages.INFO, f"{what}: {report.summary()}."
-        )
-    )
-
-
 @admin.register(Blog)
-class BlogAdmin(admin.ModelAdmin):
+class BlogAdmin(SiteLocationAdminMixin, admin.ModelAdmin):
     list_display = ["name", "site_url", "site_root", "comment_policy"]
     search_fields = ["name"]
+
+    def save_model(self, request, obj, form, change) -> None:
+        before = services.shown_state(Blog.objects.get(pk=obj.pk)) if change else None
+        report_after_commit(request, services.save_blog(blog=obj, before=before), f"Saved “{obj}”")
 
 
 @admin.register(Category)
@@ -28,6 +24,17 @@ class CategoryAdmin(admin.ModelAdmin):
     list_filter = ["blog"]
     prepopulated_fields = {"slug": ["label"]}
     search_fields = ["label"]
+
+    def save_model(self, request, obj, form, change) -> None:
+        before = services.shown_state(Category.objects.get(pk=obj.pk)) if change else None
+        report_after_commit(request, services.save_category(category=obj, before=before), f"Saved “{obj}”")
+
+    def delete_model(self, request, obj) -> None:
+        report_after_commit(request, services.delete_category(category=obj), f"Deleted “{obj}”")
+
+    def delete_queryset(self, request, queryset) -> None:
+        for category in queryset:
+            self.delete_model(request, category)
 
 
 @admin.register(Entry)
@@ -88,6 +95,13 @@ class CommentAdmin(admin.ModelAdmin):
         was_approved = change and Comment.objects.filter(pk=obj.pk, status=Comment.Status.APPROVED).exists()
         super().save_model(request, obj, form, change)
         report_after_commit(request, services.comment_changed(comment=obj, was_approved=was_approved), "Comment")
+
+    def delete_model(self, request, obj) -> None:
+        report_after_commit(request, services.delete_comment(comment=obj), "Deleted comment")
+
+    def delete_queryset(self, request, queryset) -> None:
+        for comment in queryset.select_related("entry__blog"):
+            self.delete_model(request, comment)
 
     def _moderate(self, request, queryset, status: str) -> None:
         count = services.set_comment_status(comments=queryset.select_related("entry__blog"), status=status)

@@ -11,8 +11,7 @@ from django.db import transaction
 from django.utils import timezone
 from django.utils.text import slugify
 
-from publishqueue.defaults import install_default_templates
-
+from .defaults import install_default_templates
 from .models import Blog, Category, Comment, Entry
 
 WORDS = (

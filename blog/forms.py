@@ -1,6 +1,6 @@
 from django import forms
 
-from publishqueue.conf import get_config
+from .conf import get_config
 
 
 class CommentForm(forms.Form):

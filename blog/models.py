@@ -3,56 +3,32 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from functools import cached_property
-from urllib.parse import urlsplit
 
 import markdown
 from django.conf import settings
 from django.db import connection, models
 from django.utils import timezone
 
+from publishqueue.sites import AbstractSite
 
-class Blog(models.Model):
+
+class Blog(AbstractSite):
+    """A blog: the site publishqueue publishes (``PUBLISHQUEUE_SITE_MODEL``), with its comment policy."""
+
     class CommentPolicy(models.TextChoices):
         MODERATE = "moderate", "Hold for moderation"
         AUTO_APPROVE = "approve", "Approve immediately"
         CLOSED = "closed", "Closed"
 
-    name = models.CharField(max_length=255)
     description = models.TextField(blank=True)
-    site_url = models.URLField(
-        help_text="Public URL of the published site, ending in '/', e.g. https://example.com/blog/."
-    )
-    site_root = models.CharField(
-        max_length=1024,
-        help_text="Absolute directory the published files are written to. Output never leaves it.",
-    )
     comment_policy = models.CharField(max_length=10, choices=CommentPolicy.choices, default=CommentPolicy.MODERATE)
     comment_throttle_seconds = models.PositiveIntegerField(
         default=20, help_text="Minimum seconds between two comments from the same IP address on this blog."
     )
-    templates_version = models.PositiveIntegerField(
-        default=0, editable=False, help_text="Bumped whenever any template of the blog changes."
-    )
-    content_version = models.PositiveIntegerField(
-        default=0, editable=False, help_text="Bumped whenever an entry, category or comment of the blog changes."
-    )
     created = models.DateTimeField(auto_now_add=True)
 
-    class Meta:
+    class Meta(AbstractSite.Meta):
         ordering = ["name"]
-
-    def __str__(self) -> str:
-        return self.name
-
-    @property
-    def site_path(self) -> str:
-        """The path part of the site URL, always ending in '/'."""
-        path = urlsplit(self.site_url).path or "/"
-        return path if path.endswith("/") else path + "/"
-
-    def absolute_url(self, relative_path: str) -> str:
-        base = self.site_url if self.site_url.endswith("/") else self.site_url + "/"
-        return base + relative_path
 
 
 class Category(models.Model):
@@ -233,3 +209,10 @@ class Comment(models.Model):
 
     def __str__(self) -> str:
         return f"{self.author} on {self.entry}"
+
+
+def blog_id_of(instance: Entry | Category | Comment) -> int | None:
+    """The blog an entry, category or comment belongs to."""
+    if isinstance(instance, Comment):
+        return Entry.objects.filter(pk=instance.entry_id).values_list("blog_id", flat=True).first()
+    return instance.blog_id

@@ -9,17 +9,11 @@ from django.db import transaction
 from django.utils import timezone
 from django.utils.html import linebreaks
 
-from publishqueue.conf import get_config
-from publishqueue.dependencies import (
-    EntryState,
-    comment_change_contexts,
-    ensure_fileinfos,
-    entry_change_contexts,
-    only_comment_templates,
-)
-from publishqueue.services import ChangeReport, apply_change
+from publishqueue.services import ChangeReport, publish_contexts, republish_site
 
-from .models import Blog, Comment, Entry
+from .conf import get_config
+from .dependencies import EntryState, comment_change_contexts, entry_change_contexts, only_comment_templates
+from .models import Blog, Category, Comment, Entry
 
 
 def entry_changed(*, entry: Entry | None, before: EntryState | None, blog: Blog) -> ChangeReport:
@@ -29,7 +23,96 @@ def entry_changed(*, entry: Entry | None, before: EntryState | None, blog: Blog)
     contexts = entry_change_contexts(before, after)
     if after is not None and after.live and not (before and before.live) and get_config()["PING_URLS"]:
         background("blog.tasks.ping_update_services", blog.pk)
-    return apply_change(ensure_fileinfos(blog=blog, contexts=contexts))
+    return publish_contexts(site=blog, contexts=contexts)
+
+
+# What every page may show of a blog (its name in the header, its URL in every link, the comment form) and of
+# a category (the sidebar lists them on every page): a change to one of these republishes the whole blog.
+BLOG_SHOWN = ("name", "description", "site_url", "comment_policy")
+CATEGORY_SHOWN = ("label", "slug", "description", "blog_id")
+
+
+def shown_state(instance: Blog | Category) -> dict:
+    """What of a blog or category pages show, captured before a change."""
+    fields = BLOG_SHOWN if isinstance(instance, Blog) else CATEGORY_SHOWN
+    return {name: getattr(instance, name) for name in fields}
+
+
+def save_blog(*, blog: Blog, before: dict | None = None) -> ChangeReport:
+    """Save a blog's settings; a change pages show (name, description, URL, comment policy) republishes it."""
+    with transaction.atomic():
+        blog.save()
+        return blog_changed(blog=blog, before=before)
+
+
+def blog_changed(*, blog: Blog, before: dict | None) -> ChangeReport:
+    if before is None or before == shown_state(blog):
+        return ChangeReport()
+    return republish_site(site=blog)
+
+
+def save_category(*, category: Category, before: dict | None = None) -> ChangeReport:
+    """Create, rename or move a category: every page of its blog shows the category list (the sidebar), and
+    its archive and entries may move."""
+    with transaction.atomic():
+        category.save()
+        return category_changed(category=category, before=before)
+
+
+def category_changed(*, category: Category, before: dict | None) -> ChangeReport:
+    if before == shown_state(category):
+        return ChangeReport()
+    report = republish_site(site=category.blog)
+    if before and before["blog_id"] != category.blog_id:
+        report.queued += republish_site(site=Blog.objects.get(pk=before["blog_id"])).queued
+    return report
+
+
+def delete_category(*, category: Category) -> ChangeReport:
+    """Its archive page goes (the stale file is removed when its template's files are republished), its
+    entries' pages and every sidebar change."""
+    blog = category.blog
+    with transaction.atomic():
+        category.delete()
+        return republish_site(site=blog)
+
+
+def author_renamed(*, user_id: int) -> ChangeReport:
+    """An author's display name changed: the blogs with entries by them are republished."""
+    report = ChangeReport()
+    for blog in Blog.objects.filter(entries__author_id=user_id).distinct():
+        report.queued += republish_site(site=blog).queued
+    return report
+
+
+def shown_name(user) -> tuple[str, str]:
+    """What pages show of an author (``blog.sandbox.AuthorView``)."""
+    full = user.get_full_name() if hasattr(user, "get_full_name") else ""
+    return full, user.get_username()
+
+
+def display_name_in_database(user, update_fields=None) -> tuple[str, str] | None:
+    """Before a user is saved: the name pages show now (None for a new user, or a save of other fields, such as
+    the last login)."""
+    names = {"first_name", "last_name", user.USERNAME_FIELD}
+    if user.pk is None or (update_fields is not None and not names & set(update_fields)):
+        return None
+    stored = type(user)._default_manager.filter(pk=user.pk).first()
+    return shown_name(stored) if stored is not None else None
+
+
+def republish_if_renamed(user, *, created: bool = False) -> ChangeReport:
+    before = getattr(user, "_mt_display_name", None)
+    if created or before is None or before == shown_name(user):
+        return ChangeReport()
+    return author_renamed(user_id=user.pk)
+
+
+def delete_comment(*, comment: Comment) -> ChangeReport:
+    was_approved = comment.status == Comment.Status.APPROVED
+    with transaction.atomic():
+        comment.delete()
+        return comment_changed(comment=comment, was_approved=was_approved) if was_approved else ChangeReport()
 
 
 def background(func: str, *args) -> None:
@@ -82,10 +165,9 @@ def comment_changed(*, comment: Comment, was_approved: bool) -> ChangeReport:
     if not was_approved and comment.status != Comment.Status.APPROVED:
         return ChangeReport()
     entry = comment.entry
-    fileinfos = ensure_fileinfos(
-        blog=entry.blog, contexts=comment_change_contexts(entry), mapping_filter=only_comment_templates
+    return publish_contexts(
+        site=entry.blog, contexts=comment_change_contexts(entry), mapping_filter=only_comment_templates
     )
-    return apply_change(fileinfos)
 
 
 def set_comment_status(*, comments, status: str) -> int:

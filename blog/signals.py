@@ -1,6 +1,17 @@
 """Signal handlers: one line each, calling a service."""
 from publishqueue.versioning import bump_content_version
 
+from .models import blog_id_of
+from .services import display_name_in_database, republish_if_renamed
+
 
 def content_changed(sender, instance, **kwargs) -> None:
-    bump_content_version(instance)
+    bump_content_version(blog_id_of(instance))
+
+
+def author_saving(sender, instance, update_fields=None, **kwargs) -> None:
+    instance._mt_display_name = display_name_in_database(instance, update_fields)
+
+
+def author_saved(sender, instance, created=False, **kwargs) -> None:
+    republish_if_renamed(instance, created=created)

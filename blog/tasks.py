@@ -7,8 +7,7 @@ import xmlrpc.client
 from django.core.mail import send_mail
 from django.urls import reverse
 
-from publishqueue.conf import get_config
-
+from .conf import get_config
 from .models import Blog, Comment
 
 logger = logging.getLogger("mtdispatch.tasks")

@@ -6,6 +6,7 @@ from django.views.decorators.http import require_POST
 
 from publishqueue.models import FileInfo
 
+from .archives import Archive
 from .forms import CommentForm
 from .models import Comment, Entry
 from .services import CommentInput, CommentRejected, post_comment
@@ -17,7 +18,7 @@ def _error(request: HttpRequest, errors: list[str], status: int, entry: Entry | 
 
 def _entry_url(entry: Entry) -> str:
     url = (
-        FileInfo.objects.filter(entry=entry, archive_type="individual", mapping__is_preferred=True)
+        FileInfo.objects.filter(archive_type=Archive.INDIVIDUAL, object_id=entry.pk, mapping__is_preferred=True)
         .values_list("url", flat=True)
         .first()
     )

@@ -1,4 +1,4 @@
-from django.apps import AppConfig
+from django.apps import AppConfig, apps
 
 
 class DispatchConfig(AppConfig):
@@ -7,6 +7,7 @@ class DispatchConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from django.contrib import admin
+        if apps.is_installed("django.contrib.admin"):
+            from django.contrib import admin
 
-        admin.site.index_template = "dispatch/admin_index.html"
+            admin.site.index_template = "dispatch/admin_index.html"  # the dashboard on the admin's index page

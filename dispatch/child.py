@@ -33,6 +33,7 @@ import sys
 import time
 
 from dispatch.connection import HEAD, READY, Connection, Limits
+from dispatch.lifeline import die_with_parent, orphaned
 from dispatch.scoreboard import BUSY, IDLE, LEAVING, SLOT, Scoreboard
 
 CHECK_INTERVAL = 1.0  # the longest a select waits, to notice a dead manager
@@ -41,6 +42,7 @@ CHECK_INTERVAL = 1.0  # the longest a select waits, to notice a dead manager
 # serve both in turn while another child idles. A silent peer delays the backlog behind it this much.
 FRESH = 0.003
 SILENT_FLOOD = 8
+ORPHAN_GRACE_SECONDS = 1  # the manager died: a request in flight gets this long to finish
 DRAINER_CHECK = 0.2
 
 
@@ -88,8 +90,11 @@ class Child:
             signal.signal(sig, self._graceful)
         signal.signal(signal.SIGQUIT, lambda *a: os._exit(0))
         signal.signal(signal.SIGUSR1, lambda *a: reopen_logs(self.args.outlog, self.args.errlog))
+        self.parent = die_with_parent(signal.SIGTERM)  # kill -9 of the manager: leave too
 
     def _graceful(self, signum, frame) -> None:
+        if orphaned(self.parent):
+            signal.alarm(ORPHAN_GRACE_SECONDS)  # no one will kill it if the request never ends
         if self.server is None:
             os._exit(0)  # still loading the application: no request to finish
         self.closing = self.signalled = True
@@ -112,6 +117,7 @@ class Child:
             from dispatch.readiness import NotReady, describe
 
             why = str(exc) if isinstance(exc, NotReady) else f"the application does not load: {describe(exc)}"
+            self.report(f"E not ready: {why}"[:500])  # why, for the manager's status
             sys.stdout.flush()
             sys.stderr.write(f"dispatch.child {os.getpid()}: not ready: {why}\n")
             sys.stderr.flush()

@@ -9,11 +9,10 @@ import socket
 
 from django.utils import timezone
 
-from .models import ManagerStatus, RecycleAck, RecycleRequest
+from .conf import get_config
+from .models import ManagerStatus, ProcessHeartbeat, RecycleAck, RecycleRequest
 
 logger = logging.getLogger("mtdispatch.control")
-
-STALE = dt.timedelta(seconds=30)
 
 
 def request_recycle(*, user=None, note: str = "") -> RecycleRequest:
@@ -28,7 +27,8 @@ def request_recycle(*, user=None, note: str = "") -> RecycleRequest:
 
 
 def live_managers():
-    return ManagerStatus.objects.filter(last_seen__gte=timezone.now() - STALE)
+    stale = dt.timedelta(seconds=get_config()["MANAGER_STALE_SECONDS"])
+    return ManagerStatus.objects.filter(last_seen__gte=timezone.now() - stale)
 
 
 def latest_request_id() -> int:
@@ -61,15 +61,37 @@ def acknowledge(*, request_id: int, kind: str, old_pids: list[int], new_pids: li
 
 def progress(request: RecycleRequest) -> dict:
     """Which live managers and queue workers acknowledged the request (for the dashboard)."""
-    from publishqueue.models import WorkerHeartbeat
-
     acks = list(request.acks.values("kind", "host", "pid", "acked_at", "old_pids", "new_pids"))
-    stale = timezone.now() - STALE
+    stale = timezone.now() - dt.timedelta(seconds=get_config()["MANAGER_STALE_SECONDS"])
     expected = list(live_managers().filter(started__lt=request.requested_at).values("host", "pid"))
-    workers = WorkerHeartbeat.objects.filter(last_seen__gte=stale, started__lt=request.requested_at)
-    expected += list(workers.values("host", "pid"))
+    # Standalone processes acknowledge themselves; supervised ones are in their manager's acknowledgement.
+    standalone = ProcessHeartbeat.objects.filter(
+        last_seen__gte=stale, started__lt=request.requested_at, supervisor_pid__isnull=True
+    )
+    expected += list(standalone.values("host", "pid"))
     acked = {(a["host"], a["pid"]) for a in acks}
     return {
         "id": request.pk, "requested_at": request.requested_at, "requested_by": str(request.requested_by or ""),
         "acks": acks, "waiting": [e for e in expected if (e["host"], e["pid"]) not in acked],
     }
+
+
+class ManagerControl:
+    """The control plane as a runfcgi manager sees it (``pool.ControlPlane``): new recycle requests, and
+    one acknowledgement per request with the pids it replaced and started."""
+
+    def __init__(self) -> None:
+        self.watch = RecycleWatch()
+
+    @property
+    def seen(self) -> int:
+        return self.watch.seen or 0
+
+    def new_request(self) -> int | None:
+        from django.db import close_old_connections
+
+        close_old_connections()
+        return self.watch.new_request()
+
+    def acknowledge(self, request_id: int, old_pids: list[int], new_pids: list[int]) -> None:
+        acknowledge(request_id=request_id, kind="manager", old_pids=old_pids, new_pids=new_pids)

@@ -1,40 +1,49 @@
-"""The admin dashboard: queue depth and history, workers on every host, Recycle Workers and its progress."""
+"""The admin dashboard's frame: workers on every host, Recycle Workers and its progress, and the panels that
+installed apps contribute (publishqueue's queue panel, say) through ``register_panel`` in their
+``AppConfig.ready()``."""
 from __future__ import annotations
 
-from django.utils import timezone
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
-from publishqueue.overview import overview
+from django.utils import timezone
 
 from .control import progress
 from .models import RecycleRequest
 from .status import pool
 
 
-def chart_svg(history: list[dict], width: int = 600, height: int = 120) -> str:
-    """Throughput (bars) and depth (line) per minute over the last hour, as inline SVG (no JavaScript)."""
-    done = [p["done"] for p in history]
-    depth = [p.get("depth") or 0 for p in history]
-    top = max([*done, *depth, 1])
-    step = width / max(len(history), 1)
-    bars = "".join(
-        f'<rect x="{i * step:.1f}" y="{height - d / top * height:.1f}" width="{max(step - 1, 1):.1f}" '
-        f'height="{d / top * height:.1f}" class="done"><title>{p["minute"]:%H:%M}: {d} done</title></rect>'
-        for i, (p, d) in enumerate(zip(history, done, strict=True)) if d
-    )
-    points = " ".join(f"{i * step + step / 2:.1f},{height - v / top * height:.1f}" for i, v in enumerate(depth))
-    return (
-        f'<svg class="pq-chart" viewBox="0 0 {width} {height}" width="100%" height="{height}" role="img" '
-        f'aria-label="Jobs done per minute and queue depth, last hour (max {top})">{bars}'
-        f'<polyline points="{points}" class="depth" fill="none"/></svg>'
-    )
+@dataclass(frozen=True)
+class Panel:
+    """A section of the dashboard: ``template`` is included with the dashboard's data as ``d``, and
+    ``data(user)`` adds to that data (it is also in the JSON the page refreshes itself from)."""
+
+    name: str
+    template: str
+    data: Callable[[Any], dict[str, Any]]
+    # Who sees it (default: every staff user).
+    visible: Callable[[Any], bool] = lambda user: True
+    order: int = 100
+
+
+panels: dict[str, Panel] = {}
+
+
+def register_panel(panel: Panel) -> None:
+    panels[panel.name] = panel
+
+
+def visible_panels(user) -> list[Panel]:
+    return sorted((p for p in panels.values() if p.visible(user)), key=lambda p: (p.order, p.name))
 
 
 def dashboard_data(user) -> dict:
-    data = overview()
-    data["workers"] = pool()
-    data["chart"] = chart_svg(data["history"])
+    data: dict[str, Any] = {"workers": pool()}
     latest = RecycleRequest.objects.select_related("requested_by").first()
     data["recycle"] = progress(latest) if latest else None
     data["can_recycle"] = user.has_perm("dispatch.recycle_workers")
+    for panel in visible_panels(user):
+        data.update(panel.data(user))
     data["generated"] = timezone.now()
     return data

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 import mimetypes
-import os
 import socket
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -23,20 +22,24 @@ logger = logging.getLogger("mtdispatch.devhttp")
 MAX_BODY = 64 << 20  # runfcgi's default --max-body
 
 
-def _published_file(path: str) -> str | None:
-    from publishqueue.paths import PathError, resolve_output_path
-    from publishqueue.views import site_file_for
+# Functions that map a URL path to a file to serve (or None): installed apps register theirs, as
+# publishqueue does for the published sites (AppConfig.ready()).
+file_finders: list = []
 
+
+def register_file_finder(find) -> None:
+    """``find(url_path) -> filename | None``: the front serves that file instead of asking FastCGI."""
+    if find not in file_finders:
+        file_finders.append(find)
+
+
+def _published_file(path: str) -> str | None:
     close_old_connections()
-    found = site_file_for(path)
-    if found is None:
-        return None
-    blog, relative = found
-    try:
-        candidate = resolve_output_path(blog.site_root, relative)
-    except PathError:
-        return None
-    return candidate if os.path.isfile(candidate) else None
+    for find in file_finders:
+        found = find(path)
+        if found:
+            return found
+    return None
 
 
 class NotFound(Exception):

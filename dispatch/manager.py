@@ -7,8 +7,12 @@ code. A recycle is rolling: new children start and report ready before the old o
 their request and leave (flup SIGINTed busy children). New children that fail to start (a broken deploy)
 leave the old ones serving.
 
-Signals: HUP rolling recycle, TERM/INT graceful stop (bounded), QUIT fast stop, USR1 reopen logs,
-TTIN/TTOU one child more/less. Limits: max requests (with jitter), max RSS, request timeout.
+Signals: HUP look at the control plane and recycle once (for the new recycle request, or for the signal
+itself), TERM/INT graceful stop (bounded), QUIT fast stop, USR1 reopen logs, TTIN/TTOU one child more/less.
+Limits: max requests (with jitter), max RSS, request timeout.
+
+This module is the plumbing (processes, pipes, select, signals, psutil); every decision about the pool is
+made by ``pool.Pool``, which it drives.
 """
 from __future__ import annotations
 
@@ -23,31 +27,20 @@ import time
 from dataclasses import dataclass, field
 
 import psutil
-from django.db import close_old_connections
 from django.utils import timezone
 
 from .child import drain
-from .control import RecycleWatch
-from .scoreboard import BUSY, Scoreboard
+from .lifeline import ENV as MANAGER_PID_ENV
+from .pool import NoControl, Pool, PoolOptions
+from .scoreboard import Scoreboard
 from .sockets import ListenSpec, open_listener
 
 logger = logging.getLogger("mtdispatch.manager")
 
 
-@dataclass
-class ManagerOptions:
+@dataclass(kw_only=True)
+class ManagerOptions(PoolOptions):
     listen: ListenSpec
-    workers: int = 2
-    max_children: int = 64
-    # php-fpm's dynamic pool: keep this many idle children (0: a fixed pool of `workers`).
-    min_spare: int = 0
-    max_spare: int = 0
-    max_requests: int = 0
-    max_requests_jitter: int = 0
-    max_rss_mb: int = 0
-    request_timeout: float = 0
-    graceful_timeout: float = 30
-    queue_workers: int = 0
     queue_worker_args: list[str] = field(default_factory=list)
     pidfile: str | None = None
     outlog: str | None = None
@@ -61,61 +54,35 @@ class ManagerOptions:
 
 
 @dataclass
-class ChildProc:
-    proc: subprocess.Popen
+class Proc:
+    """A process the manager started: its Popen, its status pipe (children and queue workers say ``R``
+    there once ready) and psutil's handle for RSS and CPU."""
+
+    popen: subprocess.Popen
     status_fd: int
-    generation: int
-    started: float = field(default_factory=time.time)
-    ready: bool = False
-    state: str = "starting"
-    requests: int = 0
-    request: str = ""
-    request_since: float = 0.0
-    retiring: bool = False
     buffer: bytes = b""
     ps: psutil.Process | None = None
-    slot: int = 0
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
-
-
-@dataclass
-class Recycle:
-    old: set[int]
-    generation: int
-    request_id: int
-    reason: str
-    started: float = field(default_factory=time.monotonic)
-    failures: int = 0
 
 
 class Manager:
     def __init__(self, options: ManagerOptions, *, log=None) -> None:
         self.options = options
         self.log = log or logger.info
-        self.target = options.workers
-        self.children: dict[int, ChildProc] = {}
-        self.queue_workers: dict[int, subprocess.Popen] = {}
-        self.generation = 1
-        self.recycle_state: Recycle | None = None
-        self.pending_recycle: tuple[str, int] | None = None
-        self.recycles = 0
-        self.requests_served = 0
-        self.stopping: str | None = None
-        self.stop_deadline = 0.0
-        self.signals: list[int] = []
-        self.early_exits = 0
-        self.next_spawn = 0.0
+        self.procs: dict[int, Proc] = {}
         self.started = timezone.now()
         self._next_status = 0.0
         self._next_control = 0.0
-        self.recycle_watch = RecycleWatch()
+        self.signals: list[int] = []
         self.listener: socket.socket | None = None
         # Slots for every child that can exist at once: old and new ones overlap during a recycle.
         self.board = Scoreboard(2 * options.max_children + 2)
-        self.free_slots = list(range(self.board.slots))
+        if options.publish_status:
+            from .control import ManagerControl
+
+            self.control = ManagerControl()
+        else:
+            self.control = NoControl()
+        self.pool = Pool(options, self, board=self.board, control=self.control, log=self.log)
 
     # -- start and stop ----------------------------------------------------------------------------
 
@@ -127,7 +94,8 @@ class Manager:
             from .devhttp import start_dev_front
 
             start_dev_front(self.options.http, self.options.listen)
-        self.log(f"runfcgi {os.getpid()} listening on {self.options.listen.describe()} with {self.target} children")
+        self.log(f"runfcgi {os.getpid()} listening on {self.options.listen.describe()} "
+                 f"with {self.pool.target} children")
         try:
             self._loop()
         finally:
@@ -136,29 +104,28 @@ class Manager:
 
     def _loop(self) -> None:
         while True:
-            self._maintain()
-            fds = [self.wake_r] + [c.status_fd for c in self.children.values()]
+            self.pool.tick()
+            fds = [self.wake_r] + [p.status_fd for p in self.procs.values() if p.status_fd >= 0]
             try:
                 readable, _, _ = select.select(fds, [], [], 1.0)
             except InterruptedError:
                 readable = []
             if self.wake_r in readable:
                 drain(self.wake_r)
+            for pid, proc in list(self.procs.items()):
+                if proc.status_fd in readable:
+                    self._read_status(pid, proc)
             self._handle_signals()
-            for child in list(self.children.values()):
-                if child.status_fd in readable:
-                    self._read_status(child)
             self._reap()
-            self._check_limits()
-            self._adjust_spares()
-            self._advance_recycle()
             self._periodic()
-            if self.stopping and not self.children and not self.queue_workers:
+            if self.pool.finished:
                 return
-            if self.stopping and time.monotonic() > self.stop_deadline:
-                self._kill_everything()
 
     def _cleanup(self) -> None:
+        if self.procs:  # the loop failed: take the children down with it rather than leave them orphaned
+            self.log(f"runfcgi {os.getpid()} failing: stopping {len(self.procs)} processes")
+            for pid in self.procs:
+                self.signal(pid, signal.SIGTERM)
         spec = self.options.listen
         if self.listener is not None:
             self.listener.close()
@@ -170,7 +137,7 @@ class Manager:
             from .status import forget_manager
 
             _quietly(forget_manager)
-        self.log(f"runfcgi {os.getpid()} stopped ({self.stopping})")
+        self.log(f"runfcgi {os.getpid()} stopped ({self.pool.stopping})")
 
     def _write_pidfile(self) -> None:
         path = self.options.pidfile
@@ -202,234 +169,106 @@ class Manager:
         while self.signals:
             signum = self.signals.pop(0)
             if signum == signal.SIGHUP:
-                self.recycle(reason="SIGHUP")
+                self.pool.hup()
             elif signum in (signal.SIGTERM, signal.SIGINT):
-                self.stop(graceful=True, reason=signal.Signals(signum).name)
+                self.pool.stop(graceful=True, reason=signal.Signals(signum).name)
             elif signum == signal.SIGQUIT:
-                self.stop(graceful=False, reason="SIGQUIT")
+                self.pool.stop(graceful=False, reason="SIGQUIT")
             elif signum == signal.SIGUSR1:
                 self.reopen_logs()
             elif signum == signal.SIGTTIN:
-                self.resize(+1)
+                self.pool.resize(+1)
             elif signum == signal.SIGTTOU:
-                self.resize(-1)
-
-    # -- operations --------------------------------------------------------------------------------
-
-    def stop(self, *, graceful: bool, reason: str) -> None:
-        if self.stopping and graceful:
-            return
-        self.stopping = reason
-        timeout = self.options.graceful_timeout if graceful else 5.0
-        self.stop_deadline = time.monotonic() + timeout
-        self.log(f"stopping ({reason}): {f'graceful, up to {timeout}s' if graceful else 'fast'}")
-        for child in self.children.values():
-            _signal(child.pid, signal.SIGTERM if graceful else signal.SIGQUIT)
-        for proc in self.queue_workers.values():
-            _signal(proc.pid, signal.SIGTERM)
-
-    def _kill_everything(self) -> None:
-        for pid in [*self.children, *self.queue_workers]:
-            _signal(pid, signal.SIGKILL)
-
-    def recycle(self, *, reason: str, request_id: int = 0) -> None:
-        """Rolling replacement: new children first, then the old ones finish their request and leave."""
-        if self.stopping:
-            return
-        if self.recycle_state is not None:
-            # The children starting now may have imported the code before this request's change: run one
-            # more recycle when this one is done, instead of restarting them (which might never converge).
-            self.pending_recycle = (reason, request_id or (self.pending_recycle or ("", 0))[1])
-            return
-        old = {c.pid for c in self.children.values() if not c.retiring}
-        self.generation += 1
-        self.recycle_state = Recycle(old=old, generation=self.generation, request_id=request_id, reason=reason)
-        self.log(f"recycling ({reason}): starting {self.target} new children")
-        for proc in self.queue_workers.values():
-            _signal(proc.pid, signal.SIGHUP)
-
-    def resize(self, delta: int) -> None:
-        self.target = max(1, min(self.options.max_children, self.target + delta))
-        self.log(f"children: {self.target}")
-        extra = len(self._active()) - self.target
-        for child in sorted(self._active(), key=lambda c: c.state != "idle")[:max(extra, 0)]:
-            self._retire(child, "fewer children")
+                self.pool.resize(-1)
 
     def reopen_logs(self) -> None:
         from .child import reopen_logs
 
         reopen_logs(self.options.outlog, self.options.errlog)
-        for pid in [*self.children, *self.queue_workers]:
-            _signal(pid, signal.SIGUSR1)
+        for pid in self.procs:
+            self.signal(pid, signal.SIGUSR1)
         self.log("log files reopened")
 
-    # -- children ----------------------------------------------------------------------------------
+    # -- processes (pool.Processes) ----------------------------------------------------------------
 
-    def _active(self) -> list[ChildProc]:
-        return [c for c in self.children.values() if not c.retiring and c.generation == self.generation]
-
-    def _maintain(self) -> None:
-        if self.stopping or time.monotonic() < self.next_spawn:
-            return
-        while len(self._active()) < self.target:
-            self._spawn()
-        self._maintain_queue_workers()
-
-    def _spawn(self) -> ChildProc:
-        status_r, status_w = os.pipe()
-        os.set_blocking(status_r, False)
-        listen_fd = self.listener.fileno()
+    def start_child(self, slot: int) -> int:
         opts = self.options
-        slot = self.free_slots.pop(0)
-        self.board.clear(slot)
+        listen_fd = self.listener.fileno()
+        status_r, status_w = os.pipe()
         args = [sys.executable, "-m", "dispatch.child", "--listen-fd", str(listen_fd), "--status-fd", str(status_w),
                 "--scoreboard-fd", str(self.board.fd), "--slot", str(slot),
                 "--max-requests", str(opts.max_requests), "--max-requests-jitter", str(opts.max_requests_jitter)]
         args += [f"--outlog={opts.outlog}"] if opts.outlog else []
         args += [f"--errlog={opts.errlog}"] if opts.errlog else []
         args += [*opts.child_args, f"--graceful-timeout={opts.graceful_timeout}"]
-        proc = subprocess.Popen(args, pass_fds=(listen_fd, status_w, self.board.fd), stdin=subprocess.DEVNULL,
-                                env=_child_env())
-        os.close(status_w)
-        child = ChildProc(proc=proc, status_fd=status_r, generation=self.generation, slot=slot)
+        return self._start(args, status_r, status_w, (listen_fd, status_w, self.board.fd))
+
+    def start_queue_worker(self) -> int:
+        status_r, status_w = os.pipe()
+        args = [sys.executable, "-m", "django", "runworker", "--daemon", "--supervised", "--ready-fd", str(status_w),
+                *self.options.queue_worker_args]
+        return self._start(args, status_r, status_w, (status_w,))
+
+    def _start(self, args: list[str], status_r: int, status_w: int, pass_fds: tuple[int, ...]) -> int:
         try:
-            child.ps = psutil.Process(proc.pid)
-            child.ps.cpu_percent(None)
+            popen = subprocess.Popen(args, pass_fds=pass_fds, stdin=subprocess.DEVNULL, env=_child_env())
+        except OSError:
+            os.close(status_r)
+            raise
+        finally:
+            os.close(status_w)
+        os.set_blocking(status_r, False)
+        proc = Proc(popen=popen, status_fd=status_r)
+        try:
+            proc.ps = psutil.Process(popen.pid)
+            proc.ps.cpu_percent(None)
         except psutil.Error:
             pass
-        self.children[proc.pid] = child
-        return child
+        self.procs[popen.pid] = proc
+        return popen.pid
 
-    def _read_status(self, child: ChildProc) -> None:
+    def signal(self, pid: int, sig: int) -> None:
+        _signal(pid, sig)
+
+    def rss(self, pid: int) -> int:
+        proc = self.procs.get(pid)
         try:
-            data = os.read(child.status_fd, 65536)
-        except BlockingIOError:
+            return proc.ps.memory_info().rss if proc and proc.ps else 0
+        except psutil.Error:
+            return 0
+
+    def cpu(self, pid: int) -> float:
+        proc = self.procs.get(pid)
+        try:
+            return proc.ps.cpu_percent(None) if proc and proc.ps else 0.0
+        except psutil.Error:
+            return 0.0
+
+    def _read_status(self, pid: int, proc: Proc) -> None:
+        if proc.status_fd < 0:
             return
-        child.buffer += data
-        *lines, child.buffer = child.buffer.split(b"\n")
+        try:
+            data = os.read(proc.status_fd, 65536)
+        except (BlockingIOError, OSError):
+            return
+        if not data:  # it closed the pipe (or exited): stop watching it
+            os.close(proc.status_fd)
+            proc.status_fd = -1
+        proc.buffer += data
+        *lines, proc.buffer = proc.buffer.split(b"\n")
         for line in lines:
-            self._status_line(child, line.decode("utf-8", "replace"))
-
-    def _status_line(self, child: ChildProc, line: str) -> None:
-        if line == "R":
-            child.ready, child.state = True, "idle"
-            self.early_exits = 0
-
-    def _read_board(self, child: ChildProc) -> None:
-        """Bring a child's state up to date from its scoreboard slot."""
-        slot = self.board.read(child.slot)
-        if not child.ready or child.state == "killed":
-            return
-        self.requests_served += max(slot.requests - child.requests, 0)
-        child.requests = slot.requests
-        if slot.state == BUSY:
-            child.state, child.request, child.request_since = "busy", slot.request, slot.since
-        else:
-            child.state, child.request = "idle", ""
+            self.pool.said(pid, line.decode("utf-8", "replace"))
 
     def _reap(self) -> None:
-        for child in list(self.children.values()):
-            code = child.proc.poll()
+        for pid, proc in list(self.procs.items()):
+            code = proc.popen.poll()
             if code is None:
                 continue
-            self._read_status(child)  # its last words (the pipe is at EOF after them)
-            self._read_board(child)
-            os.close(child.status_fd)
-            del self.children[child.pid]
-            self.free_slots.append(child.slot)
-            if self.stopping or child.retiring:
-                continue
-            if not child.ready:
-                self.early_exits += 1
-                self.next_spawn = time.monotonic() + min(0.1 * 2 ** self.early_exits, 5.0)
-                self.log(f"child {child.pid} exited with {code} before it was ready")
-                if self.recycle_state:
-                    self.recycle_state.failures += 1
-            elif code == 0:
-                self.log(f"child {child.pid} left after {child.requests} requests; replacing it")
-            else:
-                self.log(f"child {child.pid} died (exit {code}, {child.state}); starting another")
-        for pid, proc in list(self.queue_workers.items()):
-            if proc.poll() is not None:
-                del self.queue_workers[pid]
-                if not self.stopping:
-                    self.log(f"queue worker {pid} exited with {proc.returncode}; starting another")
-
-    def _retire(self, child: ChildProc, why: str) -> None:
-        if not child.retiring:
-            child.retiring = True
-            child.state = "retiring" if child.state != "busy" else child.state
-            _signal(child.pid, signal.SIGTERM)
-            self.log(f"retiring child {child.pid}: {why}")
-
-    def _advance_recycle(self) -> None:
-        state = self.recycle_state
-        if state is None:
-            return
-        fresh = [c for c in self.children.values() if c.generation == state.generation and not c.retiring]
-        if len(fresh) >= self.target and all(c.ready for c in fresh):
-            old_children = [self.children[pid] for pid in state.old if pid in self.children]
-            for child in old_children:
-                self._retire(child, state.reason)
-            self.recycles += 1
-            self.recycle_state = None
-            self.log(f"recycled ({state.reason}): new children {sorted(c.pid for c in fresh)}")
-            if state.request_id:
-                from .control import acknowledge
-
-                _quietly(acknowledge, request_id=state.request_id, kind="manager", old_pids=sorted(state.old),
-                         new_pids=sorted(c.pid for c in fresh))
-            if self.pending_recycle:
-                reason, request_id = self.pending_recycle
-                self.pending_recycle = None
-                self.recycle(reason=reason, request_id=request_id)
-        elif state.failures >= 3 * max(self.target, 1):
-            self.log(f"recycle ({state.reason}) abandoned: new children fail to start; old ones keep serving")
-            for child in fresh:
-                self._retire(child, "failed recycle")
-            self.generation -= 1
-            self.recycle_state = None
-            self.next_spawn = 0.0
-
-    def _check_limits(self) -> None:
-        now = time.time()
-        opts = self.options
-        for child in list(self.children.values()):
-            self._read_board(child)
-            if opts.request_timeout and child.state == "busy" and now - child.request_since > opts.request_timeout:
-                self.log(f"request timeout: killing child {child.pid} after {now - child.request_since:.1f}s "
-                         f"serving {child.request}")
-                _signal(child.pid, signal.SIGKILL)
-                child.state = "killed"
-            elif opts.max_rss_mb and not child.retiring and child.ps is not None:
-                rss = _rss(child)
-                if rss > opts.max_rss_mb * 1024 * 1024:
-                    self._retire(child, f"RSS {rss // 1048576} MB over --max-rss {opts.max_rss_mb} MB")
-
-    def _adjust_spares(self) -> None:
-        """Dynamic pool: one child more while fewer than --min-spare are idle (up to --max-children), one
-        idle child fewer while more than --max-spare are (down to --workers). One step per loop."""
-        opts = self.options
-        if not (opts.min_spare or opts.max_spare) or self.stopping or self.recycle_state:
-            return
-        active = self._active()
-        if not all(c.ready for c in active):
-            return  # wait until the last child spawned reports in
-        idle = [c for c in active if c.state == "idle"]
-        if opts.min_spare and len(idle) < opts.min_spare and self.target < opts.max_children:
-            self.target += 1
-        elif opts.max_spare and len(idle) > opts.max_spare and self.target > opts.workers:
-            self.target -= 1
-            self._retire(idle[-1], f"more than --max-spare {opts.max_spare} idle")
-
-    # -- queue workers -----------------------------------------------------------------------------
-
-    def _maintain_queue_workers(self) -> None:
-        while len(self.queue_workers) < self.options.queue_workers:
-            args = [sys.executable, "-m", "django", "runworker", "--daemon", "--supervised",
-                    *self.options.queue_worker_args]
-            proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, env=_child_env())
-            self.queue_workers[proc.pid] = proc
+            self._read_status(pid, proc)  # its last words (the pipe is at EOF after them)
+            if proc.status_fd >= 0:
+                os.close(proc.status_fd)
+            del self.procs[pid]
+            self.pool.exited(pid, code)
 
     # -- status and control ------------------------------------------------------------------------
 
@@ -439,30 +278,15 @@ class Manager:
         now = time.monotonic()
         if now >= self._next_control:
             self._next_control = now + self.options.control_interval
-            _quietly(self._poll_control)
+            self.pool.poll_control()
         if now >= self._next_status:
             self._next_status = now + self.options.status_interval
             from .status import publish_manager
 
             _quietly(publish_manager, self)
 
-    def _poll_control(self) -> None:
-        close_old_connections()
-        request_id = self.recycle_watch.new_request()
-        if request_id:
-            self.recycle(reason=f"recycle request #{request_id}", request_id=request_id)
-
     def snapshot(self) -> list[dict]:
-        now = time.time()
-        rows = []
-        for child in sorted(self.children.values(), key=lambda c: c.pid):
-            rows.append({
-                "pid": child.pid, "state": "retiring" if child.retiring and child.state == "idle" else child.state,
-                "generation": child.generation, "requests": child.requests, "request": child.request,
-                "request_age": round(now - child.request_since, 2) if child.state == "busy" else None,
-                "rss": _rss(child), "cpu": _cpu(child), "age": round(now - child.started, 1),
-            })
-        return rows
+        return self.pool.snapshot()
 
 
 def _child_env() -> dict[str, str]:
@@ -471,7 +295,9 @@ def _child_env() -> dict[str, str]:
 
     root = str(settings.BASE_DIR)
     path = os.environ.get("PYTHONPATH", "")
-    return {**os.environ, "PYTHONPATH": f"{root}{os.pathsep}{path}" if path else root}
+    env = {**os.environ, "PYTHONPATH": f"{root}{os.pathsep}{path}" if path else root}
+    env[MANAGER_PID_ENV] = str(os.getpid())  # they die with it (lifeline)
+    return env
 
 
 def _signal(pid: int, sig: int) -> None:
@@ -479,20 +305,6 @@ def _signal(pid: int, sig: int) -> None:
         os.kill(pid, sig)
     except ProcessLookupError:
         pass
-
-
-def _rss(child: ChildProc) -> int:
-    try:
-        return child.ps.memory_info().rss if child.ps else 0
-    except psutil.Error:
-        return 0
-
-
-def _cpu(child: ChildProc) -> float:
-    try:
-        return child.ps.cpu_percent(None) if child.ps else 0.0
-    except psutil.Error:
-        return 0.0
 
 
 def _quietly(func, *args, **kwargs) -> None:

@@ -20,6 +20,7 @@ class ManagerStatus(models.Model):
     requests_served = models.PositiveBigIntegerField(default=0)
     recycles = models.PositiveIntegerField(default=0)
     last_recycle_request = models.BigIntegerField(default=0)
+    message = models.TextField(blank=True, help_text="What an administrator should know (a failed recycle).")
 
     class Meta:
         verbose_name = "FastCGI manager"
@@ -62,3 +63,34 @@ class RecycleAck(models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_kind_display()} {self.host}:{self.pid} acknowledged #{self.request_id}"
+
+
+class ProcessHeartbeat(models.Model):
+    """A live process that is not a FastCGI manager (a queue worker, standalone or supervised), as it last
+    reported itself: the control plane's registry of who is running, for the dashboard and recycles."""
+
+    class State(models.TextChoices):
+        IDLE = "idle", "Idle"
+        BUSY = "busy", "Busy"
+        STOPPING = "stopping", "Stopping"
+
+    process_id = models.CharField(max_length=200, unique=True, help_text="host:pid:start")
+    kind = models.CharField(max_length=50, default="queue worker")
+    host = models.CharField(max_length=200)
+    pid = models.PositiveIntegerField()
+    supervisor_pid = models.PositiveIntegerField(null=True, blank=True, help_text="The runfcgi manager, if any.")
+    started = models.DateTimeField()
+    last_seen = models.DateTimeField(db_index=True)
+    state = models.CharField(max_length=10, choices=State.choices, default=State.IDLE)
+    done = models.PositiveIntegerField(default=0)
+    failed = models.PositiveIntegerField(default=0)
+    current = models.CharField(max_length=300, blank=True)
+    current_since = models.DateTimeField(null=True, blank=True)
+    rss = models.PositiveBigIntegerField(default=0)
+    cpu = models.FloatField(default=0)
+
+    class Meta:
+        ordering = ["host", "pid"]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.process_id}"

@@ -6,21 +6,22 @@ import socket
 
 from django.utils import timezone
 
+from .conf import get_config
 from .control import live_managers
-from .models import ManagerStatus
+from .models import ManagerStatus, ProcessHeartbeat
 
 
 def publish_manager(manager) -> None:
     """Write the manager's pool (per child: pid, state, requests, current request and age, RSS, CPU)."""
-    queue = [{"pid": pid} for pid in manager.queue_workers]
+    pool = manager.pool
     ManagerStatus.objects.update_or_create(
         host=socket.gethostname(), pid=os.getpid(),
         defaults={
             "started": manager.started, "last_seen": timezone.now(), "address": manager.options.listen.describe(),
-            "state": manager.stopping and "stopping" or ("recycling" if manager.recycle_state else "running"),
-            "workers_target": manager.target, "children": manager.snapshot(), "queue_workers": queue,
-            "requests_served": manager.requests_served, "recycles": manager.recycles,
-            "last_recycle_request": manager.recycle_watch.seen or 0,
+            "state": pool.stopping and "stopping" or ("recycling" if pool.recycle_state else "running"),
+            "workers_target": pool.target, "children": pool.snapshot(), "queue_workers": pool.queue_snapshot(),
+            "requests_served": pool.requests_served, "recycles": pool.recycles,
+            "last_recycle_request": manager.control.seen or 0, "message": pool.message,
         },
     )
 
@@ -31,9 +32,6 @@ def forget_manager() -> None:
 
 def pool() -> dict:
     """Every live manager and queue worker, on every host (dashboard, /dispatch/status, manage.py workers)."""
-    from publishqueue.conf import get_config
-    from publishqueue.models import WorkerHeartbeat
-
     now = timezone.now()
     stale_after = get_config()["HEARTBEAT_STALE_SECONDS"]
     managers = [
@@ -42,15 +40,17 @@ def pool() -> dict:
             "uptime": (now - m.started).total_seconds(),
             "last_seen": m.last_seen, "workers_target": m.workers_target, "children": m.children,
             "queue_workers": m.queue_workers, "requests_served": m.requests_served, "recycles": m.recycles,
+            "message": m.message,
         }
         for m in live_managers().order_by("host", "pid")
     ]
     workers = [
         {
-            "host": w.host, "pid": w.pid, "worker_id": w.worker_id, "state": w.state, "jobs_done": w.jobs_done,
-            "jobs_failed": w.jobs_failed, "current_job": w.current_job, "age": (now - w.started).total_seconds(),
+            "host": w.host, "pid": w.pid, "worker_id": w.process_id, "kind": w.kind, "state": w.state,
+            "jobs_done": w.done, "jobs_failed": w.failed, "current_job": w.current,
+            "supervisor_pid": w.supervisor_pid, "rss": w.rss, "cpu": w.cpu, "age": (now - w.started).total_seconds(),
             "last_seen": w.last_seen, "stale": (now - w.last_seen).total_seconds() > stale_after,
         }
-        for w in WorkerHeartbeat.objects.order_by("host", "pid")
+        for w in ProcessHeartbeat.objects.order_by("host", "pid")
     ]
     return {"managers": managers, "queue_workers": workers, "generated": now}

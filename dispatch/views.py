@@ -1,10 +1,10 @@
 """Health and status endpoints (php-fpm's ping and status pages)."""
 import ipaddress
 
-from django.conf import settings
 from django.http import HttpRequest, HttpResponse, HttpResponseForbidden, JsonResponse
 from django.views.decorators.cache import never_cache
 
+from .conf import get_config
 from .status import pool
 
 
@@ -16,7 +16,7 @@ def ping(request: HttpRequest) -> HttpResponse:
 def _allowed(request: HttpRequest) -> bool:
     if request.user.is_authenticated and request.user.is_staff:
         return True
-    allow = getattr(settings, "DISPATCH_STATUS_ALLOW", ["127.0.0.1/32", "::1/128"])
+    allow = get_config()["STATUS_ALLOW"]
     try:
         ip = ipaddress.ip_address(request.META.get("REMOTE_ADDR", ""))
     except ValueError:
@@ -27,7 +27,7 @@ def _allowed(request: HttpRequest) -> bool:
 @never_cache
 def status(request: HttpRequest) -> HttpResponse:
     """JSON: every manager with its children (pid, state, requests, current request and age, RSS, CPU)
-    and every queue worker. Staff, or addresses in DISPATCH_STATUS_ALLOW (default: loopback)."""
+    and every queue worker. Staff, or addresses in DISPATCH["STATUS_ALLOW"] (default: loopback)."""
     if not _allowed(request):
         return HttpResponseForbidden("Status is for staff or allowed addresses.\n")
     return JsonResponse(pool())

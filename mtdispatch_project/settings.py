@@ -141,5 +141,13 @@ Q_CLUSTER = {
     "catch_up": False,
 }
 
-# mtdispatch's own settings; defaults live in publishqueue.conf.
-MTDISPATCH: dict = {}
+# Where sites may be published (MT's BaseSitePath): never inside the project or its Python installation.
+SITES_DIR = Path(os.environ.get("MTDISPATCH_SITES_DIR", Path.home() / ".local/share/mtdispatch/sites"))
+SITE_ROOTS = [p for p in os.environ.get("MTDISPATCH_SITE_ROOTS", str(SITES_DIR)).split(os.pathsep) if p]
+
+# The apps' settings namespaces; their defaults are in dispatch/conf.py, publishqueue/conf.py and blog/conf.py.
+DISPATCH: dict = {}
+PUBLISHQUEUE: dict = {"SITE_ROOTS": SITE_ROOTS}
+BLOG: dict = {}
+# The model that owns a site root, a site URL and templates (publishqueue.sites.AbstractSite).
+PUBLISHQUEUE_SITE_MODEL = "blog.Blog"

@@ -2,27 +2,40 @@ from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.helpers import ActionForm
 from django.core.exceptions import PermissionDenied
+from django.db import transaction
 from django.db.models import Count, F, Q
-from django.http import HttpResponseNotAllowed, HttpResponseRedirect
+from django.http import HttpResponse, HttpResponseNotAllowed, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.template import TemplateSyntaxError
 from django.urls import path, reverse
 from django.utils import timezone
-from django.utils.html import format_html
-
-from blog.admin import report_after_commit
+from django.utils.html import format_html, format_html_join
 
 from . import jobrows, services
 from .models import ArchiveMapping, FileInfo, Job, JobError, Template
 from .overview import state_of
+from .registry import registry
 from .rendering import compile_source
+
+
+def report_after_commit(request, report: services.ChangeReport, what: str) -> None:
+    """Tell the editor what their change published once the static files are written (on commit)."""
+    transaction.on_commit(
+        lambda: messages.add_message(
+            request, messages.WARNING if report.errors else messages.INFO, f"{what}: {report.summary()}."
+        )
+    )
+
+
+# Variables publishqueue gives every page, whatever its content app.
+PAGE_VARIABLES = {"archive_type": "this page's archive type", "file_url": "this page's URL"}
 
 
 class TemplateForm(forms.ModelForm):
     class Meta:
         model = Template
         fields = [
-            "blog", "name", "identifier", "kind", "mode", "source", "rebuild_interval_minutes",
+            "site", "name", "identifier", "kind", "mode", "source", "rebuild_interval_minutes",
             "depends_on_comments", "priority",
         ]
         widgets = {
@@ -32,30 +45,42 @@ class TemplateForm(forms.ModelForm):
 
     def clean(self):
         cleaned = super().clean()
-        blog, name, source = cleaned.get("blog"), cleaned.get("name"), cleaned.get("source")
-        if blog and name and source is not None:
+        site, name, source = cleaned.get("site"), cleaned.get("name"), cleaned.get("source")
+        if site and name and source is not None:
             try:
-                compile_source(blog=blog, name=name, source=source)
+                compile_source(site=site, name=name, source=source)
             except TemplateSyntaxError as exc:
                 self.add_error("source", f"This template does not compile: {exc}")
         return cleaned
 
 
+class ArchiveMappingForm(forms.ModelForm):
+    class Meta:
+        model = ArchiveMapping
+        fields = ["archive_type", "path_pattern", "is_preferred"]
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        # The archive types content apps registered (the model field has no fixed choices).
+        self.fields["archive_type"] = forms.ChoiceField(choices=registry.choices(), label="Archive type")
+
+
 class ArchiveMappingInline(admin.TabularInline):
     model = ArchiveMapping
+    form = ArchiveMappingForm
     extra = 0
 
 
 @admin.action(description="Publish now (all files of the selected templates)")
 def publish_now(modeladmin, request, queryset) -> None:
-    report = services.publish_templates(templates=queryset.select_related("blog"))
+    report = services.publish_templates(templates=queryset.select_related("site"))
     level = messages.WARNING if report.errors else messages.SUCCESS
     modeladmin.message_user(request, f"Publish now: {report.summary()}.", level)
 
 
 @admin.action(description="Queue all files of the selected templates")
 def queue_all(modeladmin, request, queryset) -> None:
-    report = services.publish_templates(templates=queryset.select_related("blog"), queue=True)
+    report = services.publish_templates(templates=queryset.select_related("site"), queue=True)
     modeladmin.message_user(request, f"Queued {report.queued} file(s).", messages.SUCCESS)
 
 
@@ -63,16 +88,17 @@ def queue_all(modeladmin, request, queryset) -> None:
 class TemplateAdmin(admin.ModelAdmin):
     form = TemplateForm
     inlines = [ArchiveMappingInline]
-    list_display = ["name", "blog", "kind", "mode", "queued_jobs", "has_error", "modified"]
+    list_display = ["name", "site", "kind", "mode", "queued_jobs", "has_error", "modified"]
     list_display_links = ["name"]
-    list_filter = ["blog", "kind", "mode"]
+    list_filter = ["site", "kind", "mode"]
     search_fields = ["name", "identifier", "source"]
-    readonly_fields = ["last_error", "last_error_at", "version", "publish_button"]
+    readonly_fields = ["last_error", "last_error_at", "version", "publish_button", "variables_reference"]
     actions = [publish_now, queue_all]
     fieldsets = [
-        (None, {"fields": ["blog", "name", "identifier", "kind", "mode", "publish_button"]}),
+        (None, {"fields": ["site", "name", "identifier", "kind", "mode", "publish_button"]}),
         ("Source", {"fields": ["source", "last_error", "last_error_at", "version"]}),
         ("Options", {"fields": ["rebuild_interval_minutes", "depends_on_comments", "priority"]}),
+        ("Variables", {"fields": ["variables_reference"], "classes": ["collapse"]}),
     ]
 
     def get_queryset(self, request):
@@ -88,6 +114,20 @@ class TemplateAdmin(admin.ModelAdmin):
     @admin.display(description="Renders", boolean=True)
     def has_error(self, obj) -> bool:
         return not bool(obj.last_error)
+
+    @admin.display(description="Available variables")
+    def variables_reference(self, obj) -> str:
+        """What templates of this template's archive types see (MT's tag reference): nothing else is there."""
+        types = set(obj.mappings.values_list("archive_type", flat=True)) if obj.pk else set()
+        shown = [t for t in registry.archive_types.values() if t.name in types or not types]
+        sections = [(f"{t.label} pages", t.documentation) for t in shown]
+        sections.append(("Every page", {**registry.site_variables_documentation, **PAGE_VARIABLES}))
+        sections += [(name, fields) for name, fields in registry.objects_documentation.items()]
+        return format_html_join(
+            "", '<h4 style="margin: .8em 0 .2em">{}</h4><table>{}</table>',
+            ((title, format_html_join("", "<tr><td><code>{}</code></td><td>{}</td></tr>", variables.items()))
+             for title, variables in sections),
+        )
 
     @admin.display(description="Publish")
     def publish_button(self, obj) -> str:
@@ -135,7 +175,7 @@ class TemplateAdmin(admin.ModelAdmin):
 @admin.register(FileInfo)
 class FileInfoAdmin(admin.ModelAdmin):
     list_display = ["path", "template", "archive_type", "published_at"]
-    list_filter = ["blog", "archive_type", "template"]
+    list_filter = ["site", "archive_type", "template"]
     search_fields = ["path", "url"]
     list_select_related = ["template"]
 
@@ -183,11 +223,18 @@ def set_priority(modeladmin, request, queryset) -> None:
     modeladmin.message_user(request, f"Set priority {value} on {queryset.update(priority=int(value))} job(s).")
 
 
+JOB_ACTIONS = {
+    "retry": ("publishqueue.change_job", lambda jobs: jobrows.retry_now(jobs.values_list("id", flat=True))),
+    "raise": ("publishqueue.change_job", lambda jobs: jobs.update(priority=F("priority") + 5)),
+    "delete": ("publishqueue.delete_job", lambda jobs: jobs.delete()[0]),
+}
+
+
 @admin.register(Job)
 class JobAdmin(admin.ModelAdmin):
     list_display = ["__str__", "fileinfo", "template", "priority", "run_after", "attempts", "grabbed_by",
                     "failed_at", "short_error"]
-    list_filter = [JobStateFilter, "kind", ("fileinfo__blog", admin.RelatedOnlyFieldListFilter),
+    list_filter = [JobStateFilter, "kind", ("fileinfo__site", admin.RelatedOnlyFieldListFilter),
                    ("fileinfo__template", admin.RelatedOnlyFieldListFilter)]
     list_select_related = ["fileinfo__template"]
     raw_id_fields = ["fileinfo"]
@@ -195,6 +242,27 @@ class JobAdmin(admin.ModelAdmin):
     action_form = JobActionForm
     actions = [retry_jobs, raise_priority, set_priority, "delete_selected"]
     ordering = ["-priority", "run_after", "id"]
+
+    def get_urls(self):
+        action = path(
+            "<int:job_id>/do/<slug:action>/", self.admin_site.admin_view(self.job_action_view),
+            name="publishqueue_job_action",
+        )
+        return [action, *super().get_urls()]
+
+    def job_action_view(self, request, job_id: int, action: str) -> HttpResponse:
+        """PQManager's actions on one job, from the dashboard: Retry now, Raise priority (+5), Delete."""
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        if action not in JOB_ACTIONS:
+            return HttpResponse(status=404)
+        permission, apply = JOB_ACTIONS[action]
+        if not request.user.has_perm(permission):
+            raise PermissionDenied
+        job = get_object_or_404(Job, pk=job_id)
+        apply(Job.objects.filter(pk=job.pk))
+        self.message_user(request, f"{action.capitalize()}: {job}.", messages.SUCCESS)
+        return HttpResponseRedirect(request.POST.get("next") or reverse("admin:index"))
 
     @admin.display(description="Template", ordering="fileinfo__template__name")
     def template(self, obj) -> str:

@@ -9,21 +9,21 @@ from django.db import DatabaseError
 def check_site_roots(app_configs=None, databases=None, **kwargs):
     if not databases:
         return []
-    from blog.models import Blog
+    from .sites import get_site_model
 
     errors = []
     try:
-        blogs = list(Blog.objects.only("id", "name", "site_root"))
+        sites = list(get_site_model().objects.only("id", "name", "site_root"))
     except DatabaseError:
         return []  # not migrated yet
-    for blog in blogs:
-        root = blog.site_root
+    for site in sites:
+        root = site.site_root
         if not os.path.isabs(root):
-            errors.append(Error(f"Blog {blog.name!r}: site root {root!r} is not absolute.", id="publishqueue.E002"))
+            errors.append(Error(f"Site {site.name!r}: site root {root!r} is not absolute.", id="publishqueue.E002"))
         elif not _writable(root):
             errors.append(
                 Error(
-                    f"Blog {blog.name!r}: site root {root!r} is not a writable directory.",
+                    f"Site {site.name!r}: site root {root!r} is not a writable directory.",
                     hint="Create it and give the user running runworker/runfcgi write access.",
                     id="publishqueue.E001",
                 )

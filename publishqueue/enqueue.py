@@ -4,7 +4,10 @@ One statement per batch: ``INSERT ... ON CONFLICT (kind, unique_key) DO UPDATE``
 PostgreSQL share the syntax). A conflicting insert does not vanish as in TheSchwartz: it bumps the job's
 generation, so a worker that is publishing the file right now sees its grab is stale and publishes again.
 It also keeps the higher priority and the earlier run_after (a new change cuts a retry backoff short),
-and revives a job that had failed for good.
+and revives a job that had failed for good (its attempts start again). A job waiting to retry keeps the
+attempts it used (they are counted when a worker claims the job; one that changed while running and then
+succeeded starts again at zero). Arguments given with the new insert replace the old ones; an insert with
+none keeps them (``--force`` stays on a job until it ran).
 """
 from __future__ import annotations
 
@@ -18,7 +21,7 @@ from django.utils import timezone
 
 from .conf import get_config
 from .models import FileInfo, Job
-from .paths import ArchiveType
+from .registry import registry
 
 PUBLISH = "publish"
 
@@ -34,22 +37,28 @@ class NewJob:
 
 
 def default_priority(fileinfo: FileInfo) -> int:
-    """MT's priorities by archive type (configurable), the main index and feeds first."""
+    """The template's priority if it has one; else the main index and feeds first; else the archive type's
+    (as registered, or as ``PRIORITIES`` says)."""
     if fileinfo.template.priority is not None:
         return fileinfo.template.priority
-    priorities = get_config()["PRIORITIES"]
-    if fileinfo.archive_type == ArchiveType.INDEX:
-        is_main = fileinfo.template.identifier in get_config()["MAIN_INDEX_IDENTIFIERS"]
-        return priorities["main_index" if is_main else "index"]
-    return priorities.get(fileinfo.archive_type, 0)
+    config = get_config()
+    priorities = config["PRIORITIES"]
+    if fileinfo.template.identifier in config["MAIN_INDEX_IDENTIFIERS"] and "main_index" in priorities:
+        return priorities["main_index"]
+    if fileinfo.archive_type in priorities:
+        return priorities[fileinfo.archive_type]
+    known = registry.archive_types.get(fileinfo.archive_type)
+    return known.priority if known else 0
 
 
-def publish_job(fileinfo: FileInfo, *, priority: int | None = None) -> NewJob:
+def publish_job(fileinfo: FileInfo, *, priority: int | None = None, force: bool = False) -> NewJob:
+    """``force``: the worker rewrites the file even if its content did not change."""
     return NewJob(
         kind=PUBLISH,
         unique_key=str(fileinfo.pk),
         priority=default_priority(fileinfo) if priority is None else priority,
         fileinfo_id=fileinfo.pk,
+        args={"force": True} if force else None,
     )
 
 
@@ -63,6 +72,7 @@ ON CONFLICT (kind, unique_key) DO UPDATE SET
     run_after = CASE WHEN {table}.failed_at IS NOT NULL OR excluded.run_after < {table}.run_after
                      THEN excluded.run_after ELSE {table}.run_after END,
     attempts = CASE WHEN {table}.failed_at IS NOT NULL THEN 0 ELSE {table}.attempts END,
+    args = CASE WHEN excluded.args = '{{}}' THEN {table}.args ELSE excluded.args END,
     failed_at = NULL
 """
 _ROW = "(%s, %s, %s, %s, %s, %s, '', 0, %s, 1, %s, '')"
@@ -105,6 +115,6 @@ def _coalesce(jobs: Iterable[NewJob]) -> list[NewJob]:
     return [*keyed.values(), *loose]
 
 
-def enqueue_publish(fileinfos: Iterable[FileInfo], *, priority: int | None = None) -> int:
+def enqueue_publish(fileinfos: Iterable[FileInfo], *, priority: int | None = None, force: bool = False) -> int:
     """Queue a publish job per FileInfo (coalescing with any job already queued for it)."""
-    return enqueue(publish_job(fi, priority=priority) for fi in fileinfos)
+    return enqueue(publish_job(fi, priority=priority, force=force) for fi in fileinfos)

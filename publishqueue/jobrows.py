@@ -2,27 +2,35 @@
 
 * ``claim``: in one short transaction, the next ``load`` runnable jobs by priority, run_after, id, leased
   to one worker (PostgreSQL: ``FOR UPDATE SKIP LOCKED``; SQLite: the transaction is ``BEGIN IMMEDIATE``).
+  A claim counts an attempt (as Oban does at fetch), so a job that kills its worker is counted too: its lease
+  expires with ``grabbed_by`` still set, it is claimed again alone (so it takes no other job down with it),
+  and once its attempts are used up it is failed with an error saying which worker died running it.
+* ``held``: inside the transaction that puts a batch's files in place, which of its jobs the worker still
+  holds at the generation it claimed, their rows locked: the fence against a worker that lost its lease.
 * ``complete``: deletes a job only if its generation is still the one grabbed; a job changed meanwhile is
   released to run again, so no edit is lost.
 * ``fail``: logs the error and retries after a backoff, up to max attempts, then keeps the job as failed.
 * ``renew``: extends the leases of running jobs; an expired lease makes a job claimable again.
+* ``release``: gives back jobs not run to an end (a stopping worker, a database outage): not an attempt.
 """
 from __future__ import annotations
 
 import datetime as dt
 import random
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from django.db import connection, transaction
-from django.db.models import Q
+from django.db.models import F, Q
+from django.db.models.functions import Greatest
 from django.utils import timezone
 
 from .conf import get_config
 from .models import Job, JobError
 
 _CLAIM_FIELDS = ("id", "kind", "unique_key", "args", "fileinfo_id", "priority", "run_after", "attempts",
-                 "max_attempts", "generation")
+                 "max_attempts", "generation", "grabbed_by")
+DIED = "worker died while running this job"
 
 
 @dataclass(frozen=True)
@@ -39,9 +47,23 @@ class Claimed:
     attempts: int
     max_attempts: int
     generation: int
+    # Its last worker's lease expired while it held the job: that worker may have died running it.
+    suspect: bool = False
 
     def __str__(self) -> str:
         return f"{self.kind}:{self.unique_key or self.id}"
+
+
+@dataclass(frozen=True)
+class _Row:
+    """A runnable row as read by claim: the job, and the worker whose lease on it expired, if any."""
+
+    job: Claimed
+    expired_holder: str
+
+    @classmethod
+    def of(cls, values: tuple) -> _Row:
+        return cls(Claimed(*values[:-1]), values[-1])
 
 
 def runnable(now: dt.datetime, *, kinds: Sequence[str] | None = None, floor: int | None = None):
@@ -78,13 +100,75 @@ def claim(
         qs = runnable(now, kinds=kinds, floor=floor)
         if connection.features.has_select_for_update_skip_locked:
             qs = qs.select_for_update(skip_locked=True)
-        rows = [Claimed(*row) for row in qs.values_list(*_CLAIM_FIELDS)[:window]]
-        if randomly and len(rows) > load:
-            rows = random.sample(rows, load)
+        rows = [_Row.of(values) for values in qs.values_list(*_CLAIM_FIELDS)[:window]]
+        died = [r for r in rows if r.expired_holder and r.job.attempts >= r.job.max_attempts]
+        if died:
+            _fail_died(died, now)
+        rows = _pick([r for r in rows if r not in died], load, randomly)
         if rows:
             until = now + dt.timedelta(seconds=config["LEASE_SECONDS"])
-            Job.objects.filter(id__in=[r.id for r in rows]).update(grabbed_until=until, grabbed_by=worker_id)
-    return sorted(rows, key=lambda r: (-r.priority, r.run_after, r.id))
+            Job.objects.filter(id__in=[r.job.id for r in rows]).update(
+                grabbed_until=until, grabbed_by=worker_id, attempts=F("attempts") + 1
+            )
+            _note_expired([r for r in rows if r.expired_holder])
+    claimed = [replace(r.job, attempts=r.job.attempts + 1, suspect=bool(r.expired_holder)) for r in rows]
+    return sorted(claimed, key=lambda r: (-r.priority, r.run_after, r.id))
+
+
+def _pick(rows: list[_Row], load: int, randomly: bool) -> list[_Row]:
+    """The batch to claim. A job whose last worker's lease expired (the worker may have died running it) runs
+    alone: if it kills its worker again, it takes no other job down with it."""
+    if randomly and len(rows) > load:
+        rows = random.sample(rows, load)
+    suspects = [r for r in rows if r.expired_holder]
+    return suspects[:1] if suspects else rows[:load]
+
+
+def _holder(worker_id: str) -> str:
+    host, _, rest = worker_id.partition(":")
+    pid = rest.partition(":")[0]
+    return f"host {host}, pid {pid}" if pid.isdigit() else f"worker {worker_id}"
+
+
+def _note_expired(rows: list[_Row]) -> None:
+    """Say on the job (the admin shows last_error) that its last run ended without a result."""
+    for r in rows:
+        Job.objects.filter(id=r.job.id).update(
+            last_error=f"Attempt {r.job.attempts} ended without a result: its worker ({_holder(r.expired_holder)}) "
+            "died or stopped and its lease expired."
+        )
+
+
+def _fail_died(rows: list[_Row], now: dt.datetime) -> None:
+    """Jobs whose every attempt ended with its worker dead (or stopped past its lease): failed for good."""
+    for r in rows:
+        job = r.job
+        message = (
+            f"{DIED}: {_holder(r.expired_holder)} (worker {r.expired_holder}) stopped reporting and its lease "
+            f"expired; attempt {job.attempts} of {job.max_attempts}; exit status or signal unknown "
+            "(see the worker's log or its supervisor's)."
+        )
+        JobError.objects.create(
+            job_id=job.id, kind=job.kind, unique_key=job.unique_key or "", fileinfo_id=job.fileinfo_id,
+            worker=r.expired_holder, attempt=job.attempts, message=message, created=now,
+        )
+        Job.objects.filter(id=job.id).update(
+            failed_at=now, last_error=message, grabbed_until=None, grabbed_by=""
+        )
+
+
+def held(*, worker_id: str, jobs: Sequence[Claimed]) -> dict[int, int]:
+    """Inside a transaction: which of ``jobs`` ``worker_id`` still holds, by id, with their generation now (held
+    as claimed if that is the generation it claimed), their rows locked until the transaction ends, so that no
+    other worker can take them over before it commits (PostgreSQL: FOR UPDATE, skipping rows locked by someone
+    else, who is changing or taking the job: not provably held; SQLite: the transaction is BEGIN IMMEDIATE,
+    which excludes every other writer)."""
+    if not jobs:
+        return {}
+    qs = Job.objects.filter(id__in=[job.id for job in jobs], grabbed_by=worker_id).order_by("id")
+    if connection.features.has_select_for_update:
+        qs = qs.select_for_update(skip_locked=connection.features.has_select_for_update_skip_locked)
+    return dict(qs.values_list("id", "generation"))
 
 
 def _id_list(ids: Iterable[int]) -> tuple[str, list[int]]:
@@ -104,19 +188,21 @@ def complete(*, worker_id: str, jobs: Sequence[Claimed]) -> int:
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute(f"DELETE FROM {table} WHERE grabbed_by = %s AND (id, generation) IN ({pairs})",
                        [worker_id, *params])
-        cursor.execute(
-            f"UPDATE {table} SET grabbed_until = NULL, grabbed_by = '' WHERE grabbed_by = %s AND id IN ({marks})",
+        cursor.execute(  # changed while running: the run succeeded, so it starts again with no attempt used
+            f"UPDATE {table} SET grabbed_until = NULL, grabbed_by = '', attempts = 0 "
+            f"WHERE grabbed_by = %s AND id IN ({marks})",
             [worker_id, *ids],
         )
         return cursor.rowcount
 
 
 def release(*, worker_id: str, jobs: Sequence[Claimed]) -> int:
-    """Give back jobs that were grabbed but not run (stopping worker)."""
+    """Give back jobs that were grabbed but not run to an end (a stopping worker, a database outage, files
+    discarded): the attempt their claim counted is taken back."""
     if not jobs:
         return 0
     return Job.objects.filter(id__in=[j.id for j in jobs], grabbed_by=worker_id).update(
-        grabbed_until=None, grabbed_by=""
+        grabbed_until=None, grabbed_by="", attempts=Greatest(F("attempts") - 1, 0)
     )
 
 
@@ -140,11 +226,12 @@ def backoff(attempt: int, *, rng: random.Random | None = None) -> float:
 
 
 def fail(*, worker_id: str, job: Claimed, message: str, traceback: str = "", now: dt.datetime | None = None) -> bool:
-    """Record a failed attempt and schedule the retry; returns True if the job is now failed for good."""
+    """Record a failed attempt and schedule the retry; returns True if the job is now failed for good. The
+    attempt was counted when the job was claimed (``job.attempts`` is its number)."""
     now = now or timezone.now()
-    attempts = job.attempts + 1
+    attempts = max(job.attempts, 1)
     final = attempts >= job.max_attempts
-    changes = {"attempts": attempts, "last_error": message[:5000], "grabbed_until": None, "grabbed_by": ""}
+    changes = {"last_error": message[:5000], "grabbed_until": None, "grabbed_by": ""}
     if final:
         changes["failed_at"] = now
     else:
@@ -161,5 +248,5 @@ def fail(*, worker_id: str, job: Claimed, message: str, traceback: str = "", now
 def retry_now(job_ids: Iterable[int]) -> int:
     """Make jobs (failed or waiting to retry) runnable at once, with their attempts reset."""
     return Job.objects.filter(id__in=list(job_ids)).update(
-        failed_at=None, attempts=0, run_after=timezone.now(), grabbed_until=None, grabbed_by=""
+        failed_at=None, attempts=0, run_after=timezone.now(), grabbed_until=None, grabbed_by="", last_error=""
     )

@@ -4,20 +4,18 @@ A handler is called as ``handler(job, prepared)``: ``prepared`` is what the kind
 loaded for the whole claimed batch at once, or None."""
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 from django.utils.module_loading import import_string
-
-from blog.models import Blog
 
 from .conf import get_config
 from .jobrows import Claimed
 from .models import FileInfo, Template
-from .paths import DATE_TYPES, ArchiveType
-from .publisher import publish_file, record_published_later
-from .rendering import BatchPages
+from .publisher import StagedFiles, context_of, publish_file
+from .registry import registry
+from .sites import get_site_model
 
 Handler = Callable[[Claimed], object]
 HANDLERS: dict[str, Handler] = {}
@@ -38,7 +36,7 @@ def handles(kind: str) -> Callable[[Handler], Handler]:
 
 
 def handler_for(kind: str) -> Handler:
-    """The handler named in ``MTDISPATCH["JOB_HANDLERS"]``, else the built-in one."""
+    """The handler named in ``PUBLISHQUEUE["JOB_HANDLERS"]``, else the built-in one."""
     path = get_config()["JOB_HANDLERS"].get(kind)
     if path:
         return import_string(path)
@@ -55,48 +53,54 @@ def run_job(job: Claimed, prepared: object = None) -> object:
 @dataclass(frozen=True)
 class PreparedPublish:
     fileinfo: FileInfo | None
-    pages: BatchPages | None
+    batch: object = None
 
 
 def prepare_publish(jobs: Sequence[Claimed]) -> dict[int, PreparedPublish]:
-    """A batch of publish jobs: their FileInfos in one query, and what their entry pages and date-based
-    archives show in a few queries per blog (instead of several queries per page)."""
+    """A batch of publish jobs: their FileInfos in one query, and what their pages show, loaded by each
+    archive type's ``preload`` in a few queries per site and type (instead of several queries per page)."""
     fileinfos = FileInfo.objects.in_bulk({job.fileinfo_id for job in jobs if job.fileinfo_id})
-    # One Blog and one Template object per batch, not a copy of each (with its source) per file.
-    blogs = Blog.objects.in_bulk({fileinfo.blog_id for fileinfo in fileinfos.values()})
+    # One site and one Template object per batch, not a copy of each (with its source) per file.
+    sites = get_site_model().objects.in_bulk({fileinfo.site_id for fileinfo in fileinfos.values()})
     templates = Template.objects.in_bulk({fileinfo.template_id for fileinfo in fileinfos.values()})
     for pk, fileinfo in list(fileinfos.items()):
-        if fileinfo.blog_id in blogs and fileinfo.template_id in templates:
-            fileinfo.blog, fileinfo.template = blogs[fileinfo.blog_id], templates[fileinfo.template_id]
+        if fileinfo.site_id in sites and fileinfo.template_id in templates:
+            fileinfo.site, fileinfo.template = sites[fileinfo.site_id], templates[fileinfo.template_id]
         else:
-            del fileinfos[pk]  # deleted since (with its blog or template): nothing to publish
-    entries_by_blog: dict[int, set[int]] = {}
-    periods_by_blog: dict[int, set[tuple[str, dt.date]]] = {}
+            del fileinfos[pk]  # deleted since (with its site or template): nothing to publish
+    groups: dict[tuple[int, str], list[FileInfo]] = {}
     for fileinfo in fileinfos.values():
-        if fileinfo.archive_type == ArchiveType.INDIVIDUAL and fileinfo.entry_id:
-            entries_by_blog.setdefault(fileinfo.blog_id, set()).add(fileinfo.entry_id)
-        elif fileinfo.archive_type in DATE_TYPES and fileinfo.period_start:
-            periods_by_blog.setdefault(fileinfo.blog_id, set()).add((fileinfo.archive_type, fileinfo.period_start))
-    pages = {
-        blog_id: BatchPages.load(
-            blog_id, entry_ids=entries_by_blog.get(blog_id, ()), periods=periods_by_blog.get(blog_id, ())
-        )
-        for blog_id in entries_by_blog.keys() | periods_by_blog.keys()
-    }
+        groups.setdefault((fileinfo.site_id, fileinfo.archive_type), []).append(fileinfo)
+    batches = {}
+    for (site_id, archive_type), group in groups.items():
+        preload = registry.archive_types[archive_type].preload if archive_type in registry.archive_types else None
+        if preload is not None:
+            batches[(site_id, archive_type)] = preload(sites[site_id], [context_of(fi) for fi in group])
     prepared = {}
     for job in jobs:
         fileinfo = fileinfos.get(job.fileinfo_id)
-        prepared[job.id] = PreparedPublish(fileinfo, pages.get(fileinfo.blog_id) if fileinfo else None)
+        batch = batches.get((fileinfo.site_id, fileinfo.archive_type)) if fileinfo else None
+        prepared[job.id] = PreparedPublish(fileinfo, batch)
     return prepared
 
 
 PREPARERS: dict[str, Callable[[Sequence[Claimed]], dict[int, object]]] = {"publish": prepare_publish}
-# Called with the outcomes of a batch's successful jobs of that kind, before they are completed: starts what
-# they leave to do together and returns a call that waits for it to end and returns the outcomes it could not
-# finish, with the error (their jobs fail and are retried).
-FINISHERS: dict[str, Callable[[list], Callable[[], Mapping[object, Exception]]]] = {
-    "publish": record_published_later
-}
+
+
+class Finisher(Protocol):
+    """What a batch's successful jobs of one kind leave to do together, started when the finisher is made
+    (from their outcomes): ``sync`` waits for the part done outside any transaction; ``place(keep)`` runs in the
+    worker's fenced transaction and does the part that must happen only for outcomes ``keep`` accepts (jobs
+    still held), returning the outcomes it could not finish, with the error (their jobs fail and are retried);
+    ``cleanup`` runs after the commit; ``discard`` gives the whole batch up instead."""
+
+    def sync(self) -> None: ...
+    def place(self, keep: Callable[[object], bool]) -> Mapping[object, Exception]: ...
+    def cleanup(self) -> None: ...
+    def discard(self) -> None: ...
+
+
+FINISHERS: dict[str, Callable[[list], Finisher]] = {"publish": StagedFiles}
 
 
 def _by_kind(pairs: Iterable[tuple[str, object]]) -> dict[str, list]:
@@ -115,30 +119,53 @@ def prepare(jobs: Sequence[Claimed]) -> dict[int, object]:
     return prepared
 
 
-def finish_later(outcomes: Sequence[tuple[Claimed, object]]) -> Callable[[], dict[int, Exception]]:
-    """Start, per kind, what a batch's finished jobs leave to do together (make their files durable, in the
-    background, and record them in one write). The returned call waits for it to end and returns the jobs, by
-    id, whose outcome could not be finished, with the error."""
-    pairs = ((job.kind, outcome) for job, outcome in outcomes if outcome is not None)
-    waits = [FINISHERS[kind](results) for kind, results in _by_kind(pairs).items() if kind in FINISHERS]
+class BatchFinishing:
+    """A batch's finishers, one per kind (its files syncing in the background, from now), driven by jobs:
+    ``place`` puts in place only what belongs to the job ids given (those the worker still holds) and returns
+    the jobs, by id, whose outcome could not be finished, with the error."""
 
-    def wait() -> dict[int, Exception]:
-        failed: dict[object, Exception] = {}
-        for finished in waits:
-            failed.update(finished())
-        return {job.id: failed[outcome] for job, outcome in outcomes if outcome is not None and outcome in failed}
+    def __init__(self, outcomes: Sequence[tuple[Claimed, object]]) -> None:
+        self._outcomes = [(job, outcome) for job, outcome in outcomes if outcome is not None]
+        pairs = ((job.kind, outcome) for job, outcome in self._outcomes)
+        self._finishers = [FINISHERS[kind](items) for kind, items in _by_kind(pairs).items() if kind in FINISHERS]
 
-    return wait
+    def sync(self) -> None:
+        for finisher in self._finishers:
+            finisher.sync()
+
+    def place(self, job_ids: set[int]) -> dict[int, Exception]:
+        keep = {id(outcome) for job, outcome in self._outcomes if job.id in job_ids}
+        failed: dict[int, Exception] = {}
+        for finisher in self._finishers:
+            failed.update((id(outcome), error) for outcome, error in finisher.place(lambda o: id(o) in keep).items())
+        return {job.id: failed[id(outcome)] for job, outcome in self._outcomes if id(outcome) in failed}
+
+    def cleanup(self) -> None:
+        for finisher in self._finishers:
+            finisher.cleanup()
+
+    def discard(self) -> None:
+        for finisher in self._finishers:
+            finisher.discard()
 
 
 @handles("publish")
 def publish(job: Claimed, prepared: PreparedPublish | None = None) -> object:
-    """Publish one file. A FileInfo that is gone (its template or blog was deleted) is nothing to do."""
+    """Publish one file. A FileInfo that is gone (its template or site was deleted) is nothing to do."""
     if prepared is None:  # run alone (or its batch could not be prepared): a batch of one
         prepared = prepare_publish([job])[job.id]
     if prepared.fileinfo is None:
         return None
-    return publish_file(fileinfo=prepared.fileinfo, pages=prepared.pages, defer_record=True)
+    force = bool((job.args or {}).get("force"))  # manage.py publish --queue --force: rewrite even if unchanged
+    return publish_file(fileinfo=prepared.fileinfo, batch=prepared.batch, defer_record=True, force=force)
+
+
+@handles("republish-includers")
+def republish_includers(job: Claimed, prepared: object = None) -> None:
+    """A cached module's output changed: queue every file of the templates that include it."""
+    from .services import republish_includers
+
+    republish_includers(site_id=job.args["site"], module=job.args["module"])
 
 
 @handles("noop")

@@ -6,9 +6,8 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
-from blog.models import Blog, Category, Entry
-
-from .paths import ArchiveType, PathError, validate_pattern
+from .paths import PathError, validate_pattern
+from .sites import site_model_label
 
 
 class PublishingMode(models.TextChoices):
@@ -24,7 +23,7 @@ MODE_HELP = {
     PublishingMode.QUEUE: "a change queues a job; a runworker process writes the file in the background.",
     PublishingMode.MANUAL: "written only by Publish now or manage.py publish.",
     PublishingMode.DYNAMIC: "never written; the app renders it at its URL on each request.",
-    PublishingMode.DISABLED: "never written; files already published are left alone.",
+    PublishingMode.DISABLED: "never written; files already published are removed.",
 }
 MODE_HELP_TEXT = " ".join(f"{PublishingMode(mode).label}: {text}" for mode, text in MODE_HELP.items())
 
@@ -38,7 +37,7 @@ class Template(models.Model):
         ARCHIVE = "archive", "Archive template"
         MODULE = "module", "Template module"
 
-    blog = models.ForeignKey(Blog, on_delete=models.CASCADE, related_name="templates")
+    site = models.ForeignKey(site_model_label(), on_delete=models.CASCADE, related_name="templates")
     name = models.CharField(max_length=100, help_text='Modules are included by name: {% include "Sidebar" %}.')
     identifier = models.SlugField(max_length=50, blank=True, help_text="Stable name of a built-in template.")
     kind = models.CharField(max_length=10, choices=Kind.choices, default=Kind.INDEX)
@@ -57,13 +56,17 @@ class Template(models.Model):
         null=True, blank=True, help_text="Queue priority for this template's jobs; blank uses the archive type's."
     )
     version = models.PositiveIntegerField(default=1, editable=False)
+    output_hash = models.CharField(
+        max_length=64, blank=True, editable=False,
+        help_text="Modules included cached: a hash of their last output, to republish their includers on a change.",
+    )
     last_error = models.TextField(blank=True, editable=False)
     last_error_at = models.DateTimeField(null=True, blank=True, editable=False)
     modified = models.DateTimeField(auto_now=True)
 
     class Meta:
-        ordering = ["blog", "kind", "name"]
-        constraints = [models.UniqueConstraint(fields=["blog", "name"], name="template_unique_name_per_blog")]
+        ordering = ["site", "kind", "name"]
+        constraints = [models.UniqueConstraint(fields=["site", "name"], name="template_unique_name_per_site")]
 
     def __str__(self) -> str:
         return self.name
@@ -77,12 +80,12 @@ class ArchiveMapping(models.Model):
     """Where a template's files go: one archive type and an output path pattern (MT's TemplateMap)."""
 
     template = models.ForeignKey(Template, on_delete=models.CASCADE, related_name="mappings")
-    archive_type = models.CharField(max_length=10, choices=ArchiveType.choices)
+    archive_type = models.CharField(max_length=20, help_text="One of the archive types content apps register.")
     path_pattern = models.CharField(
         max_length=255,
         help_text=(
-            "Relative to the site root. Fields: {year} {month} {day} {slug} {id} {category} "
-            "(by archive type); a trailing '/' means index.html."
+            "Relative to the site root, with the archive type's fields, e.g. {year}/{month}/{slug}.html; "
+            "a trailing '/' means index.html."
         ),
     )
     is_preferred = models.BooleanField(default=True, help_text="Used for permalinks to this archive type.")
@@ -91,33 +94,46 @@ class ArchiveMapping(models.Model):
         ordering = ["template", "archive_type"]
 
     def __str__(self) -> str:
-        return f"{self.get_archive_type_display()}: {self.path_pattern}"
+        return f"{self.archive_type_label}: {self.path_pattern}"
+
+    @property
+    def archive_type_label(self) -> str:
+        from .registry import registry
+
+        known = registry.archive_types.get(self.archive_type)
+        return known.label if known else self.archive_type
 
     def clean(self) -> None:
+        from .registry import registry
+
+        known = registry.archive_types.get(self.archive_type)
+        if known is None:
+            raise ValidationError({"archive_type": f"Unknown archive type {self.archive_type!r}."})
         try:
-            validate_pattern(self.archive_type, self.path_pattern)
+            validate_pattern(self.archive_type, self.path_pattern, known.fields)
         except PathError as exc:
             raise ValidationError({"path_pattern": str(exc)}) from exc
         template = getattr(self, "template", None)
         if template is None:
             return
-        is_index = self.archive_type == ArchiveType.INDEX
+        is_index = known.identified_by == "single"
         if template.kind == Template.Kind.MODULE:
             raise ValidationError("Template modules are included by other templates and have no output file.")
         if is_index != (template.kind == Template.Kind.INDEX):
-            raise ValidationError({"archive_type": "Index templates map to 'index'; archive templates to the others."})
+            raise ValidationError(
+                {"archive_type": "Index templates map to an index type; archive templates to the others."}
+            )
 
 
 class FileInfo(models.Model):
-    """One output file: a template mapping rendered for one context (entry, category, period or index)."""
+    """One output file: a template mapping rendered for one archive context (the index, an object, a period)."""
 
-    blog = models.ForeignKey(Blog, on_delete=models.CASCADE, related_name="fileinfos")
+    site = models.ForeignKey(site_model_label(), on_delete=models.CASCADE, related_name="fileinfos")
     template = models.ForeignKey(Template, on_delete=models.CASCADE, related_name="fileinfos")
     mapping = models.ForeignKey(ArchiveMapping, on_delete=models.CASCADE, related_name="fileinfos")
-    archive_type = models.CharField(max_length=10, choices=ArchiveType.choices)
+    archive_type = models.CharField(max_length=20)
     context_key = models.CharField(max_length=64, help_text="index, entry:ID, category:ID or type:YYYY-MM-DD.")
-    entry = models.ForeignKey(Entry, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
-    category = models.ForeignKey(Category, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    object_id = models.BigIntegerField(null=True, blank=True, help_text="The object an object archive shows.")
     period_start = models.DateField(null=True, blank=True)
     path = models.CharField(max_length=1024, help_text="Where the file belongs now, relative to the site root.")
     published_path = models.CharField(max_length=1024, blank=True, help_text="Where it was last written.")
@@ -131,7 +147,25 @@ class FileInfo(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["mapping", "context_key"], name="fileinfo_unique_context"),
         ]
-        indexes = [models.Index(fields=["blog", "path"], name="fileinfo_blog_path")]
+        indexes = [
+            models.Index(fields=["site", "path"], name="fileinfo_site_path"),
+            models.Index(fields=["archive_type", "object_id"], name="fileinfo_type_object"),
+        ]
+
+    def __str__(self) -> str:
+        return self.path
+
+
+class PublishedFile(models.Model):
+    """A file the publisher put in a site root (recorded when it first appears at a path, forgotten when the
+    publisher removes it): the orphan sweep removes those no FileInfo claims any more, and never other files."""
+
+    site = models.ForeignKey(site_model_label(), on_delete=models.CASCADE, related_name="+")
+    path = models.CharField(max_length=1024)
+    written_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["site", "path"], name="publishedfile_unique_path")]
 
     def __str__(self) -> str:
         return self.path
@@ -223,32 +257,6 @@ class PeriodicTask(models.Model):
 
     def __str__(self) -> str:
         return self.name
-
-
-class WorkerHeartbeat(models.Model):
-    """A live queue worker, as the dashboard sees it."""
-
-    class State(models.TextChoices):
-        IDLE = "idle", "Idle"
-        BUSY = "busy", "Busy"
-        STOPPING = "stopping", "Stopping"
-
-    worker_id = models.CharField(max_length=200, unique=True, help_text="host:pid:start")
-    host = models.CharField(max_length=200)
-    pid = models.PositiveIntegerField()
-    started = models.DateTimeField()
-    last_seen = models.DateTimeField(db_index=True)
-    state = models.CharField(max_length=10, choices=State.choices, default=State.IDLE)
-    jobs_done = models.PositiveIntegerField(default=0)
-    jobs_failed = models.PositiveIntegerField(default=0)
-    current_job = models.CharField(max_length=300, blank=True)
-    current_since = models.DateTimeField(null=True, blank=True)
-
-    class Meta:
-        ordering = ["host", "pid"]
-
-    def __str__(self) -> str:
-        return self.worker_id
 
 
 class QueueSample(models.Model):

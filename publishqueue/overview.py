@@ -71,7 +71,7 @@ def overview(now: dt.datetime | None = None) -> dict:
         "oldest_ready_age": (now - oldest).total_seconds() if oldest else None,
         "throughput_per_min": per_min,
         "eta_seconds": (backlog / per_min * 60) if per_min and backlog else (0 if not backlog else None),
-        "by_blog": _grouped("fileinfo__blog__name", now),
+        "by_blog": _grouped("fileinfo__site__name", now),
         "by_template": _grouped("fileinfo__template__name", now),
         "history": history,
     }

@@ -1,48 +1,26 @@
-"""Archive contexts, output path patterns, and keeping output inside the site root."""
+"""Output path patterns, and keeping output inside the site root, the site root inside the configured bases,
+and output to web files (MT's BaseSitePath and its output file checks)."""
 from __future__ import annotations
 
-import datetime as dt
 import os
 import stat
 import string
+import sys
 import time
-from dataclasses import dataclass
 
-from django.db import models
+from django.conf import settings
+from django.core.signals import setting_changed
 
-
-class ArchiveType(models.TextChoices):
-    INDEX = "index", "Index"
-    INDIVIDUAL = "individual", "Entry"
-    CATEGORY = "category", "Category"
-    MONTHLY = "monthly", "Monthly"
-    YEARLY = "yearly", "Yearly"
-    DAILY = "daily", "Daily"
-
-
-DATE_TYPES = (ArchiveType.MONTHLY, ArchiveType.YEARLY, ArchiveType.DAILY)
-
-ALLOWED_FIELDS: dict[str, frozenset[str]] = {
-    ArchiveType.INDEX: frozenset(),
-    ArchiveType.INDIVIDUAL: frozenset({"year", "month", "day", "slug", "id", "category"}),
-    ArchiveType.CATEGORY: frozenset({"category"}),
-    ArchiveType.MONTHLY: frozenset({"year", "month"}),
-    ArchiveType.YEARLY: frozenset({"year"}),
-    ArchiveType.DAILY: frozenset({"year", "month", "day"}),
-}
-
-_SAMPLE = {"year": "2024", "month": "01", "day": "01", "slug": "s", "id": "1", "category": "c"}
+from .conf import get_config
 
 
 class PathError(ValueError):
     """An output path pattern, or the path it produced, is invalid or would leave the site root."""
 
 
-def validate_pattern(archive_type: str, pattern: str) -> None:
-    """Refuse unknown fields, format specs, and anything that could escape the site root."""
-    allowed = ALLOWED_FIELDS.get(archive_type)
-    if allowed is None:
-        raise PathError(f"Unknown archive type {archive_type!r}.")
+def validate_pattern(archive_type: str, pattern: str, allowed: frozenset[str]) -> None:
+    """Refuse fields the archive type does not have (``allowed``), format specs, and anything that could
+    escape the site root."""
     try:
         parsed = list(string.Formatter().parse(pattern))
     except ValueError as exc:
@@ -55,7 +33,7 @@ def validate_pattern(archive_type: str, pattern: str) -> None:
             raise PathError(f"{{{field}}} is not available for {archive_type} archives (available: {names}).")
         if spec or conversion:
             raise PathError(f"Format specifications are not supported in {{{field}}}.")
-    check_relative_path(_expand(pattern.format(**_SAMPLE)))
+    check_output_name(check_relative_path(_expand(pattern.format(**dict.fromkeys(allowed, "x1")))))
 
 
 def _expand(path: str) -> str:
@@ -73,45 +51,52 @@ def check_relative_path(path: str) -> str:
     return path
 
 
-@dataclass(frozen=True)
-class ArchiveContext:
-    """What one file of an archive type shows: the index, an entry, a category or a period."""
-
-    archive_type: str
-    entry_id: int | None = None
-    category_id: int | None = None
-    period_start: dt.date | None = None
-
-    @property
-    def key(self) -> str:
-        if self.archive_type == ArchiveType.INDEX:
-            return "index"
-        if self.archive_type == ArchiveType.INDIVIDUAL:
-            return f"entry:{self.entry_id}"
-        if self.archive_type == ArchiveType.CATEGORY:
-            return f"category:{self.category_id}"
-        return f"{self.archive_type}:{self.period_start.isoformat()}"
+def check_output_name(path: str) -> str:
+    """Output goes only to web files: no segment a dotfile, and the name's extension in the allow-list
+    (``PUBLISHQUEUE["OUTPUT_EXTENSIONS"]``). A template can then never write ``sitecustomize.py``,
+    ``.htaccess``, ``x.php`` or ``x.cgi``, whatever its pattern or an object's slug says."""
+    parts = path.split("/")
+    if any(part.startswith(".") for part in parts):
+        raise PathError(f"Output path {path!r} names a hidden file or directory (starting with '.').")
+    name = parts[-1]
+    extension = name.rsplit(".", 1)[1].lower() if "." in name else ""
+    allowed = get_config()["OUTPUT_EXTENSIONS"]
+    if extension not in allowed:
+        raise PathError(
+            f"Output path {path!r} is not a web file: its extension must be one of {', '.join(sorted(allowed))}."
+        )
+    return path
 
 
-def period_start(archive_type: str, day: dt.date) -> dt.date:
-    if archive_type == ArchiveType.MONTHLY:
-        return day.replace(day=1)
-    if archive_type == ArchiveType.YEARLY:
-        return day.replace(month=1, day=1)
-    return day
+def check_site_root(site_root: str) -> str:
+    """A site root must be an absolute directory under one of ``PUBLISHQUEUE["SITE_ROOTS"]``, and neither
+    inside nor around the project, its Python installation or virtualenv (where a written file could become
+    code). Returns it resolved."""
+    if not site_root or not os.path.isabs(site_root):
+        raise PathError(f"The site root {site_root!r} must be an absolute directory.")
+    real = os.path.realpath(site_root)
+    bases = [os.path.realpath(base) for base in get_config()["SITE_ROOTS"]]
+    if not any(_within(real, base) for base in bases):
+        where = ", ".join(bases) or "none are configured: set PUBLISHQUEUE['SITE_ROOTS']"
+        raise PathError(f"The site root {site_root!r} is not under an allowed base directory ({where}).")
+    for forbidden in forbidden_roots():
+        if _within(real, forbidden) or _within(forbidden, real):
+            raise PathError(
+                f"The site root {site_root!r} is inside or around {forbidden!r} (the project or its Python): "
+                "published files must not be able to land among code."
+            )
+    return real
 
 
-def period_end(archive_type: str, start: dt.date) -> dt.date:
-    """The first day after the period."""
-    if archive_type == ArchiveType.MONTHLY:
-        return (start.replace(day=28) + dt.timedelta(days=4)).replace(day=1)
-    if archive_type == ArchiveType.YEARLY:
-        return start.replace(year=start.year + 1)
-    return start + dt.timedelta(days=1)
+def forbidden_roots() -> list[str]:
+    """The project's directory, its var directory, and the Python installations (virtualenv included)."""
+    found = {sys.prefix, sys.base_prefix, sys.exec_prefix}
+    found |= {str(getattr(settings, name)) for name in ("BASE_DIR", "VAR_DIR") if getattr(settings, name, None)}
+    return sorted(os.path.realpath(path) for path in found)
 
 
-def date_fields(day: dt.date) -> dict[str, str]:
-    return {"year": f"{day.year:04d}", "month": f"{day.month:02d}", "day": f"{day.day:02d}"}
+def _within(path: str, base: str) -> bool:
+    return path == base or path.startswith(base.rstrip("/") + "/")
 
 
 def format_path(pattern: str, fields: dict[str, str]) -> str:
@@ -120,10 +105,9 @@ def format_path(pattern: str, fields: dict[str, str]) -> str:
 
 
 def resolve_output_path(site_root: str, relative: str) -> str:
-    """The absolute path for ``relative`` under ``site_root``, refusing any escape, symlinks included."""
-    check_relative_path(relative)
-    if not site_root or not os.path.isabs(site_root):
-        raise PathError(f"The blog's site root {site_root!r} must be an absolute directory.")
+    """The absolute path for ``relative`` under ``site_root``, refusing any escape, symlinks included, a site
+    root outside the allowed bases, and output that is not a web file."""
+    check_output_name(check_relative_path(relative))
     root = _real_root(site_root)
     target = os.path.join(root, relative)
     if _symlink_below(root, relative):  # lexically it cannot leave the root: only a symlink can
@@ -139,6 +123,14 @@ _ROOT_TTL = 1.0
 _roots: dict[str, tuple[float, str]] = {}
 
 
+def _forget_roots(*, setting: str, **kwargs) -> None:
+    if setting in ("PUBLISHQUEUE", "BASE_DIR", "VAR_DIR"):
+        _roots.clear()
+
+
+setting_changed.connect(_forget_roots, dispatch_uid="publishqueue-paths-roots")
+
+
 def _real_root(site_root: str) -> str:
     now = time.monotonic()
     cached = _roots.get(site_root)
@@ -146,7 +138,7 @@ def _real_root(site_root: str) -> str:
         return cached[1]
     if len(_roots) > 64:
         _roots.clear()
-    real = os.path.realpath(site_root)
+    real = check_site_root(site_root)
     _roots[site_root] = (now, real)
     return real
 

@@ -13,10 +13,10 @@ from dataclasses import dataclass
 from django.db.models import Q
 from django.utils import timezone
 
-from blog.models import Comment
+from dispatch import processes
 
 from .conf import get_config
-from .models import JobError, JobStat, PeriodicTask, PublishingMode, Template, WorkerHeartbeat
+from .models import JobError, JobStat, PeriodicTask, PublishingMode, Template
 
 logger = logging.getLogger("mtdispatch.periodic")
 
@@ -28,21 +28,15 @@ class Periodic:
     func: Callable[[dt.datetime], object]
 
 
-def publish_scheduled_entries(now: dt.datetime) -> int:
-    from blog.services import publish_due_entries
-
-    return publish_due_entries(now=now)
-
-
 def republish_interval_templates(now: dt.datetime) -> int:
     """Index templates with "republish every N minutes": queue their files when their interval is up."""
-    from .dependencies import template_fileinfos
     from .enqueue import enqueue_publish
+    from .fileinfos import template_fileinfos
 
     queued = 0
     templates = Template.objects.filter(
         rebuild_interval_minutes__gt=0, kind=Template.Kind.INDEX, mode__in=[PublishingMode.STATIC, PublishingMode.QUEUE]
-    ).select_related("blog")
+    ).select_related("site")
     for template in templates:
         if take_run(f"template-interval:{template.pk}", dt.timedelta(minutes=template.rebuild_interval_minutes), now):
             queued += enqueue_publish(template_fileinfos(template))
@@ -55,9 +49,7 @@ def purge_history(now: dt.datetime) -> int:
     old_errors = JobError.objects.filter(created__lt=now - dt.timedelta(days=config["ERROR_RETENTION_DAYS"]))
     # Errors of a job still failed are its history: they stay while the job does.
     errors, _ = old_errors.filter(~Q(job_id__in=_failed_job_ids())).delete()
-    stale = now - dt.timedelta(seconds=config["HEARTBEAT_STALE_SECONDS"] * 10)
-    gone, _ = WorkerHeartbeat.objects.filter(last_seen__lt=stale).delete()
-    return stats + errors + gone
+    return stats + errors + processes.purge_stale(now)
 
 
 def _failed_job_ids():
@@ -66,25 +58,23 @@ def _failed_job_ids():
     return Job.objects.filter(failed_at__isnull=False).values("id")
 
 
-def expire_junk_comments(now: dt.datetime) -> int:
-    cutoff = now - dt.timedelta(days=get_config()["JUNK_EXPIRY_DAYS"])
-    deleted, _ = Comment.objects.filter(status=Comment.Status.JUNK, created__lt=cutoff).delete()
-    return deleted
-
-
 def sample_queue_depth(now: dt.datetime) -> None:
     from .overview import sample_depth
 
     sample_depth(now)
 
 
-TASKS = (
+# Every periodic task: publishqueue's own, and those content apps register in their AppConfig.ready().
+TASKS: list[Periodic] = [
     Periodic("sample-queue-depth", dt.timedelta(seconds=60), sample_queue_depth),
-    Periodic("publish-scheduled-entries", dt.timedelta(seconds=30), publish_scheduled_entries),
     Periodic("republish-interval-templates", dt.timedelta(seconds=60), republish_interval_templates),
     Periodic("purge-history", dt.timedelta(hours=1), purge_history),
-    Periodic("expire-junk-comments", dt.timedelta(hours=1), expire_junk_comments),
-)
+]
+
+
+def register(task: Periodic) -> None:
+    """Add a periodic task (a content app's, from its ``AppConfig.ready()``); the same name replaces it."""
+    TASKS[:] = [t for t in TASKS if t.name != task.name] + [task]
 
 
 def take_run(name: str, every: dt.timedelta, now: dt.datetime, worker_id: str = "") -> bool:
@@ -97,11 +87,11 @@ def take_run(name: str, every: dt.timedelta, now: dt.datetime, worker_id: str = 
     )
 
 
-def run_due(*, worker_id: str, now: dt.datetime | None = None, tasks=TASKS) -> dict[str, object]:
+def run_due(*, worker_id: str, now: dt.datetime | None = None, tasks=None) -> dict[str, object]:
     """Run every task that is due and that this worker takes; a failing task is logged, not raised."""
     now = now or timezone.now()
     results: dict[str, object] = {}
-    for task in tasks:
+    for task in TASKS if tasks is None else tasks:
         if not take_run(task.name, task.every, now, worker_id):
             continue
         try:

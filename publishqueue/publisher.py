@@ -6,10 +6,13 @@ import datetime as dt
 import hashlib
 import logging
 import os
-import tempfile
+import re
+import secrets
+import socket
+import stat
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Literal
@@ -18,10 +21,10 @@ from django.db import connection, transaction
 from django.template import TemplateDoesNotExist, TemplateSyntaxError
 from django.utils import timezone
 
-from .conf import get_config
 from .models import FileInfo, PublishingMode, Template
-from .paths import ArchiveContext, PathError, resolve_output_path
-from .rendering import BatchPages, render
+from .paths import PathError, resolve_output_path
+from .registry import ArchiveContext
+from .rendering import render
 
 logger = logging.getLogger("mtdispatch.publisher")
 
@@ -43,39 +46,31 @@ class PublishResult:
     bytes: int = 0
     digest: str = ""
     published_at: dt.datetime | None = None
-    # With defer_record: the temp file holding the content, for put_in_place_later() to sync and rename to
-    # ``target``, and the file it leaves behind when the path moved (removed once the new one is in place).
+    # With defer_record: the temp file holding the content, for StagedFiles to sync and rename to ``target``
+    # (fenced by the worker's hold on the job), and the file it leaves behind when the path moved (removed
+    # once the new one is in place).
     staged: str = ""
     target: str = ""
     stale: str = ""
+    # For the ledger of written files: the site, and the path the file had before when it is new at this one
+    # ("" for a first write).
+    site_id: int = 0
+    new_path: bool = False
+    moved_from: str = ""
 
 
 def context_of(fileinfo: FileInfo) -> ArchiveContext:
-    return ArchiveContext(
-        fileinfo.archive_type,
-        entry_id=fileinfo.entry_id if fileinfo.archive_type == "individual" else None,
-        category_id=fileinfo.category_id if fileinfo.archive_type == "category" else None,
-        period_start=fileinfo.period_start,
-    )
+    return ArchiveContext(fileinfo.archive_type, object_id=fileinfo.object_id, period_start=fileinfo.period_start)
 
 
-def _missing_context(fileinfo: FileInfo) -> bool:
-    """The entry or category this file showed was deleted (the FK went NULL)."""
-    return (fileinfo.archive_type == "individual" and fileinfo.entry_id is None) or (
-        fileinfo.archive_type == "category" and fileinfo.category_id is None
-    )
-
-
-def render_fileinfo(fileinfo: FileInfo, pages: BatchPages | None = None) -> str | None:
+def render_fileinfo(fileinfo: FileInfo, batch: object = None) -> str | None:
     """The file's content now, or None if what it shows is gone. Template errors become PublishError
-    and are recorded on the template so the admin shows them."""
-    if _missing_context(fileinfo):
-        return None
+    and are recorded on the template so the admin shows them. ``batch``: what its archive type preloaded."""
     template = fileinfo.template
     try:
         return render(
-            blog=fileinfo.blog, template_name=template.name, context=context_of(fileinfo), url=fileinfo.url,
-            pages=pages,
+            site=fileinfo.site, template_name=template.name, context=context_of(fileinfo), url=fileinfo.url,
+            batch=batch,
         )
     except (TemplateSyntaxError, TemplateDoesNotExist) as exc:
         message = f"Template {template.name!r} could not be compiled: {exc}"
@@ -90,7 +85,7 @@ def record_template_error(template: Template, message: str) -> None:
 
 
 def publish_file(
-    *, fileinfo: FileInfo, force: bool = False, pages: BatchPages | None = None, defer_record: bool = False
+    *, fileinfo: FileInfo, force: bool = False, batch: object = None, defer_record: bool = False
 ) -> PublishResult:
     """Bring one output file up to date with the database.
 
@@ -98,15 +93,14 @@ def publish_file(
     directory, is fsynced and renamed over the old one, so a reader sees the old file or the new one.
     A file whose context is gone is removed, as is one whose template is now Dynamically published.
     With ``defer_record`` the content is only staged in its temp file: the caller passes the result to
-    ``record_published`` (or ``record_published_later``), which syncs a whole batch's files in parallel,
-    renames them into place and records their hashes (a worker starts that once per batch, in the background
-    while it runs the next batch, and completes the jobs after it; fsynced one by one, the waits left it idle
-    a third of its time). If that never happens, the job runs again.
+    ``StagedFiles``, which syncs a whole batch's files in parallel, then renames them into place and records
+    their hashes in the transaction that checks the worker still holds their jobs (a worker starts the syncing
+    once per batch, in the background while it runs the next batch, and completes the jobs after it; fsynced
+    one by one, the waits left it idle a third of its time). If that never happens, the job runs again.
     """
-    if fileinfo.template.mode == PublishingMode.DYNAMIC:
-        _remove_published(fileinfo)
-        return PublishResult(fileinfo.pk, fileinfo.path, "dynamic")
-    content = render_fileinfo(fileinfo, pages)
+    if fileinfo.template.mode in (PublishingMode.DYNAMIC, PublishingMode.DISABLED):
+        return unpublish_file(fileinfo=fileinfo)
+    content = render_fileinfo(fileinfo, batch)
     if content is None:
         _remove_published(fileinfo)
         FileInfo.objects.filter(pk=fileinfo.pk).delete()
@@ -114,7 +108,7 @@ def publish_file(
     data = content.encode("utf-8")
     digest = hashlib.sha256(data).hexdigest()
     try:
-        target = resolve_output_path(fileinfo.blog.site_root, fileinfo.path)
+        target = resolve_output_path(fileinfo.site.site_root, fileinfo.path)
     except PathError as exc:
         record_template_error(fileinfo.template, str(exc))
         raise PublishError(str(exc)) from exc
@@ -123,20 +117,32 @@ def publish_file(
         return PublishResult(fileinfo.pk, fileinfo.path, "unchanged", len(data))
     moved = fileinfo.published_path and fileinfo.published_path != fileinfo.path
     now = timezone.now()
+    ledger = {
+        "site_id": fileinfo.site_id, "new_path": fileinfo.published_path != fileinfo.path,
+        "moved_from": fileinfo.published_path if moved else "",
+    }
     if defer_record:
         stale = _resolved_quietly(fileinfo, fileinfo.published_path) if moved else ""
         staged = _write_temp(target, data)
-        result = PublishResult(fileinfo.pk, fileinfo.path, "written", len(data), digest, now, staged, target, stale)
+        result = PublishResult(
+            fileinfo.pk, fileinfo.path, "written", len(data), digest, now, staged, target, stale, **ledger
+        )
     else:
         write_atomic(target, data)
         if moved:
             _unlink_quietly(fileinfo, fileinfo.published_path)
-        result = PublishResult(fileinfo.pk, fileinfo.path, "written", len(data), digest, now)
+        result = PublishResult(fileinfo.pk, fileinfo.path, "written", len(data), digest, now, **ledger)
         record_published([result])
     fileinfo.content_hash, fileinfo.published_path, fileinfo.published_at = digest, fileinfo.path, now
     if fileinfo.template.last_error:
         _clear_template_error(fileinfo.template)
     return result
+
+
+def unpublish_file(*, fileinfo: FileInfo) -> PublishResult:
+    """A file whose template is now Dynamically published or not published at all: it leaves the disk."""
+    _remove_published(fileinfo)
+    return PublishResult(fileinfo.pk, fileinfo.path, "dynamic")
 
 
 def _on_disk(target: str, data: bytes) -> bool:
@@ -149,71 +155,125 @@ def _on_disk(target: str, data: bytes) -> bool:
         return False
 
 
-def record_published(results: list[PublishResult]) -> dict[PublishResult, PublishError]:
-    """Put staged files in place, then store the hash, path and time of every file written in one
-    transaction. Returns the files that did not reach their place (not recorded; their job fails)."""
-    return record_published_later(results)()
+def record_published(results: list[PublishResult]) -> None:
+    """Store the hash, path and time of files written (and in place) in one transaction."""
+    written = sorted((r for r in results if r.status == "written"), key=lambda r: r.fileinfo_id)
+    if not written:
+        return
+    table = FileInfo._meta.db_table
+    stamp = connection.ops.adapt_datetimefield_value
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.executemany(
+            f"UPDATE {table} SET content_hash = %s, published_path = %s, published_at = %s WHERE id = %s",
+            [(r.digest, r.path, stamp(r.published_at), r.fileinfo_id) for r in written],
+        )
+        _note_in_ledger(written)
 
 
-def record_published_later(results: list[PublishResult]) -> Callable[[], dict[PublishResult, PublishError]]:
-    """``record_published`` in two halves: this call starts putting the staged files in place, in the
-    background; the call it returns waits for them and records them (in the caller's thread, which holds the
-    database connection). A worker renders its next batch in between: the disk's waits cost it nothing."""
-    placing = put_in_place_later(results)
+class StagedFiles:
+    """A batch's staged files, from staging to their place. Creating it starts syncing them in parallel threads
+    (their waits on the disk overlap; a worker runs its next batch meanwhile). Then, in this order:
 
-    def record() -> dict[PublishResult, PublishError]:
-        failed = placing()
-        written = [r for r in results if r.status == "written" and r not in failed]
-        if not written:
-            return failed
-        table = FileInfo._meta.db_table
-        stamp = connection.ops.adapt_datetimefield_value
-        with transaction.atomic(), connection.cursor() as cursor:
-            cursor.executemany(
-                f"UPDATE {table} SET content_hash = %s, published_path = %s, published_at = %s WHERE id = %s",
-                [(r.digest, r.path, stamp(r.published_at), r.fileinfo_id) for r in written],
-            )
+    * ``sync()`` waits for that, outside any transaction (no lock is held across an fsync);
+    * ``place(keep)``, inside the caller's transaction, renames the files whose ``keep(result)`` is true into
+      place and records them (the worker's transaction holds its jobs' rows locked, fenced: a worker that
+      lost its jobs puts nothing in place) and returns those that failed, with the error;
+    * ``cleanup()``, after the commit, removes what was not put in place and the old copies of moved files.
+
+    ``discard()`` instead gives up the whole batch (its staged files are removed)."""
+
+    def __init__(self, results: list[PublishResult]) -> None:
+        self.results = [r for r in results if r.status == "written" and r.staged]
+        self._syncing = {r: _threads().submit(_sync, r.staged) for r in self.results}
+        self._placed: list[PublishResult] = []
+        self._left: list[str] = []
+
+    def sync(self) -> None:
+        for future in self._syncing.values():
+            future.exception()
+
+    def place(self, keep: Callable[[PublishResult], bool], *, record: bool = True) -> dict[PublishResult, Exception]:
+        failed: dict[PublishResult, Exception] = {}
+        for result, future in self._syncing.items():
+            if not keep(result):
+                self._left.append(result.staged)
+                continue
+            error = future.result() or _rename(result.staged, result.target)
+            if error is not None:
+                self._left.append(result.staged)
+                failed[result] = PublishError(f"{result.path} could not be written: {error}")
+            else:
+                self._placed.append(result)
+        if record:
+            record_published(self._placed)
         return failed
 
-    return record
+    def cleanup(self) -> None:
+        for path in self._left + [r.stale for r in self._placed if r.stale]:
+            _silent_unlink(path)
+        self._left, self._placed = [], []
+
+    def discard(self) -> None:
+        self.sync()
+        for result in self.results:
+            _silent_unlink(result.staged)
+
+
+def _note_in_ledger(written: list[PublishResult]) -> None:
+    """Files at new paths go into the ledger of written files; the ones they moved from leave it."""
+    from . import ledger
+
+    ledger.record((r.site_id, r.path) for r in written if r.new_path)
+    for r in written:
+        if r.moved_from:
+            ledger.forget(r.site_id, [r.moved_from])
 
 
 def put_in_place_later(results: list[PublishResult]) -> Callable[[], dict[PublishResult, PublishError]]:
-    """Start the second half of ``write_atomic`` for a batch of staged files, in parallel threads (their waits
-    on the disk overlap). The returned call waits for it to end and returns those that failed; a moved file's
-    old copy goes once the new one is in place."""
-    staged = [r for r in results if r.staged]
-    futures = [_threads().submit(_place, r.staged, r.target) for r in staged]
+    """Unfenced and unrecorded (tests and tools): sync a batch's staged files in the background; the returned
+    call waits, renames them into place and returns those that failed."""
+    staged = StagedFiles(results)
 
     def wait() -> dict[PublishResult, PublishError]:
-        failed = {}
-        for result, future in zip(staged, futures, strict=True):
-            error = future.result()
-            if error is not None:
-                failed[result] = PublishError(f"{result.path} could not be written: {error}")
-            elif result.stale:
-                _silent_unlink(result.stale)
+        staged.sync()
+        failed = staged.place(lambda result: True, record=False)
+        staged.cleanup()
         return failed
 
     return wait
 
 
-def _place(tmp: str, target: str) -> OSError | None:
-    """fsync a written temp file and rename it over ``target``; on failure the temp file goes."""
+def _sync(tmp: str) -> OSError | None:
+    """fsync a written temp file (before the transaction that renames it)."""
     try:
         fd = os.open(tmp, os.O_RDONLY)
         try:
             os.fsync(fd)
         finally:
             os.close(fd)
+    except OSError as exc:
+        return exc
+    return None
+
+
+def _rename(tmp: str, target: str) -> OSError | None:
+    try:
         os.replace(tmp, target)
     except OSError as exc:
-        _silent_unlink(tmp)
         return exc
+    return None
+
+
+def _place(tmp: str, target: str) -> OSError | None:
+    """fsync a written temp file and rename it over ``target``; on failure the temp file goes."""
+    try:
+        error = _sync(tmp) or _rename(tmp, target)
     except BaseException:
         _silent_unlink(tmp)
         raise
-    return None
+    if error is not None:
+        _silent_unlink(tmp)
+    return error
 
 
 def _clear_template_error(template: Template) -> None:
@@ -270,27 +330,80 @@ def _start_writeback(fd: int) -> None:
         _sync_file_range(fd, 0, 0, _SYNC_FILE_RANGE_WRITE)
 
 
-def _create_temp(target: str) -> tuple[int, str]:
-    """``.NAME.tmp`` beside the target, so that the one a killed worker left is found and replaced by the
-    next publish of the file; another writer's (still young) means a random name instead."""
+# Staged files: ``.NAME.mtd-HOST-PID-RANDOM.tmp`` beside their target. A dot name (the shipped web server
+# configurations refuse to serve those), unique to its writer (two workers never share one), and saying who
+# wrote it, so that a sweep can tell a dead writer's leftovers from a live writer's work.
+TEMP_RE = re.compile(r"^\..+\.mtd-(?P<host>[0-9a-f]{8})-(?P<pid>\d+)-[0-9a-f]{8}\.tmp$")
+# What versions before it staged files as: removed by a sweep only once older than a lease.
+LEGACY_TEMP_RE = re.compile(r"^\..+\.tmp$")
+
+
+def host_tag(hostname: str | None = None) -> str:
+    return hashlib.sha1((hostname or socket.gethostname()).encode()).hexdigest()[:8]
+
+
+def temp_name(target: str) -> str:
     directory, name = os.path.split(target)
-    tmp = os.path.join(directory, f".{name}.tmp")
-    for _ in range(2):
-        try:
-            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600), tmp
-        except FileExistsError:
-            if not _abandoned(tmp):
-                break
-            _silent_unlink(tmp)
-    return tempfile.mkstemp(dir=directory, prefix=f".{name}.", suffix=".tmp")
+    return os.path.join(directory, f".{name[:180]}.mtd-{host_tag()}-{os.getpid()}-{secrets.token_hex(4)}.tmp")
 
 
-def _abandoned(path: str) -> bool:
-    """Older than a lease: its writer is gone (a live worker's job would have been taken from it)."""
+def _create_temp(target: str) -> tuple[int, str]:
+    tmp = temp_name(target)
+    return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600), tmp
+
+
+def site_roots() -> list[str]:
+    """Every site root the publisher writes into."""
+    from .sites import get_site_model
+
+    return sorted({root for root in get_site_model().objects.values_list("site_root", flat=True) if root})
+
+
+def sweep_temp_files(roots: Iterable[str], *, older_than: float, now: float | None = None) -> list[str]:
+    """Remove staged files that nobody will put in place, under ``roots`` (site roots) only, and only ours (by
+    name): those of a dead writer on this host; of a writer on another host once older than ``older_than``
+    seconds (a lease: its job was given to another worker, which fences it out); of a live writer on this
+    host only once older than ten times that (the pid was reused); in the old naming, once older than a lease.
+    Returns the paths removed."""
+    now = time.time() if now is None else now
+    removed = []
+    for root in {os.path.realpath(r) for r in roots if r}:
+        for directory, _dirs, files in os.walk(root):
+            for name in files:
+                path = os.path.join(directory, name)
+                if name.startswith(".") and name.endswith(".tmp") and _sweepable(path, name, now, older_than):
+                    _silent_unlink(path)
+                    removed.append(path)
+    return removed
+
+
+def _sweepable(path: str, name: str, now: float, lease: float) -> bool:
     try:
-        return time.time() - os.lstat(path).st_mtime > get_config()["LEASE_SECONDS"]
+        info = os.lstat(path)
     except FileNotFoundError:
+        return False
+    if not stat.S_ISREG(info.st_mode):
+        return False
+    age = now - info.st_mtime
+    ours = TEMP_RE.match(name)
+    if ours is None:
+        return LEGACY_TEMP_RE.match(name) is not None and age > lease
+    if ours["host"] != host_tag():
+        return age > lease
+    pid = int(ours["pid"])
+    if pid == os.getpid():
+        return False
+    return not _alive(pid) or age > 10 * lease
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
         return True
+    return True
 
 
 _pool: ThreadPoolExecutor | None = None
@@ -324,9 +437,9 @@ def _silent_unlink(path: str) -> None:
 def _resolved_quietly(fileinfo: FileInfo, relative: str) -> str:
     """Where an old file of ``fileinfo`` is, or "" (logged) when that is outside the site root now."""
     try:
-        return resolve_output_path(fileinfo.blog.site_root, relative)
+        return resolve_output_path(fileinfo.site.site_root, relative)
     except PathError:
-        logger.warning("Not removing %r: outside the site root of blog %s", relative, fileinfo.blog_id)
+        logger.warning("Not removing %r: outside the site root of site %s", relative, fileinfo.site_id)
         return ""
 
 
@@ -338,6 +451,9 @@ def _unlink_quietly(fileinfo: FileInfo, relative: str) -> None:
 def _remove_published(fileinfo: FileInfo) -> None:
     if not fileinfo.published_path:
         return
+    from . import ledger
+
     _unlink_quietly(fileinfo, fileinfo.published_path)
+    ledger.forget(fileinfo.site_id, [fileinfo.published_path])
     FileInfo.objects.filter(pk=fileinfo.pk).update(published_path="", content_hash="", published_at=None)
     fileinfo.published_path = fileinfo.content_hash = ""

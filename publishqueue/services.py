@@ -7,19 +7,21 @@ Manually, Dynamically, Do Not Publish: nothing is written.
 from __future__ import annotations
 
 import logging
+import os
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from django.db import transaction
 
-from blog.models import Blog
-
 from .conf import get_config
-from .dependencies import template_fileinfos
 from .enqueue import enqueue_publish
-from .models import FileInfo, PublishingMode, Template
-from .publisher import PublishError, PublishResult, publish_file
+from .fileinfos import ensure_fileinfos, template_fileinfos
+from .models import ArchiveMapping, FileInfo, PublishingMode, Template
+from .paths import PathError, resolve_output_path
+from .publisher import PublishError, PublishResult, publish_file, unpublish_file
+from .registry import ArchiveContext
+from .sites import AbstractSite
 
 logger = logging.getLogger("mtdispatch.publish")
 
@@ -77,10 +79,64 @@ def apply_change(fileinfos: Iterable[FileInfo], *, priority: int | None = None) 
     return report
 
 
-def template_saved(*, template: Template, previous_mode: str | None) -> ChangeReport:
-    """A template (or module) changed: republish its files, queued at low priority (SPEC 1)."""
+def publish_contexts(
+    *,
+    site: AbstractSite,
+    contexts: Iterable[ArchiveContext],
+    mapping_filter: Callable[[ArchiveMapping], bool] | None = None,
+) -> ChangeReport:
+    """What a content app calls after a change, with the archive contexts its dependency rules say the change
+    touches: each file of those contexts goes through its template's mode (in the caller's transaction)."""
+    return apply_change(ensure_fileinfos(site=site, contexts=contexts, mapping_filter=mapping_filter))
+
+
+def republish_site(*, site: AbstractSite) -> ChangeReport:
+    """Something every page may show changed (the site's name or URL, a category's label, an author's name):
+    queue every file of the site's written templates at low priority (never rendered in the request)."""
     report = ChangeReport()
-    if template.mode == PublishingMode.DYNAMIC and previous_mode != PublishingMode.DYNAMIC:
+    priority = get_config()["TEMPLATE_SAVE_PRIORITY"]
+    for template in site.templates.exclude(kind=Template.Kind.MODULE).select_related("site"):
+        if template.writes_files:
+            report.queued += enqueue_publish(template_fileinfos(template), priority=priority)
+    return report
+
+
+def republish_includers(*, site_id: int, module: str) -> int:
+    """Queue, at low priority, every file of the written templates that include ``module`` (directly or
+    through other modules). Returns how many files were queued."""
+    found = Template.objects.filter(site_id=site_id, name=module).select_related("site").first()
+    if found is None:
+        return 0
+    priority = get_config()["TEMPLATE_SAVE_PRIORITY"]
+    targets = [t for t in _templates_affected_by(found) if t.writes_files]
+    return sum(enqueue_publish(template_fileinfos(t), priority=priority) for t in targets)
+
+
+def remove_files_of(fileinfos) -> None:
+    """The files of these FileInfo rows are going away with them (their template, mapping or site is being
+    deleted): remove them from the disk once the deletion commits, and from the ledger of written files."""
+    from . import ledger
+
+    rows = list(fileinfos.exclude(published_path="").values_list("site_id", "site__site_root", "published_path"))
+
+    def remove() -> None:
+        for site_id, site_root, path in rows:
+            try:
+                os.unlink(resolve_output_path(site_root, path))
+            except (PathError, OSError):
+                pass
+            ledger.forget(site_id, [path])
+
+    if rows:
+        transaction.on_commit(remove)
+
+
+def template_saved(*, template: Template, previous_mode: str | None) -> ChangeReport:
+    """A template (or module) changed: republish its files, queued at low priority (SPEC 1). Switched to
+    Dynamically or Do Not Publish: its written files go."""
+    report = ChangeReport()
+    unwritten = (PublishingMode.DYNAMIC, PublishingMode.DISABLED)
+    if template.mode in unwritten and previous_mode not in unwritten:
         _unpublish_static_files(template)
     for target in _templates_affected_by(template):
         fileinfos = template_fileinfos(target)
@@ -100,7 +156,7 @@ def _templates_affected_by(template: Template) -> list[Template]:
     other modules."""
     if template.kind != Template.Kind.MODULE:
         return [template]
-    everything = list(template.blog.templates.exclude(pk=template.pk))
+    everything = list(template.site.templates.exclude(pk=template.pk))
     reached, names = set(), {template.name}
     while True:
         found = {t for t in everything if t.pk not in reached and _includes(t.source, names)}
@@ -112,9 +168,10 @@ def _templates_affected_by(template: Template) -> list[Template]:
 
 
 def _unpublish_static_files(template: Template) -> None:
-    """Switching to Dynamically: the written files must go, or the web server would keep serving them."""
-    for fileinfo in template.fileinfos.exclude(published_path="").select_related("blog", "template"):
-        publish_file(fileinfo=fileinfo)
+    """Switching to Dynamically or Do Not Publish: the written files must go, or the web server would keep
+    serving them."""
+    for fileinfo in template.fileinfos.exclude(published_path="").select_related("site", "template"):
+        unpublish_file(fileinfo=fileinfo)
 
 
 def publish_templates(
@@ -130,7 +187,7 @@ def publish_templates(
             report.skipped["dynamic"] = report.skipped.get("dynamic", 0) + len(fileinfos)
             continue
         if queue:
-            report.queued += enqueue_publish(fileinfos)
+            report.queued += enqueue_publish(fileinfos, force=force)
             continue
         if progress is not None:
             progress.total = (progress.total or 0) + len(fileinfos)
@@ -142,5 +199,5 @@ def publish_templates(
     return report
 
 
-def blog_templates(blog: Blog) -> list[Template]:
-    return list(blog.templates.exclude(kind=Template.Kind.MODULE).select_related("blog"))
+def site_templates(site: AbstractSite) -> list[Template]:
+    return list(site.templates.exclude(kind=Template.Kind.MODULE).select_related("site"))

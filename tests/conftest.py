@@ -1,8 +1,8 @@
 import pytest
 
-from publishqueue.rendering import renderers, sidebars
+from publishqueue.rendering import renderers, site_variables
 from tests.fcgi import runfcgi  # noqa: F401 - fixture: a real runfcgi process
-from tests.multiproc import cluster  # noqa: F401 - fixture for multi-process tests
+from tests.multiproc import cluster, pg_cluster  # noqa: F401 - fixtures for multi-process tests
 from tests.nginx import nginx_for  # noqa: F401 - fixture: nginx in front of runfcgi
 
 
@@ -10,7 +10,7 @@ from tests.nginx import nginx_for  # noqa: F401 - fixture: nginx in front of run
 def _fresh_render_caches():
     """Compiled engines and sidebars are per process; tests start from empty caches."""
     renderers.clear()
-    sidebars.clear()
+    site_variables.clear()
     yield
     renderers.clear()
-    sidebars.clear()
+    site_variables.clear()

@@ -7,8 +7,8 @@ import factory
 from django.contrib.auth import get_user_model
 from django.utils import timezone
 
+from blog.defaults import install_default_templates
 from blog.models import Blog, Category, Comment, Entry
-from publishqueue.defaults import install_default_templates
 
 BASE_DATE = dt.datetime(2026, 3, 10, 12, 0, tzinfo=dt.UTC)
 

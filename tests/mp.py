@@ -1,5 +1,6 @@
 """Commands run in subprocesses by the multi-process tests, against the database in their environment:
 ``python -m tests.mp setup|edit|status|verify ...``; each prints one JSON line."""
+import hashlib
 import json
 import os
 import random
@@ -13,13 +14,13 @@ def setup(entries: int, site_root: str, noops: int = 0) -> dict:
 
     from blog.demo import create_demo_blog
     from publishqueue.enqueue import NewJob, enqueue
-    from publishqueue.services import blog_templates, publish_templates
+    from publishqueue.services import publish_templates, site_templates
 
     call_command("migrate", verbosity=0)
     result = create_demo_blog(
         site_root=site_root, site_url="http://127.0.0.1/blog/", entries=entries, mode="queue", password="pw"
     )
-    report = publish_templates(templates=blog_templates(result.blog), queue=True)
+    report = publish_templates(templates=site_templates(result.blog), queue=True)
     enqueue(NewJob(kind="noop", unique_key=f"n{i}") for i in range(noops))
     return {"queued": report.queued + noops}
 
@@ -38,6 +39,35 @@ def edit(count: int, seed: int) -> dict:
     return {"edited": count}
 
 
+def edit_all(seed: int) -> dict:
+    """Edit every entry once (new titles)."""
+    from blog.models import Entry
+    from blog.services import save_entry
+
+    entries = list(Entry.objects.order_by("pk"))
+    for entry in entries:
+        entry.title = f"Edited {seed} {entry.slug}"
+        save_entry(entry=entry)
+    return {"edited": len(entries)}
+
+
+def pill() -> dict:
+    """Queue a job whose handler kills the worker that runs it."""
+    from publishqueue.enqueue import NewJob, enqueue
+
+    enqueue([NewJob(kind="crash", unique_key="pill", priority=5)])
+    return {"queued": 1}
+
+
+def errors() -> dict:
+    from publishqueue.models import Job, JobError
+
+    return {
+        "errors": list(JobError.objects.order_by("id").values("kind", "unique_key", "attempt", "worker", "message")),
+        "failed": list(Job.objects.filter(failed_at__isnull=False).values("kind", "unique_key", "attempts")),
+    }
+
+
 def status() -> dict:
     from publishqueue.models import Job
 
@@ -50,18 +80,24 @@ def verify() -> dict:
     from publishqueue.paths import resolve_output_path
     from publishqueue.publisher import render_fileinfo
 
-    stale, missing = [], []
-    fileinfos = FileInfo.objects.select_related("blog", "template")
+    stale, missing, unrecorded = [], [], []
+    fileinfos = FileInfo.objects.select_related("site", "template")
     for fileinfo in fileinfos:
         want = render_fileinfo(fileinfo)
-        path = resolve_output_path(fileinfo.blog.site_root, fileinfo.path)
+        path = resolve_output_path(fileinfo.site.site_root, fileinfo.path)
         if not os.path.exists(path):
             missing.append(fileinfo.path)
-        elif open(path, encoding="utf-8").read() != want:
+            continue
+        data = open(path, "rb").read()
+        if data.decode("utf-8") != want:
             stale.append(fileinfo.path)
+        if hashlib.sha256(data).hexdigest() != fileinfo.content_hash:
+            unrecorded.append(fileinfo.path)  # the hash stored is not that of the file on disk
     return {
-        "files": fileinfos.count(), "stale": stale[:20], "missing": missing[:20], "jobs_left": Job.objects.count(),
-        "errors": list(JobError.objects.values_list("message", flat=True)[:5]),
+        "files": fileinfos.count(), "stale": stale[:20], "n_stale": len(stale), "missing": missing[:20],
+        "unrecorded": unrecorded[:20], "jobs_left": Job.objects.count(),
+        "errors": list(JobError.objects.exclude(kind="crash").values_list("message", flat=True)[:5]),
+        "n_errors": JobError.objects.exclude(kind="crash").count(),
         "done": sum(JobStat.objects.values_list("done", flat=True)),
     }
 
@@ -69,6 +105,9 @@ def verify() -> dict:
 if __name__ == "__main__":
     django.setup()
     command, *args = sys.argv[1:]
-    functions = {"setup": setup, "edit": edit, "status": status, "verify": verify}
+    functions = {
+        "setup": setup, "edit": edit, "edit_all": edit_all, "pill": pill, "errors": errors, "status": status,
+        "verify": verify,
+    }
     parsed = [int(a) if a.isdigit() else a for a in args]
     print(json.dumps(functions[command](*parsed)))

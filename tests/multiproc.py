@@ -3,9 +3,12 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
+import socket
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -41,20 +44,39 @@ class Cluster:
         assert out.returncode == 0, out.stderr[-3000:]
         return json.loads(out.stdout.strip().splitlines()[-1])
 
-    def spawn(self, *extra: str) -> subprocess.Popen:
+    def spawn(self, *extra: str, env: dict | None = None) -> subprocess.Popen:
         proc = subprocess.Popen(
             [sys.executable, "manage.py", "runworker", "--daemon", "--no-background", *extra],
-            env=self.env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=open(self.tmp / "workers.log", "a"),
+            env={**self.env, **(env or {})}, cwd=ROOT, stdout=subprocess.DEVNULL,
+            stderr=open(self.tmp / "workers.log", "a"),
         )
         self.workers.append(proc)
         return proc
+
+    def respawn_dead(self, procs: list[subprocess.Popen], *extra: str) -> int:
+        """Supervise like runfcgi does: start a new worker for each one that died. Returns how many died."""
+        died = 0
+        for index, proc in enumerate(procs):
+            if proc.poll() is not None:
+                self.kills.setdefault(proc.pid, time.time())
+                procs[index] = self.spawn(*extra)
+                died += 1
+        return died
+
+    def temp_files(self) -> list[str]:
+        """Staged files (dot-names ending in .tmp) left in the site root."""
+        return sorted(str(p.relative_to(self.site)) for p in self.site.rglob(".*.tmp")) if self.site.exists() else []
+
+    def log(self) -> str:
+        path = self.tmp / "workers.log"
+        return path.read_text() if path.exists() else ""
 
     def kill(self, proc: subprocess.Popen) -> None:
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         self.kills[proc.pid] = time.time()
 
-    def wait_until(self, predicate, timeout: float, what: str) -> dict:
+    def wait_until(self, predicate, timeout: float, what: str, tick=None) -> dict:
         deadline = time.monotonic() + timeout
         while True:
             state = self.call("status")
@@ -62,6 +84,8 @@ class Cluster:
                 return state
             if time.monotonic() > deadline:
                 raise AssertionError(f"timed out waiting for {what}: {state}")
+            if tick is not None:
+                tick()
             time.sleep(0.5)
 
     def stop_all(self) -> None:
@@ -80,9 +104,7 @@ class Cluster:
         return path.read_text().splitlines() if path.exists() else []
 
 
-@pytest.fixture
-def cluster(request, tmp_path):
-    kind = request.param
+def _env(tmp_path: Path) -> dict:
     env = {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "tests.settings_multiproc",
@@ -90,6 +112,13 @@ def cluster(request, tmp_path):
         "PYTHONPATH": str(ROOT),
     }
     env.pop("DATABASE_URL", None)
+    return env
+
+
+@pytest.fixture
+def cluster(request, tmp_path):
+    kind = request.param
+    env = _env(tmp_path)
     dbname = None
     if kind == "sqlite":
         env["MTDISPATCH_SQLITE"] = str(tmp_path / "db.sqlite3")
@@ -108,3 +137,76 @@ def cluster(request, tmp_path):
 
         with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')
+
+
+def _pg_bin() -> Path | None:
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/pg_ctl"), key=lambda p: int(p.parts[-3]))
+    if found:
+        return found[-1].parent
+    which = shutil.which("pg_ctl")
+    return Path(which).parent if which else None
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class PrivatePostgres:
+    """A PostgreSQL server of the test's own (initdb + pg_ctl on a free port), so the test can stop and start
+    it under running workers. Run as the postgres user when the tests run as root (initdb refuses root)."""
+
+    def __init__(self, bindir: Path) -> None:
+        self.bindir = bindir
+        self.dir = Path(tempfile.mkdtemp(prefix="mtd-pg-"))
+        self.data, self.port = self.dir / "data", _free_port()
+        self.as_user = []
+        if os.geteuid() == 0:
+            import pwd
+
+            user = pwd.getpwnam("postgres")
+            os.chown(self.dir, user.pw_uid, user.pw_gid)
+            self.as_user = ["runuser", "-u", "postgres", "--"]
+        self.url = f"postgres://postgres@127.0.0.1:{self.port}/postgres"
+
+    def _run(self, *args: str) -> None:
+        subprocess.run([*self.as_user, *args], check=True, capture_output=True, timeout=120)
+
+    def init(self) -> None:
+        self._run(str(self.bindir / "initdb"), "-D", str(self.data), "-U", "postgres", "--auth=trust", "-E", "UTF8")
+
+    def start(self) -> None:
+        options = f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c fsync=off"
+        self._run(str(self.bindir / "pg_ctl"), "-D", str(self.data), "-o", options, "-l", str(self.dir / "log"),
+                  "-w", "start")
+
+    def stop(self) -> None:
+        self._run(str(self.bindir / "pg_ctl"), "-D", str(self.data), "-m", "fast", "-w", "stop")
+
+    def destroy(self) -> None:
+        try:
+            self.stop()
+        except subprocess.CalledProcessError:
+            pass
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+@pytest.fixture
+def pg_cluster(tmp_path):
+    """A cluster on a private PostgreSQL server that the test may stop and start (``cluster.server``)."""
+    bindir = _pg_bin()
+    if bindir is None:
+        pytest.skip("PostgreSQL server binaries (initdb, pg_ctl) are not installed")
+    server = PrivatePostgres(bindir)
+    server.init()
+    server.start()
+    env = _env(tmp_path)
+    env["DATABASE_URL"] = server.url
+    cluster = Cluster(env, tmp_path)
+    cluster.server = server
+    try:
+        yield cluster
+    finally:
+        cluster.stop_all()
+        server.destroy()

@@ -1,5 +1,6 @@
 """Job handlers that log when each run starts and ends, to check no job runs twice at once."""
 import os
+import signal
 import time
 
 from publishqueue.jobs import HANDLERS
@@ -16,12 +17,20 @@ def _log(event: str, job) -> None:
             os.close(fd)
 
 
+_ran = {"count": 0}
+
+
 def probed(kind: str):
     def handler(job, prepared=None):
         _log("start", job)
         result = HANDLERS[kind](job, prepared)
         time.sleep(float(os.environ.get("MTD_PROBE_SLEEP", "0")))
         _log("end", job)
+        _ran["count"] += 1
+        if _ran["count"] == int(os.environ.get("MTD_PROBE_STOP_AFTER", "0")):
+            # Freeze this whole process (heartbeat included) with its batch's files staged, not yet in place:
+            # a zombie worker. The test SIGCONTs it once another worker has taken its jobs over.
+            os.kill(os.getpid(), signal.SIGSTOP)
         return result
 
     return handler
@@ -52,3 +61,9 @@ def overlaps(log_lines: list[str], kills: dict[int, float]) -> list[tuple]:
             if s2 < e1 and p1 != p2:
                 bad.append((job_id, p1, p2, s1, e1, s2))
     return bad
+
+
+def crash(job, prepared=None):
+    """A job that kills its worker (a segfault or the OOM killer, as far as the queue can tell)."""
+    _log("start", job)
+    os.kill(os.getpid(), signal.SIGKILL)

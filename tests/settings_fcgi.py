@@ -1,5 +1,5 @@
 """Settings for runfcgi processes under test: the project plus a few test views (tests/fcgi_urls.py)."""
-from mtdispatch_project.settings import *  # noqa: F403
+from tests.settings import *  # noqa: F403
 
 ROOT_URLCONF = "tests.fcgi_urls"
 
@@ -7,4 +7,5 @@ try:  # a test writes this module into its directory to make newly started child
     import startup_hook  # noqa: F401
 except ModuleNotFoundError:
     pass
-MTDISPATCH = {"HEARTBEAT_SECONDS": 0.5, "PERIODIC_CHECK_SECONDS": 3600}
+DISPATCH = {"HEARTBEAT_SECONDS": 0.5}
+PUBLISHQUEUE = {"PERIODIC_CHECK_SECONDS": 3600, "SITE_ROOTS": SITE_ROOTS}  # noqa: F405

@@ -1,7 +1,6 @@
 from django import template
 
-from dispatch.dashboard import dashboard_data
-from publishqueue.overview import recent_errors
+from dispatch.dashboard import dashboard_data, visible_panels
 
 register = template.Library()
 
@@ -12,8 +11,10 @@ def mtdispatch_dashboard(context):
     if not request.user.is_staff:
         return {"show": False}
     data = dashboard_data(request.user)
-    data["recent_errors"] = recent_errors()  # the page shows them; the JSON refresh does not
-    return {"show": True, "d": data, "request": request, "csrf_token": context.get("csrf_token")}
+    return {
+        "show": True, "d": data, "panels": visible_panels(request.user), "request": request,
+        "csrf_token": context.get("csrf_token"),
+    }
 
 
 @register.filter

@@ -2,6 +2,7 @@
 
 import django.db.models.deletion
 import django.utils.timezone
+from django.conf import settings
 from django.db import migrations, models
 
 
@@ -10,7 +11,9 @@ class Migration(migrations.Migration):
     initial = True
 
     dependencies = [
-        ('blog', '0001_initial'),
+        # The site model is a setting (PUBLISHQUEUE_SITE_MODEL, default blog.Blog): publishqueue depends on no
+        # content app. Edited in place as Django did for AUTH_USER_MODEL; existing databases are unchanged.
+        migrations.swappable_dependency(getattr(settings, 'PUBLISHQUEUE_SITE_MODEL', 'blog.Blog')),
     ]
 
     operations = [
@@ -39,9 +42,10 @@ class Migration(migrations.Migration):
                 ('content_hash', models.CharField(blank=True, max_length=64)),
                 ('published_at', models.DateTimeField(blank=True, null=True)),
                 ('created', models.DateTimeField(auto_now_add=True)),
-                ('blog', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='fileinfos', to='blog.blog')),
-                ('category', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='blog.category')),
-                ('entry', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='blog.entry')),
+                ('blog', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='fileinfos', to=getattr(settings, 'PUBLISHQUEUE_SITE_MODEL', 'blog.Blog'))),
+                # Were foreign keys to blog.Category and blog.Entry (same columns); 0005 moved them to object_id.
+                ('category', models.BigIntegerField(blank=True, null=True, db_column='category_id')),
+                ('entry', models.BigIntegerField(blank=True, null=True, db_column='entry_id')),
                 ('mapping', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='fileinfos', to='publishqueue.archivemapping')),
             ],
             options={
@@ -102,7 +106,7 @@ class Migration(migrations.Migration):
                 ('last_error', models.TextField(blank=True, editable=False)),
                 ('last_error_at', models.DateTimeField(blank=True, editable=False, null=True)),
                 ('modified', models.DateTimeField(auto_now=True)),
-                ('blog', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='templates', to='blog.blog')),
+                ('blog', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='templates', to=getattr(settings, 'PUBLISHQUEUE_SITE_MODEL', 'blog.Blog'))),
             ],
             options={
                 'ordering': ['blog', 'kind', 'name'],

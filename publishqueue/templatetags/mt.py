@@ -57,12 +57,18 @@ def date(value, arg=None) -> str:
         return django_date(value, arg)  # not a date: whatever Django's filter makes of it
 
 
+@register.tag("debug")
+def no_debug(parser, token):
+    """Django's {% debug %} prints the whole context and every loaded module: not for site templates."""
+    raise template.TemplateSyntaxError("{% debug %} is not available in site templates.")
+
+
 @register.simple_tag(takes_context=True)
 def include_cached(context, name: str) -> str:
     """Include a module rendered once per change of the blog's content or templates (MT's module
-    caching). The module sees only blog-wide variables (blog, all_categories, monthly_archives,
-    comment_action), so its output cannot depend on the page it is included in."""
+    caching). The module sees only the site-wide variables its content app registered (the blog's: blog,
+    all_categories, monthly_archives, comment_action), so its output cannot depend on the page it is in."""
     scope = context.get("_mt")
     if scope is None:
-        raise template.TemplateSyntaxError("include_cached is only available in blog templates.")
+        raise template.TemplateSyntaxError("include_cached is only available in site templates.")
     return mark_safe(scope.render_cached(name, context))  # noqa: S308 - output of a blog template

@@ -120,7 +120,7 @@ def test_a_user_without_the_permission_cannot_recycle(browser, site):
     assert page.locator("button.pq-recycle-button").count() == 0
     status = page.evaluate("""async () => {
         const token = document.cookie.split('; ').find(c => c.startsWith('csrftoken=')).split('=')[1];
-        const r = await fetch('/admin/dashboard/recycle/', {method: 'POST', headers: {'X-CSRFToken': token}});
+        const r = await fetch('/dispatch/recycle/', {method: 'POST', headers: {'X-CSRFToken': token}});
         return r.status;
     }""")
     assert status == 403

@@ -6,8 +6,8 @@ from django.contrib.admin.models import LogEntry
 from django.contrib.auth.models import Permission
 from django.utils import timezone
 
-from dispatch.dashboard import chart_svg
 from dispatch.models import ManagerStatus, RecycleAck, RecycleRequest
+from publishqueue.dashboard import chart_svg
 from publishqueue.enqueue import NewJob, enqueue
 from publishqueue.models import Job, JobError, JobStat
 from tests.factories import UserFactory
@@ -47,9 +47,19 @@ def test_the_admin_index_shows_depth_workers_and_the_recycle_button(admin_client
     assert "Recycle Workers" in html and "<svg" in html and "boom" in html
 
 
+def test_what_a_manager_has_to_say_is_on_the_dashboard(admin_client):
+    ManagerStatus.objects.create(
+        host="web1", pid=42, started=timezone.now(), last_seen=timezone.now(), address="unix:/run/x.sock",
+        message="Recycle (SIGHUP) abandoned: new processes fail to start (RuntimeError: broken deploy).",
+    )
+    assert "RuntimeError: broken deploy" in admin_client.get("/admin/").content.decode()
+    data = admin_client.get("/dispatch/dashboard.json").json()
+    assert "broken deploy" in data["workers"]["managers"][0]["message"]
+
+
 def test_the_json_endpoint_feeds_the_auto_refresh(admin_client):
     queue_some()
-    data = admin_client.get("/admin/dashboard/data.json").json()
+    data = admin_client.get("/dispatch/dashboard.json").json()
     assert data["depth"] == {"ready": 2, "waiting": 1, "in_progress": 1, "failed": 1}
     assert data["throughput_per_min"] > 0 and data["eta_seconds"] is not None
     assert {"managers", "queue_workers"} <= set(data["workers"]) and data["can_recycle"] is True
@@ -58,14 +68,14 @@ def test_the_json_endpoint_feeds_the_auto_refresh(admin_client):
 
 def test_a_user_without_the_permission_sees_no_button_and_gets_403(staff_client):
     assert "Recycle Workers" not in staff_client.get("/admin/").content.decode()
-    assert staff_client.post("/admin/dashboard/recycle/").status_code == 403
+    assert staff_client.post("/dispatch/recycle/").status_code == 403
     assert not RecycleRequest.objects.exists()
 
 
 def test_recycle_records_who_and_when_with_an_audit_entry(admin_client):
-    response = admin_client.get("/admin/dashboard/recycle/")
+    response = admin_client.get("/dispatch/recycle/")
     assert b"Yes, recycle workers" in response.content  # the confirmation page without JavaScript
-    response = admin_client.post("/admin/dashboard/recycle/")
+    response = admin_client.post("/dispatch/recycle/")
     assert response.status_code == 302
     request = RecycleRequest.objects.get()
     assert request.requested_by.username == "admin"
@@ -80,20 +90,20 @@ def test_recycle_needs_a_post_with_csrf(client):
 
     csrf_client = Client(enforce_csrf_checks=True)
     csrf_client.force_login(UserFactory(username="boss2", is_staff=True, is_superuser=True))
-    assert csrf_client.post("/admin/dashboard/recycle/").status_code == 403
+    assert csrf_client.post("/dispatch/recycle/").status_code == 403
 
 
 def test_queue_actions_retry_raise_and_delete(admin_client):
     queue_some()
     failed = Job.objects.get(unique_key="0")
-    admin_client.post(f"/admin/dashboard/job/{failed.pk}/retry/")
+    admin_client.post(f"/admin/publishqueue/job/{failed.pk}/do/retry/")
     failed.refresh_from_db()
     assert (failed.failed_at, failed.attempts) == (None, 0)
-    admin_client.post(f"/admin/dashboard/job/{failed.pk}/raise/")
+    admin_client.post(f"/admin/publishqueue/job/{failed.pk}/do/raise/")
     assert Job.objects.get(pk=failed.pk).priority == 5
-    admin_client.post(f"/admin/dashboard/job/{failed.pk}/delete/")
+    admin_client.post(f"/admin/publishqueue/job/{failed.pk}/do/delete/")
     assert not Job.objects.filter(pk=failed.pk).exists()
-    assert admin_client.get(f"/admin/dashboard/job/{failed.pk}/retry/").status_code == 405
+    assert admin_client.get(f"/admin/publishqueue/job/{failed.pk}/do/retry/").status_code == 405
 
 
 def test_the_job_list_filters_by_state_and_sets_priority(admin_client):

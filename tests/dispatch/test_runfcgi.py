@@ -271,3 +271,150 @@ def test_a_dynamic_pool_keeps_spare_children_within_bounds(runfcgi):
     # All idle now: more than --max-spare, so it shrinks back to two idle children.
     runfcgi.wait_for(lambda: len(runfcgi.children()) == 2, what="the pool to shrink to --max-spare")
     assert "more than --max-spare 2 idle" in runfcgi.log.read_text()
+
+
+# -- recycles, queue workers, orphans, stuck children, crash loops ------------------------------------
+
+
+def _queue_workers(runfcgi) -> set[int]:
+    import psutil
+
+    try:
+        kids = psutil.Process(runfcgi.proc.pid).children()
+    except psutil.Error:
+        return set()
+    return {k.pid for k in kids if "runworker" in " ".join(_cmdline(k))}
+
+
+def _cmdline(proc) -> list[str]:
+    import psutil
+
+    try:
+        return proc.cmdline()
+    except psutil.Error:
+        return []
+
+
+def _gone(pid: int) -> bool:
+    import psutil
+
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE  # reparented: init may be slow to reap
+    except psutil.NoSuchProcess:
+        return True
+
+
+def _wait_published(runfcgi) -> None:
+    """request_recycle signals only managers that published their status."""
+    runfcgi.wait_for(lambda: "runfcgi unix:" in runfcgi.manage("workers").stdout, what="the manager's status")
+
+
+def test_one_recycle_request_is_one_rolling_recycle(runfcgi):
+    """request_recycle records the request and SIGHUPs the manager; the manager's poll then sees the same
+    request: that was two rolling recycles for one click."""
+    runfcgi.start("--workers", "1")
+    _wait_published(runfcgi)
+    out = runfcgi.manage("recycle", "--wait", "20").stdout
+    assert "acknowledged" in out, out
+    time.sleep(4)  # several polls of the control plane
+    log = runfcgi.log.read_text()
+    assert log.count("recycled (") == 1, log
+    assert log.count("recycling (") == 1, log
+
+
+def test_supervised_queue_workers_restart_cleanly_and_are_acknowledged(runfcgi):
+    """Started as "python -m django runworker", the worker re-executed django/__main__.py and died of a
+    circular import on every recycle; a quick second recycle caught the newborn worker before its signal
+    handlers were installed. The acknowledgement left the new queue worker out."""
+    runfcgi.start("--workers", "1", "--queue-workers", "1")
+    _wait_published(runfcgi)
+    runfcgi.wait_for(lambda: _queue_workers(runfcgi), what="the queue worker")
+    for _ in range(3):
+        before = _queue_workers(runfcgi)
+        out = runfcgi.manage("recycle", "--wait", "30").stdout
+        assert "acknowledged" in out, out
+        after = runfcgi.wait_for(lambda before=before: (q := _queue_workers(runfcgi) - before) and q,
+                                 what="a new queue worker")
+        assert after and after.isdisjoint(before)
+        assert any(str(pid) in out for pid in after), out  # in the acknowledgement, new pids
+    runfcgi.signal(signal.SIGHUP)
+    time.sleep(0.3)
+    runfcgi.signal(signal.SIGHUP)  # the second lands while the new worker starts
+    runfcgi.wait_for(lambda: runfcgi.log.read_text().count("recycled (") >= 5, 60, "two more recycles")
+    time.sleep(1)
+    log = runfcgi.log.read_text()
+    assert "Traceback" not in log and "exited with" not in log, log
+
+
+def test_children_and_queue_workers_leave_when_the_master_is_killed(runfcgi):
+    runfcgi.start("--workers", "2", "--queue-workers", "1")
+    runfcgi.wait_for(lambda: len(runfcgi.children()) == 2 and _queue_workers(runfcgi), what="the pool")
+    time.sleep(1)  # the queue worker is past its start-up
+    pids = runfcgi.children() | _queue_workers(runfcgi)
+    runfcgi.proc.kill()
+    runfcgi.proc.wait()
+    killed = time.monotonic()
+    while not all(_gone(pid) for pid in pids) and time.monotonic() - killed < 10:
+        time.sleep(0.05)
+    seconds = time.monotonic() - killed
+    left = [pid for pid in pids if not _gone(pid)]
+    for pid in left:
+        os.kill(pid, signal.SIGKILL)
+    assert not left and seconds < 2, f"{left} still running {seconds:.1f}s after kill -9 of the master"
+
+
+def _hold_half_open(runfcgi) -> socket.socket:
+    """A request whose parameters never finish: the child serving it waits for the rest forever."""
+    sock = fcgi_client.connect(runfcgi.address, timeout=5)
+    sock.sendall(fcgi_client.request_bytes({"REQUEST_METHOD": "GET", "REQUEST_URI": "/stuck"})[:40])
+    return sock
+
+
+def test_children_stuck_on_half_open_connections_do_not_use_up_the_slots(runfcgi):
+    """Retiring children that never finish kept their scoreboard slots: a few HUPs later the master died
+    of IndexError in _spawn and left the stuck children holding the socket."""
+    runfcgi.start("--workers", "2", "--max-children", "2", "--graceful-timeout", "2")  # 6 slots
+    held, seen = [], set()
+    try:
+        for n in range(1, 6):
+            held += [_hold_half_open(runfcgi) for _ in range(2)]  # both children stuck
+            time.sleep(0.5)
+            seen |= runfcgi.children()
+            runfcgi.signal(signal.SIGHUP)
+            runfcgi.wait_for(lambda n=n: runfcgi.log.read_text().count("recycled (SIGHUP)") >= n, 60, f"recycle {n}")
+            assert runfcgi.proc.poll() is None, runfcgi.log.read_text()
+        runfcgi.wait_for(lambda: len(runfcgi.children()) == 2, 20, "the stuck children to be killed")
+        assert runfcgi.get("/dispatch/ping").status == 200
+        assert "did not leave within --graceful-timeout 2s" in runfcgi.log.read_text()
+    finally:
+        for sock in held:
+            sock.close()
+    seen |= runfcgi.children()
+    runfcgi.stop()
+    assert runfcgi.proc.returncode == 0 and "Traceback" not in runfcgi.log.read_text()
+    time.sleep(0.5)
+    assert [pid for pid in seen if not _gone(pid)] == []  # no orphans
+
+
+def test_children_dying_at_start_back_off_and_say_so(runfcgi):
+    hook = "import sys\nif sys.argv[0].endswith('child.py'):\n    raise RuntimeError('broken deploy')\n"
+    (runfcgi.tmp / "startup_hook.py").write_text(hook)  # children fail to start; the manager and manage.py do not
+    runfcgi.start("--workers", "1", wait=False)  # 5 deaths within 10 s start the backoff
+    runfcgi.wait_for(lambda: "crash-looping" in runfcgi.log.read_text(), 60, "the crash-loop backoff")
+    out = runfcgi.wait_for(lambda: "crash-looping" in (o := runfcgi.manage("workers").stdout) and o,
+                           what="the message in the status")
+    assert "RuntimeError: broken deploy" in out
+    first = runfcgi.log.read_text().count("before it was ready")
+    time.sleep(6)  # backing off 1, 2, 4 s: at most three more starts, not a tight loop
+    assert runfcgi.log.read_text().count("before it was ready") - first <= 3
+    (runfcgi.tmp / "startup_hook.py").unlink()
+    runfcgi.wait_ready(60)
+    runfcgi.wait_for(lambda: "crash-looping" not in runfcgi.manage("workers").stdout, what="the message to go")
+
+
+def test_a_queue_worker_that_keeps_exiting_is_restarted_with_backoff(runfcgi):
+    runfcgi.start("--workers", "1", "--queue-workers", "1", "--queue-worker-args=--load 0")  # exits at once
+    runfcgi.wait_for(lambda: "starting another in 4 s" in runfcgi.log.read_text(), 60, "the backoff")
+    out = runfcgi.wait_for(lambda: "keep exiting" in (o := runfcgi.manage("workers").stdout) and o,
+                           what="the message in the status")
+    assert "queue workers keep exiting" in out

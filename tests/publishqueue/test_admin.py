@@ -45,7 +45,7 @@ def test_switching_a_template_to_the_queue_changes_what_saving_an_entry_does(adm
     response = save_entry_in_admin(admin_client, entry, title="Edited")
     assert "Original" in page.read_text()  # not written in the request any more
     job = Job.objects.get(fileinfo__template=template)
-    assert (job.fileinfo.entry_id, job.priority) == (entry.pk, 10)
+    assert (job.fileinfo.object_id, job.priority) == (entry.pk, 10)
     assert "queued 1 file(s)" in response.content.decode()
     assert "Edited" in (tmp_path / "site" / "index.html").read_text()  # still Statically published
 

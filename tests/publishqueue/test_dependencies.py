@@ -4,9 +4,10 @@ import datetime as dt
 import pytest
 
 from blog import services
-from publishqueue.dependencies import EntryState, all_template_contexts, entry_change_contexts
+from blog.dependencies import EntryState, entry_change_contexts
+from publishqueue.fileinfos import all_template_contexts
 from publishqueue.models import Job, Template
-from publishqueue.paths import ArchiveContext
+from publishqueue.registry import ArchiveContext
 from tests.factories import CategoryFactory, CommentFactory, EntryFactory, blog_with_templates, set_mode
 
 pytestmark = pytest.mark.django_db
@@ -79,7 +80,7 @@ def test_unpublishing_touches_what_the_entry_was_in(blog, three):
 
 def test_comment_approval_republishes_entry_page_and_comment_indexes_only(blog, three):
     set_mode(blog, "queue")
-    Template.objects.filter(blog=blog, identifier="feed_atom").update(depends_on_comments=True)
+    Template.objects.filter(site=blog, identifier="feed_atom").update(depends_on_comments=True)
     Job.objects.all().delete()
     comment = CommentFactory(entry=three[0], status="pending")
     services.set_comment_status(comments=[comment], status="approved")
@@ -155,7 +156,7 @@ def test_entry_save_cost_does_not_grow_with_the_blog(blog, django_assert_max_num
 def test_a_templates_entry_pages_are_queued_in_date_order(blog):
     """A worker claims jobs by id: with entry pages queued in date order, a batch holds consecutive entries,
     which are each other's neighbours (loaded once for the batch)."""
-    from publishqueue.dependencies import template_fileinfos
+    from publishqueue.fileinfos import template_fileinfos
     from publishqueue.services import publish_templates
 
     when = dt.datetime(2026, 3, 10, 12, tzinfo=dt.UTC)
@@ -163,27 +164,27 @@ def test_a_templates_entry_pages_are_queued_in_date_order(blog):
     entries = [EntryFactory(blog=blog, published_on=when + dt.timedelta(days=n)) for n in offsets]
     by_date = [e.pk for e in sorted(entries, key=lambda e: (e.published_on, e.pk))]
     entry_template = blog.templates.get(identifier="entry")
-    assert [fi.entry_id for fi in template_fileinfos(entry_template)] == by_date
+    assert [fi.object_id for fi in template_fileinfos(entry_template)] == by_date
     monthly = blog.templates.get(identifier="monthly_archive")
-    assert all(fi.entry_id is None for fi in template_fileinfos(monthly))
+    assert all(fi.object_id is None for fi in template_fileinfos(monthly))
 
     Job.objects.all().delete()
     publish_templates(templates=[entry_template], queue=True)
-    assert [job.fileinfo.entry_id for job in Job.objects.order_by("id")] == by_date
+    assert [job.fileinfo.object_id for job in Job.objects.order_by("id")] == by_date
 
 
 def test_entry_paths_by_category_use_the_primary_category_and_others_do_not_load_categories(
     blog, three, django_assert_num_queries
 ):
-    from publishqueue.dependencies import template_fileinfos
+    from publishqueue.fileinfos import template_fileinfos
 
     entry_template = blog.templates.get(identifier="entry")
-    # Mapping types, live entries, mappings, the entries' path fields, the rows, creating them, the rows again:
-    # no query for the entries' categories.
-    with django_assert_num_queries(7):
-        paths = {fi.entry_id: fi.path for fi in template_fileinfos(entry_template)}
+    # Mapping types, live entries, mappings, the entries' path fields, the rows, creating them, the rows again,
+    # the template's rows whose context is gone: no query for the entries' categories.
+    with django_assert_num_queries(8):
+        paths = {fi.object_id: fi.path for fi in template_fileinfos(entry_template)}
     assert paths == {e.pk: f"{e.published_on:%Y/%m}/{e.slug}.html" for e in three}
     entry_template.mappings.update(path_pattern="{category}/{slug}.html")
     three[0].categories.set([CategoryFactory(blog=blog, slug="art")])
-    paths = {fi.entry_id: fi.path for fi in template_fileinfos(entry_template)}
+    paths = {fi.object_id: fi.path for fi in template_fileinfos(entry_template)}
     assert paths == {three[0].pk: f"art/{three[0].slug}.html"} | {e.pk: f"news/{e.slug}.html" for e in three[1:]}

@@ -105,7 +105,7 @@ def test_a_change_while_running_is_published_again():
     assert not Job.objects.exists()
 
 
-@override_settings(MTDISPATCH={"RETRY_BACKOFF_SECONDS": 300, "JOB_MAX_ATTEMPTS": 3})
+@override_settings(PUBLISHQUEUE={"RETRY_BACKOFF_SECONDS": 300, "JOB_MAX_ATTEMPTS": 3})
 def test_failures_are_logged_retried_with_backoff_then_kept_as_failed():
     add("a")
     for attempt in (1, 2):
@@ -167,3 +167,80 @@ def test_kinds_and_floor_filter_what_is_claimed():
     assert keys(jobrows.claim(worker_id="w", load=5, kinds=["noop"], now=NOW)) == ["n"]
     Job.objects.update(grabbed_by="", grabbed_until=None)
     assert keys(jobrows.claim(worker_id="w", load=5, floor=5, now=NOW)) == ["p"]
+
+
+def test_a_claim_counts_an_attempt_and_giving_a_job_back_uncounts_it():
+    add("a")
+    [job] = jobrows.claim(worker_id="w", load=1, now=NOW)
+    assert job.attempts == Job.objects.get().attempts == 1
+    assert jobrows.release(worker_id="w", jobs=[job]) == 1
+    assert Job.objects.get().attempts == 0
+    [job] = jobrows.claim(worker_id="w", load=1, now=NOW)
+    add("a")  # changed while running: it ran fine, so it runs again with no attempt used
+    assert jobrows.complete(worker_id="w", jobs=[job]) == 1
+    assert Job.objects.get().attempts == 0
+
+
+@override_settings(PUBLISHQUEUE={"JOB_MAX_ATTEMPTS": 3, "LEASE_SECONDS": 60})
+def test_a_job_whose_worker_dies_is_counted_run_alone_and_failed_after_max_attempts():
+    """A handler that kills its worker never reaches fail(): its lease expires with grabbed_by still set. Each
+    claim counted an attempt; such a job is claimed alone (it takes no other job down with it); once its
+    attempts are used up it is failed with an error naming the worker that died."""
+    add("pill", priority=5)
+    for n in range(4):
+        add(f"other{n}")
+    t = NOW
+    [pill, *mates] = jobrows.claim(worker_id="host1:101:1", load=5, now=t)
+    assert pill.unique_key == "pill" and len(mates) == 4  # the worker dies running the pill, mates and all
+    for attempt, pid in ((2, 102), (3, 103)):
+        t += dt.timedelta(seconds=61)
+        assert keys(jobrows.claim(worker_id=f"host1:{pid}:1", load=5, now=t)) == ["pill"]  # alone
+        row = Job.objects.get(unique_key="pill")
+        assert row.attempts == attempt and f"pid {pid - 1}" in row.last_error
+        assert "ended without a result" in row.last_error
+    t += dt.timedelta(seconds=61)
+    claimed = jobrows.claim(worker_id="host1:104:1", load=5, now=t)
+    assert keys(claimed) == ["other0"]  # its mates run again, one at a time (each might be the killer)
+    assert [c.attempts for c in claimed] == [2]
+    pill_row = Job.objects.get(unique_key="pill")
+    assert pill_row.failed_at == t and pill_row.attempts == 3 and pill_row.grabbed_by == ""
+    error = JobError.objects.get()
+    assert (error.job_id, error.kind, error.attempt, error.worker) == (pill_row.pk, "noop", 3, "host1:103:1")
+    assert "worker died while running this job: host host1, pid 103" in error.message
+    assert jobrows.retry_now([pill_row.pk]) == 1
+    assert Job.objects.get(unique_key="pill").attempts == 0
+
+
+@override_settings(PUBLISHQUEUE={"JOB_MAX_ATTEMPTS": 3, "RETRY_BACKOFF_SECONDS": 1})
+def test_failures_and_deaths_share_one_count_and_fail_counts_no_attempt_twice():
+    add("a")
+    [job] = jobrows.claim(worker_id="w1", load=1, now=NOW)
+    assert jobrows.fail(worker_id="w1", job=job, message="boom", now=NOW) is False
+    t = NOW + dt.timedelta(seconds=5)
+    jobrows.claim(worker_id="h:7:1", load=1, now=t)  # attempt 2: its worker dies
+    t += dt.timedelta(seconds=61)
+    [job] = jobrows.claim(worker_id="w3", load=1, now=t)
+    assert job.attempts == 3
+    assert jobrows.fail(worker_id="w3", job=job, message="boom again", now=t) is True
+    assert list(JobError.objects.order_by("attempt").values_list("attempt", flat=True)) == [1, 3]
+    assert Job.objects.get().attempts == 3
+
+
+def test_held_says_which_jobs_a_worker_still_holds_and_at_which_generation():
+    add("a")
+    add("b")
+    add("c")
+    a, b, c = jobrows.claim(worker_id="w1", load=3, now=NOW)
+    add("b")  # changed while running
+    Job.objects.filter(pk=c.id).update(grabbed_by="w2")  # taken over after w1's lease expired
+    with transaction.atomic():
+        assert jobrows.held(worker_id="w1", jobs=[a, b, c]) == {a.id: 1, b.id: 2}
+
+
+def test_a_forced_publish_stays_forced_when_coalesced_with_an_ordinary_one():
+    enqueue([NewJob(kind="publish", unique_key="1", args={"force": True})])
+    enqueue([NewJob(kind="publish", unique_key="1")])
+    assert Job.objects.get().args == {"force": True}
+    Job.objects.update(args={})
+    enqueue([NewJob(kind="publish", unique_key="1", args={"force": True})])
+    assert Job.objects.get().args == {"force": True}

@@ -3,7 +3,14 @@ import os
 import pytest
 
 from publishqueue import paths
-from publishqueue.paths import PathError, check_relative_path, format_path, resolve_output_path, validate_pattern
+from publishqueue.paths import PathError, check_relative_path, format_path, resolve_output_path
+from publishqueue.paths import validate_pattern as validate
+from publishqueue.registry import archive_type as registered
+
+
+def validate_pattern(archive_type: str, pattern: str) -> None:
+    """Against the fields the blog registered for the archive type."""
+    validate(archive_type, pattern, registered(archive_type).fields)
 
 
 @pytest.mark.parametrize(

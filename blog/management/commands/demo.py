@@ -7,7 +7,7 @@ from tqdm import tqdm
 
 from blog.demo import create_demo_blog
 from publishqueue.models import PublishingMode
-from publishqueue.services import blog_templates, publish_templates
+from publishqueue.services import publish_templates, site_templates
 
 
 class Command(BaseCommand):
@@ -15,7 +15,8 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser) -> None:
         parser.add_argument("--entries", type=int, default=300)
-        parser.add_argument("--site-root", default=str(Path(settings.VAR_DIR) / "site"))
+        parser.add_argument("--site-root", default=str(Path(settings.SITES_DIR) / "demo"),
+                            help="Under one of PUBLISHQUEUE[\"SITE_ROOTS\"] (default: SITES_DIR/demo).")
         parser.add_argument("--site-url", default="http://127.0.0.1:8000/blog/")
         parser.add_argument("--username", default="admin")
         parser.add_argument("--password", help="Set this password (default: a new random one for a new user).")
@@ -37,7 +38,7 @@ class Command(BaseCommand):
         self.stdout.write(f"Blog “{blog}” (id {blog.pk}): {result.entries} entries, site root {site_root}")
         if not opts["no_publish"]:
             with tqdm(total=0, unit="file", disable=opts["verbosity"] == 0, file=self.stderr._out) as bar:
-                report = publish_templates(templates=blog_templates(result.blog), progress=bar)
+                report = publish_templates(templates=site_templates(result.blog), progress=bar)
             self.stdout.write(f"Published: {report.summary()}")
         self.stdout.write(f"Site: {result.blog.site_url}")
         if result.password:

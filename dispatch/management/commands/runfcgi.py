@@ -41,6 +41,11 @@ class Command(BaseCommand):
         procs.add_argument("--max-rss", type=int, default=0, help="Recycle a child above this RSS (MB).")
         procs.add_argument("--request-timeout", type=float, default=0, help="Kill a child busy this long (s).")
         procs.add_argument("--graceful-timeout", type=float, default=30, help="TERM: wait this long (s).")
+        procs.add_argument("--crash-threshold", type=int, default=5,
+                           help="Children dying before they are ready this many times within --crash-interval "
+                                "start an exponential backoff of child starts (php-fpm's emergency_restart_threshold; "
+                                "0: never).")
+        procs.add_argument("--crash-interval", type=float, default=10, help="See --crash-threshold (s).")
         procs.add_argument("--queue-workers", type=int, default=0, help="Also supervise N runworker processes.")
         procs.add_argument("--queue-worker-args", default="", help='Extra runworker options, e.g. "--load 20".')
         req = parser.add_argument_group("requests (each child reads many connections at once)")
@@ -83,6 +88,7 @@ class Command(BaseCommand):
             min_spare=o["min_spare"], max_spare=o["max_spare"],
             max_requests_jitter=o["max_requests_jitter"], max_rss_mb=o["max_rss"],
             request_timeout=o["request_timeout"], graceful_timeout=o["graceful_timeout"],
+            crash_threshold=o["crash_threshold"], crash_interval=o["crash_interval"],
             queue_workers=o["queue_workers"], queue_worker_args=o["queue_worker_args"].split(),
             pidfile=o["pidfile"], outlog=o["outlog"], errlog=o["errlog"], http=o["http"],
             publish_status=not o["no_status"], child_args=child_args(o),

@@ -27,3 +27,6 @@ class Command(BaseCommand):
         widths = [max(len(str(r[i])) for r in rows) for i in range(len(rows[0]))]
         for row in rows:
             self.stdout.write("  ".join(str(v).ljust(w) for v, w in zip(row, widths, strict=True)).rstrip())
+        for m in state["managers"]:
+            if m["message"]:
+                self.stdout.write(f"runfcgi {m['host']}:{m['pid']}: {m['message']}")

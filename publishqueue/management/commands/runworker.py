@@ -12,6 +12,8 @@ from django.db import connections
 from publishqueue.conf import get_config
 from publishqueue.worker import Worker, WorkerOptions
 
+ORPHAN_GRACE_SECONDS = 1.0
+
 
 class Command(BaseCommand):
     help = (
@@ -31,7 +33,10 @@ class Command(BaseCommand):
         parser.add_argument("--no-periodic", action="store_true", help="Do not run the periodic tasks.")
         parser.add_argument("--no-background", action="store_true", help="Do not run django-q2 tasks.")
         parser.add_argument("--supervised", action="store_true",
-                            help="Run under runfcgi --queue-workers: recycle on its SIGHUP, not on requests.")
+                            help="Run under runfcgi --queue-workers: its manager replaces it on a recycle (SIGHUP or "
+                                 "SIGTERM: finish the job and exit), and it exits when the manager dies.")
+        parser.add_argument("--ready-fd", type=int,
+                            help="(runfcgi) Write R to this pipe once the signal handlers are installed.")
         parser.add_argument("--verbose", action="store_true", help="Report every job.")
         parser.add_argument("--quiet", action="store_true", help="Report nothing but errors.")
 
@@ -46,16 +51,30 @@ class Command(BaseCommand):
         )
         quiet = opts["quiet"]
         worker = Worker(options, log=(lambda msg: None) if quiet else (lambda msg: self.stderr.write(msg)))
+        self.parent = self._die_with_manager() if opts["supervised"] else None
         restart = self._install_signals(worker)
+        if opts["ready_fd"] is not None:
+            _say_ready(opts["ready_fd"])
         result = worker.run()
         if not quiet:
             self.stdout.write(
                 f"{worker.worker_id}: {result.done} done, {result.failed} failed, {result.requeued} requeued "
-                f"(changed while running), {result.background} background task(s); {result.reason}."
+                f"(changed while running), {result.lost} lost to other workers, {result.outages} database "
+                f"outage(s) ridden out, {result.background} background task(s); {result.reason}."
             )
+        if self.parent is not None:
+            return  # supervised: its manager starts a fresh one (with its own readiness and backoff)
         if restart.is_set() or worker.restart_requested:
             self.stderr.write(f"{worker.worker_id}: SIGHUP, restarting with fresh code")
             self._reexec()
+
+    def _die_with_manager(self) -> int:
+        """SIGTERM when the manager dies (kill -9 of it must not leave this worker running)."""
+        from dispatch.lifeline import die_with_parent, watch_parent
+
+        parent = die_with_parent(signal.SIGTERM)
+        watch_parent(parent, signal.SIGTERM)
+        return parent
 
     def _install_signals(self, worker: Worker) -> threading.Event:
         restart = threading.Event()
@@ -63,8 +82,12 @@ class Command(BaseCommand):
         def stop(signum, frame) -> None:
             worker.stop(f"signal {signal.Signals(signum).name}")
             # Bounded: a job that does not finish in time is abandoned; its lease expires and another
-            # worker runs it, so nothing is lost.
-            timer = threading.Timer(get_config()["STOP_TIMEOUT_SECONDS"], _hard_exit, args=[worker])
+            # worker runs it, so nothing is lost. Orphaned (the manager died): at once.
+            from dispatch.lifeline import orphaned
+
+            gone = self.parent is not None and orphaned(self.parent)
+            timer = threading.Timer(ORPHAN_GRACE_SECONDS if gone else get_config()["STOP_TIMEOUT_SECONDS"],
+                                    _hard_exit, args=[worker])
             timer.daemon = True
             timer.start()
 
@@ -81,7 +104,16 @@ class Command(BaseCommand):
         connections.close_all()
         sys.stdout.flush()
         sys.stderr.flush()
-        os.execv(sys.executable, [sys.executable, *sys.argv])
+        # The command line as given: sys.argv[0] of "python -m django" is django/__main__.py, which cannot
+        # be run as a script (a circular import).
+        os.execv(sys.executable, [sys.executable, *sys.orig_argv[1:]])
+
+
+def _say_ready(fd: int) -> None:
+    try:
+        os.write(fd, b"R\n")
+    except OSError:
+        pass  # the manager is gone; the lifeline stops this worker
 
 
 def _hard_exit(worker: Worker) -> None:

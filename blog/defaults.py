@@ -7,10 +7,10 @@ from pathlib import Path
 
 from django.db import transaction
 
-from blog.models import Blog
+from publishqueue.models import ArchiveMapping, Template
 
-from .models import ArchiveMapping, Template
-from .paths import ArchiveType
+from .archives import Archive as ArchiveType
+from .models import Blog
 
 SOURCE_DIR = Path(__file__).parent / "default_templates"
 
@@ -58,7 +58,7 @@ def install_default_templates(*, blog: Blog, mode: str = "static") -> list[Templ
         if spec.name in existing:
             continue
         template = Template.objects.create(
-            blog=blog, name=spec.name, identifier=spec.identifier, kind=spec.kind,
+            site=blog, name=spec.name, identifier=spec.identifier, kind=spec.kind,
             source=(SOURCE_DIR / spec.source_file).read_text(), depends_on_comments=spec.depends_on_comments,
             mode=mode,
         )

@@ -13,6 +13,7 @@
     const rows = [];
     for (const m of w.managers) {
       rows.push(`<tr class="pq-manager"><td>${esc(m.host)}</td><td>${m.pid}</td><td>runfcgi ${esc(m.address)}</td><td>${esc(m.state)}</td><td>${m.requests_served}</td><td></td><td>${duration(m.uptime)}</td><td>${m.children.length}/${m.workers_target} children</td></tr>`);
+      if (m.message) rows.push(`<tr class="pq-message"><td></td><td colspan="7">${esc(m.message)}</td></tr>`);
       for (const c of m.children) {
         const cur = c.request ? `${esc(c.request)} (${c.request_age}s)` : "";
         rows.push(`<tr class="pq-child" data-pid="${c.pid}"><td></td><td>${c.pid}</td><td>FastCGI child</td><td>${esc(c.state)}</td><td>${c.requests}</td><td>${mb(c.rss)}</td><td>${duration(c.age)}</td><td>${cur}</td></tr>`);

@@ -1,0 +1,443 @@
+"""The blog's archive types (MT's: index, entry, category, monthly, yearly, daily) as registered with
+publishqueue: their path fields, every context a template of each type has, and what each page shows,
+loaded for a worker's batch of pages in a few queries."""
+from __future__ import annotations
+
+import datetime as dt
+import functools
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.db import models
+from django.db.models import Count, Q
+from django.db.models.functions import TruncMonth
+from django.urls import get_script_prefix, get_urlconf, reverse
+from django.utils import timezone
+
+from publishqueue.registry import ArchiveContext, ArchiveType, Page, register_archive_type, register_site_variables
+from publishqueue.rendering import Links
+
+from .conf import get_config
+from .models import Blog, Category, Comment, Entry, attach_categories, categories_of
+from .sandbox import ViewList, blog_view, category_view, comment_view, documentation, entry_view
+
+
+class Archive(models.TextChoices):
+    INDEX = "index", "Index"
+    INDIVIDUAL = "individual", "Entry"
+    CATEGORY = "category", "Category"
+    MONTHLY = "monthly", "Monthly"
+    YEARLY = "yearly", "Yearly"
+    DAILY = "daily", "Daily"
+
+
+DATE_TYPES = (Archive.MONTHLY, Archive.YEARLY, Archive.DAILY)
+
+
+def index_context() -> ArchiveContext:
+    return ArchiveContext(Archive.INDEX)
+
+
+def entry_context(entry_id: int) -> ArchiveContext:
+    return ArchiveContext(Archive.INDIVIDUAL, object_id=entry_id)
+
+
+def category_context(category_id: int) -> ArchiveContext:
+    return ArchiveContext(Archive.CATEGORY, object_id=category_id)
+
+
+def period_context(archive_type: str, start: dt.date) -> ArchiveContext:
+    return ArchiveContext(archive_type, period_start=start)
+
+
+# -- periods -------------------------------------------------------------------------------------------
+
+
+def period_start(archive_type: str, day: dt.date) -> dt.date:
+    if archive_type == Archive.MONTHLY:
+        return day.replace(day=1)
+    if archive_type == Archive.YEARLY:
+        return day.replace(month=1, day=1)
+    return day
+
+
+def period_end(archive_type: str, start: dt.date) -> dt.date:
+    """The first day after the period."""
+    if archive_type == Archive.MONTHLY:
+        return (start.replace(day=28) + dt.timedelta(days=4)).replace(day=1)
+    if archive_type == Archive.YEARLY:
+        return start.replace(year=start.year + 1)
+    return start + dt.timedelta(days=1)
+
+
+def period_bounds(archive_type: str, start: dt.date) -> tuple[dt.datetime, dt.datetime]:
+    tz = timezone.get_current_timezone()
+    end = period_end(archive_type, start)
+    return (
+        dt.datetime.combine(start, dt.time.min, tzinfo=tz),
+        dt.datetime.combine(end, dt.time.min, tzinfo=tz),
+    )
+
+
+def date_fields(day: dt.date) -> dict[str, str]:
+    return {"year": f"{day.year:04d}", "month": f"{day.month:02d}", "day": f"{day.day:02d}"}
+
+
+def date_contexts(when: dt.datetime) -> set[ArchiveContext]:
+    """The monthly, yearly and daily archives an entry published at ``when`` appears in."""
+    day = timezone.localdate(when)
+    return {period_context(t, period_start(t, day)) for t in DATE_TYPES}
+
+
+def _period_title(archive_type: str, start: dt.date) -> str:
+    formats = {Archive.MONTHLY: "%B %Y", Archive.YEARLY: "%Y", Archive.DAILY: "%B %-d, %Y"}
+    return start.strftime(formats[archive_type])
+
+
+# -- entries and their links ---------------------------------------------------------------------------
+
+
+def primary_category_slug(entry: Entry) -> str:
+    """The {category} of an entry's path: its first category by slug (MT's primary category)."""
+    return min((c.slug for c in categories_of(entry)), default="uncategorized")
+
+
+def entry_fields(entry: Entry, *, category: bool = True) -> dict[str, str]:
+    """The path fields of an entry's page: {year} {month} {day} (local date), {slug}, {id}, and {category}
+    when asked (it reads the entry's categories)."""
+    fields = {**date_fields(timezone.localdate(entry.published_on)), "slug": entry.slug, "id": str(entry.pk)}
+    if category:
+        fields["category"] = primary_category_slug(entry)
+    return fields
+
+
+def entry_url(links: Links, entry: Entry) -> str:
+    return links.url(Archive.INDIVIDUAL, entry_fields(entry, category=links.uses(Archive.INDIVIDUAL, "category")))
+
+
+def category_url(links: Links, category: Category) -> str:
+    return links.url(Archive.CATEGORY, {"category": category.slug})
+
+
+def period_url(links: Links, archive_type: str, start: dt.date) -> str:
+    return links.url(archive_type, date_fields(start))
+
+
+def with_links(entries: list[Entry], links: Links) -> list[Entry]:
+    """Give each entry its permalink, once per entry object and set of links: a batch's entries are shown on
+    several of its pages (their own, and their neighbours' links)."""
+    for entry in entries:
+        known = getattr(entry, "_permalink_of", None)
+        if known is None or known[0] is not links.patterns or known[1] != links.site.site_url:
+            entry.permalink = entry_url(links, entry)
+            entry._permalink_of = (links.patterns, links.site.site_url)
+    return entries
+
+
+def views(entries: list[Entry], links: Links) -> ViewList:
+    """What templates see of entries (``blog.sandbox``): one view per entry object and set of links, with its
+    permalink and its categories' archive URLs."""
+    with_links(entries, links)
+    found = []
+    for entry in entries:
+        known = getattr(entry, "_view", None)
+        if known is None or known[0] is not entry._permalink_of:
+            categories = categories_of(entry)
+            for category in categories:
+                category.archive_url = category_url(links, category)
+            known = entry._view = (entry._permalink_of, entry_view(entry, categories))
+        found.append(known[1])
+    return ViewList(found)
+
+
+def view(entry: Entry | None, links: Links):
+    return views([entry], links)[0] if entry is not None else None
+
+
+def _listed(entries, links: Links) -> ViewList:
+    """Entries of a listing page, as views with their categories and permalinks."""
+    return views(attach_categories(entries), links)
+
+
+def _live_entries(blog: Blog):
+    return Entry.objects.live().filter(blog=blog)
+
+
+# -- what a batch of pages shows -----------------------------------------------------------------------
+
+# Date ranges OR-ed in one query (SQLite limits an expression's depth to 1,000).
+PERIODS_PER_QUERY = 200
+
+
+@dataclass
+class BatchPages:
+    """What a batch of pages shows, loaded for all of them in a few queries (a worker's batch, or a single
+    page): entry pages (the entry, its categories and author, its neighbours, its approved comments) and the
+    entries of date-based archives."""
+
+    loaded: set[int] = field(default_factory=set)
+    entries: dict[int, Entry] = field(default_factory=dict)
+    neighbours: dict[int, tuple[Entry | None, Entry | None]] = field(default_factory=dict)
+    comments: dict[int, list[Comment]] = field(default_factory=dict)
+    # (archive type, period start) -> its live entries, newest first.
+    periods: dict[tuple[str, dt.date], list[Entry]] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, blog_id: int, entry_ids=(), periods=()) -> BatchPages:
+        pages = cls()
+        if entry_ids:
+            pages._load_entry_pages(blog_id, set(entry_ids))
+        for start in range(0, len(periods := sorted(set(periods))), PERIODS_PER_QUERY):
+            pages._load_periods(blog_id, periods[start : start + PERIODS_PER_QUERY])
+        return pages
+
+    def _load_entry_pages(self, blog_id: int, ids: set[int]) -> None:
+        entries = Entry.objects.live().filter(blog_id=blog_id, pk__in=ids).in_bulk()
+        authors = get_user_model().objects.in_bulk({e.author_id for e in entries.values() if e.author_id})
+        for entry in entries.values():  # a blog has few authors: one object each, not one per entry
+            if entry.author_id in authors:
+                entry.author = authors[entry.author_id]
+        pairs = Entry.objects.neighbours_of(blog_id, {pk: entry.published_on for pk, entry in entries.items()})
+        # A batch's entries are mostly each other's neighbours: only the others are loaded.
+        outside = {n for pair in pairs.values() for n in pair if n and n not in entries}
+        near = {**entries, **Entry.objects.in_bulk(outside)} if outside else entries
+        attach_categories(near.values())
+        comments: dict[int, list[Comment]] = {pk: [] for pk in entries}
+        for comment in Comment.objects.filter(entry_id__in=list(entries), status=Comment.Status.APPROVED):
+            comments[comment.entry_id].append(comment)
+        self.loaded |= ids
+        self.entries.update(entries)
+        self.neighbours.update((pk, (near.get(before), near.get(after))) for pk, (before, after) in pairs.items())
+        self.comments.update(comments)
+
+    def _load_periods(self, blog_id: int, periods: list[tuple[str, dt.date]]) -> None:
+        """One query for the entries of many periods (each an indexed date range), shared out by local date."""
+        ranges = Q()
+        for archive_type, start in periods:
+            lo, hi = period_bounds(archive_type, start)
+            ranges |= Q(published_on__gte=lo, published_on__lt=hi)
+        listed: dict[tuple[str, dt.date], list[Entry]] = {key: [] for key in periods}
+        types = {archive_type for archive_type, _ in periods}
+        for entry in attach_categories(Entry.objects.live().filter(ranges, blog_id=blog_id)):
+            day = timezone.localdate(entry.published_on)
+            for archive_type in types:
+                found = listed.get((archive_type, period_start(archive_type, day)))
+                if found is not None:
+                    found.append(entry)
+        self.periods.update(listed)
+
+
+def _preload_entries(blog: Blog, contexts: Sequence[ArchiveContext]) -> BatchPages:
+    return BatchPages.load(blog.pk, entry_ids=[c.object_id for c in contexts if c.object_id])
+
+
+def _preload_periods(blog: Blog, contexts: Sequence[ArchiveContext]) -> BatchPages:
+    return BatchPages.load(blog.pk, periods=[(c.archive_type, c.period_start) for c in contexts if c.period_start])
+
+
+# -- what each page shows ------------------------------------------------------------------------------
+
+
+def _index_variables(page: Page) -> dict[str, Any]:
+    limit = get_config()["INDEX_ENTRIES"]
+    return {"entries": _listed(_live_entries(page.site)[:limit], page.links), "archive_title": page.site.name}
+
+
+def _entry_variables(page: Page) -> dict[str, Any] | None:
+    entry_id, blog, links, pages = page.context.object_id, page.site, page.links, page.batch
+    if not entry_id:
+        return None
+    if pages is None or entry_id not in pages.loaded:
+        pages = BatchPages.load(blog.pk, entry_ids=[entry_id])
+    entry = pages.entries.get(entry_id)
+    if entry is None:
+        return None  # no longer live
+    previous_entry, next_entry = pages.neighbours[entry_id]
+    return {
+        "entry": view(entry, links),
+        "previous_entry": view(previous_entry, links),
+        "next_entry": view(next_entry, links),
+        "comments": ViewList(comment_view(c) for c in pages.comments[entry_id]),
+        "archive_title": entry.title,
+        "comments_open": blog.comment_policy != Blog.CommentPolicy.CLOSED,
+    }
+
+
+def _category_variables(page: Page) -> dict[str, Any] | None:
+    category = Category.objects.filter(blog=page.site, pk=page.context.object_id).first()
+    entries = _listed(_live_entries(page.site).filter(categories=category), page.links) if category else []
+    if not entries:
+        return None
+    category.archive_url = category_url(page.links, category)
+    return {"category": category_view(category), "entries": entries, "archive_title": category.label}
+
+
+def _period_variables(page: Page) -> dict[str, Any] | None:
+    period = (page.context.archive_type, page.context.period_start)
+    pages = page.batch
+    if pages is None or period not in pages.periods:
+        pages = BatchPages.load(page.site.pk, periods=[period])  # a single page is a batch of one
+    entries = views(pages.periods[period], page.links)
+    if not entries:
+        return None
+    start, end = period_bounds(*period)
+    return {
+        "entries": entries,
+        "period_start": start,
+        "period_end": end,
+        "archive_title": _period_title(*period),
+    }
+
+
+# -- every context of a type, and path fields ------------------------------------------------------------
+
+
+def _all_entries(blog: Blog) -> list[ArchiveContext]:
+    return [entry_context(pk) for pk in Entry.objects.live().filter(blog=blog).values_list("pk", flat=True)]
+
+
+def _all_categories(blog: Blog) -> list[ArchiveContext]:
+    live = Entry.objects.live().filter(blog=blog)
+    return [category_context(pk) for pk in Category.objects.filter(entries__in=live).values_list("pk", flat=True)]
+
+
+def _all_periods(archive_type: str):
+    def contexts(blog: Blog) -> set[ArchiveContext]:
+        # Local dates here: SQLite would truncate them in a Python function per row, twice as slow.
+        dates = Entry.objects.live().filter(blog=blog).values_list("published_on", flat=True)
+        days = {timezone.localdate(d) for d in dates}
+        return {period_context(archive_type, start) for start in {period_start(archive_type, day) for day in days}}
+
+    return contexts
+
+
+def _entry_fields(blog: Blog, contexts: Sequence[ArchiveContext], wanted: frozenset[str]) -> dict:
+    """What paths need, for up to every entry of the blog (a template saved): no bodies; categories in bulk,
+    and only when a path shows them. Returned in the order of the entries' dates (then ids)."""
+    ids = [c.object_id for c in contexts if c.object_id]
+    entries = Entry.objects.live().filter(pk__in=ids).only("id", "blog_id", "slug", "published_on").in_bulk()
+    by_category = "category" in wanted
+    if by_category:
+        attach_categories(entries.values())
+    ordered = sorted(entries.values(), key=lambda e: (e.published_on, e.pk))
+    fields: dict = {entry_context(e.pk).key: entry_fields(e, category=by_category) for e in ordered}
+    for context in contexts:
+        fields.setdefault(context.key, None)  # gone: its file is removed
+    return fields
+
+
+def _category_fields(blog: Blog, contexts: Sequence[ArchiveContext], wanted: frozenset[str]) -> dict:
+    categories = Category.objects.filter(pk__in=[c.object_id for c in contexts if c.object_id]).in_bulk()
+    return {
+        c.key: {"category": categories[c.object_id].slug} if c.object_id in categories else None for c in contexts
+    }
+
+
+def _period_fields(blog: Blog, contexts: Sequence[ArchiveContext], wanted: frozenset[str]) -> dict:
+    return {c.key: date_fields(c.period_start) for c in contexts}
+
+
+# -- blog-wide variables -------------------------------------------------------------------------------
+
+
+class _Lazy:
+    """A value computed on first use, so templates that do not show it do not pay for its query."""
+
+    def __init__(self, func: Any) -> None:
+        self._func = func
+
+    def __call__(self) -> Any:
+        if not hasattr(self, "_value"):
+            self._value = self._func()
+        return self._value
+
+
+@functools.lru_cache(maxsize=16)
+def _comment_action(script_prefix: str, urlconf: str) -> str:
+    """The comment form's URL: reversed once per script prefix and URLconf, not for every page."""
+    return reverse("blog:comment_post", urlconf=urlconf)
+
+
+def blog_variables(blog: Blog, links: Links) -> dict[str, Any]:
+    """What every page gets, and the only variables a cached module sees: the blog, its categories and
+    monthly archives (lists computed once per content and templates version), the comment form's URL."""
+
+    def categories() -> ViewList:
+        cats = list(
+            Category.objects.filter(blog=blog, entries__status=Entry.Status.PUBLISHED)
+            .annotate(count=Count("entries"))
+            .order_by("label")
+        )
+        for cat in cats:
+            cat.archive_url = category_url(links, cat)
+        return ViewList(category_view(cat) for cat in cats)
+
+    def monthly_archives() -> list[dict[str, Any]]:
+        rows = (
+            _live_entries(blog)
+            .annotate(month=TruncMonth("published_on"))
+            .values("month")
+            .annotate(count=Count("id"))
+            .order_by("-month")
+        )
+        return [
+            {"start": r["month"], "count": r["count"], "url": period_url(links, Archive.MONTHLY, r["month"].date())}
+            for r in rows
+        ]
+
+    return {
+        "blog": blog_view(blog),
+        "all_categories": _Lazy(categories),
+        "monthly_archives": _Lazy(monthly_archives),
+        "comment_action": _comment_action(get_script_prefix(), get_urlconf() or settings.ROOT_URLCONF),
+    }
+
+
+DATE_FIELDS = frozenset({"year", "month", "day"})
+
+LISTING = {"entries": "the entries shown (EntryView), newest first", "archive_title": "the page's title"}
+DOCS = {
+    Archive.INDEX: {**LISTING, "entries": "the latest entries (EntryView), newest first"},
+    Archive.INDIVIDUAL: {
+        "entry": "the entry (EntryView)", "previous_entry": "the entry before it, or nothing",
+        "next_entry": "the entry after it, or nothing", "comments": "its approved comments (CommentView)",
+        "comments_open": "whether the comment form is shown", "archive_title": "the entry's title",
+    },
+    Archive.CATEGORY: {**LISTING, "category": "the category (CategoryView)"},
+    "period": {**LISTING, "period_start": "the first moment of the period", "period_end": "the first moment after"},
+}
+SITE_DOCS = {
+    "blog": "the blog (BlogView)", "all_categories": "categories with published entries (CategoryView, with count)",
+    "monthly_archives": "months with entries: start, count, url", "comment_action": "the comment form's URL",
+}
+
+
+def register() -> None:
+    """Tell publishqueue about the blog's archive types and blog-wide variables (BlogConfig.ready)."""
+    register_archive_type(ArchiveType(
+        Archive.INDEX, "Index", "single", all_contexts=lambda blog: [index_context()], variables=_index_variables,
+        priority=9, documentation=DOCS[Archive.INDEX],
+    ))
+    register_archive_type(ArchiveType(
+        Archive.INDIVIDUAL, "Entry", "object", all_contexts=_all_entries, variables=_entry_variables,
+        fields=frozenset({"year", "month", "day", "slug", "id", "category"}), path_fields=_entry_fields,
+        preload=_preload_entries, priority=10, key_prefix="entry", ordered=True, documentation=DOCS[Archive.INDIVIDUAL],
+    ))
+    register_archive_type(ArchiveType(
+        Archive.CATEGORY, "Category", "object", all_contexts=_all_categories, variables=_category_variables,
+        fields=frozenset({"category"}), path_fields=_category_fields, priority=1, documentation=DOCS[Archive.CATEGORY],
+    ))
+    for archive_type, fields, priority in (
+        (Archive.MONTHLY, frozenset({"year", "month"}), 2),
+        (Archive.YEARLY, frozenset({"year"}), 0),
+        (Archive.DAILY, DATE_FIELDS, 0),
+    ):
+        register_archive_type(ArchiveType(
+            archive_type, Archive(archive_type).label, "period", all_contexts=_all_periods(archive_type),
+            variables=_period_variables, fields=fields, path_fields=_period_fields, preload=_preload_periods,
+            priority=priority, documentation=DOCS["period"],
+        ))
+    register_site_variables(blog_variables, documentation=SITE_DOCS, objects=documentation())

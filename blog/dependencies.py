@@ -1,0 +1,70 @@
+"""What a content change touches (MT's BuildDependencies), as archive contexts.
+
+Every function here costs the same whatever the blog's size (an entry save touches its page, its
+neighbours, its category and date archives, and the indexes).
+"""
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+from publishqueue.models import ArchiveMapping
+from publishqueue.registry import ArchiveContext
+
+from .archives import Archive, category_context, date_contexts, entry_context, index_context
+from .models import Entry
+
+
+@dataclass(frozen=True)
+class EntryState:
+    """What of an entry decides which files show it, captured before and after a change."""
+
+    entry_id: int
+    blog_id: int
+    live: bool
+    published_on: dt.datetime
+    category_ids: frozenset[int]
+
+    @classmethod
+    def of(cls, entry: Entry) -> EntryState:
+        return cls(
+            entry_id=entry.pk,
+            blog_id=entry.blog_id,
+            live=entry.status == Entry.Status.PUBLISHED,
+            published_on=entry.published_on,
+            category_ids=frozenset(entry.categories.values_list("pk", flat=True)),
+        )
+
+    @classmethod
+    def load(cls, entry_id: int | None) -> EntryState | None:
+        entry = Entry.objects.filter(pk=entry_id).first() if entry_id else None
+        return cls.of(entry) if entry else None
+
+
+def _neighbour_ids(state: EntryState) -> set[int]:
+    found = Entry.objects.neighbour_ids(state.blog_id, state.published_on, state.entry_id)
+    return {pk for pk in found if pk}
+
+
+def entry_change_contexts(before: EntryState | None, after: EntryState | None) -> set[ArchiveContext]:
+    """Files an entry change touches: its page, its neighbours' pages (at the old and new dates), its
+    category and date archives (old and new), and the indexes. Nothing when it was and is not live."""
+    states = [s for s in (before, after) if s is not None and s.live]
+    if not states:
+        return set()
+    entry_id = (after or before).entry_id
+    contexts = {index_context(), entry_context(entry_id)}
+    for state in states:
+        contexts |= {entry_context(pk) for pk in _neighbour_ids(state)}
+        contexts |= {category_context(pk) for pk in state.category_ids}
+        contexts |= date_contexts(state.published_on)
+    return contexts
+
+
+def comment_change_contexts(entry: Entry) -> set[ArchiveContext]:
+    return {entry_context(entry.pk), index_context()}
+
+
+def only_comment_templates(mapping: ArchiveMapping) -> bool:
+    """Entry pages show comments; indexes are republished for comments only when they say so."""
+    return mapping.archive_type == Archive.INDIVIDUAL or mapping.template.depends_on_comments

@@ -1,0 +1,135 @@
+"""FileInfo rows: the output files of archive contexts under a site's templates, created or re-pathed as
+needed. Content apps decide which contexts a change touches; this turns contexts into files."""
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+from .models import ArchiveMapping, FileInfo, PublishingMode, Template
+from .paths import PathError, format_path
+from .registry import ArchiveContext, registry
+from .sites import AbstractSite
+
+ACTIVE_MODES = [m for m in PublishingMode if m != PublishingMode.DISABLED]
+
+
+def all_template_contexts(template: Template) -> set[ArchiveContext]:
+    """Every file a template has: for each archive type it maps, every context of that type on its site."""
+    contexts: set[ArchiveContext] = set()
+    for archive_type in set(template.mappings.values_list("archive_type", flat=True)):
+        contexts |= set(registry.archive_type(archive_type).all_contexts(template.site))
+    return contexts
+
+
+def template_fileinfos(template: Template) -> list[FileInfo]:
+    """The FileInfo rows of every file ``template`` has now (created or re-pathed as needed), and after them
+    its rows whose context is gone (a deleted category, an unpublished entry): publishing those removes their
+    files, which would otherwise survive every later publish."""
+    rows = ensure_fileinfos(site=template.site, contexts=all_template_contexts(template), templates=[template])
+    current = {row.pk for row in rows}
+    gone = set(FileInfo.objects.filter(template=template).values_list("pk", flat=True)) - current
+    if gone:
+        stale = FileInfo.objects.filter(pk__in=gone).select_related("template", "mapping")
+        for row in stale:
+            row.site = template.site
+        rows += sorted(stale, key=lambda fi: fi.pk)
+    return rows
+
+
+def _wanted_fields(mappings: list[ArchiveMapping], archive_type: str) -> frozenset[str]:
+    """The path fields the patterns of an archive type's mappings use (an entry's {category} costs a query)."""
+    fields = registry.archive_type(archive_type).fields
+    return frozenset(f for f in fields if any("{" + f + "}" in m.path_pattern for m in mappings))
+
+
+def ensure_fileinfos(
+    *,
+    site: AbstractSite,
+    contexts: Iterable[ArchiveContext],
+    templates: Iterable[Template] | None = None,
+    mapping_filter: Callable[[ArchiveMapping], bool] | None = None,
+) -> list[FileInfo]:
+    """The FileInfo rows for ``contexts`` under the site's (or the given) templates, created or re-pathed as
+    needed. Rows whose object is gone are returned too (publishing them removes their files)."""
+    contexts = list(contexts)
+    by_type: dict[str, list[ArchiveContext]] = {}
+    for context in contexts:
+        by_type.setdefault(context.archive_type, []).append(context)
+    mappings = ArchiveMapping.objects.filter(archive_type__in=list(by_type), template__mode__in=ACTIVE_MODES)
+    if templates is not None:
+        mappings = mappings.filter(template__in=list(templates))
+    else:
+        mappings = mappings.filter(template__site=site)
+    mappings = [m for m in mappings.select_related("template") if mapping_filter is None or mapping_filter(m)]
+    if not mappings or not contexts:
+        return []
+    # (mapping id, context key) -> the row's mapping, context and path: rows are built only for the missing.
+    wanted: dict[tuple[int, str], tuple[ArchiveMapping, ArchiveContext, str]] = {}
+    order: dict[str, int] = {}
+    for archive_type, typed in by_type.items():
+        typed_mappings = [m for m in mappings if m.archive_type == archive_type]
+        if not typed_mappings:
+            continue
+        known = registry.archive_type(archive_type)
+        fields = known.path_fields(site, typed, _wanted_fields(typed_mappings, archive_type))
+        if known.ordered:
+            order.update((key, i) for i, key in enumerate(fields))
+        for mapping in typed_mappings:
+            for context in typed:
+                found = fields.get(context.key)
+                if found is not None:
+                    wanted[(mapping.pk, context.key)] = (mapping, context, _path(mapping, found))
+    rows = _sync_fileinfos(site, mappings, [c.key for c in contexts], wanted)
+    # Ordered files (entry pages by date, so that a worker's batch shows its own entries as each other's
+    # neighbours, which it loads once) after the others, which go by id.
+    return sorted(rows, key=lambda fi: (fi.context_key in order, order.get(fi.context_key, 0), fi.pk))
+
+
+def _path(mapping: ArchiveMapping, fields: dict[str, str]) -> str:
+    try:
+        return format_path(mapping.path_pattern, fields)
+    except PathError:
+        return mapping.path_pattern  # the publisher refuses it with the error; keep the row
+
+
+def _new_fileinfo(site: AbstractSite, mapping: ArchiveMapping, context: ArchiveContext, path: str) -> FileInfo:
+    return FileInfo(
+        site=site, template=mapping.template, mapping=mapping, archive_type=context.archive_type,
+        context_key=context.key, object_id=context.object_id, period_start=context.period_start, path=path,
+        url=site.absolute_url(path),
+    )
+
+
+def _existing(site: AbstractSite, mappings: list[ArchiveMapping], keys: list[str]) -> dict[tuple[int, str], FileInfo]:
+    """The rows for ``keys``, with the site, mapping and template objects shared among them (one copy of
+    each per row, the template's source included, was most of the cost of saving a template)."""
+    by_id = {mapping.pk: mapping for mapping in mappings}
+    found: dict[tuple[int, str], FileInfo] = {}
+    for start in range(0, len(keys), 500):
+        for row in FileInfo.objects.filter(mapping__in=mappings, context_key__in=keys[start : start + 500]):
+            row.mapping = by_id[row.mapping_id]
+            row.template = row.mapping.template
+            if row.site_id == site.pk:
+                row.site = site
+            found[(row.mapping_id, row.context_key)] = row
+    return found
+
+
+def _sync_fileinfos(site, mappings, keys, wanted) -> list[FileInfo]:
+    existing = _existing(site, mappings, keys)
+    missing = [_new_fileinfo(site, *want) for key, want in wanted.items() if key not in existing]
+    if missing:
+        # Concurrent requests may create the same rows: the unique constraint keeps one, we re-read.
+        FileInfo.objects.bulk_create(missing, ignore_conflicts=True, batch_size=500)
+        existing = _existing(site, mappings, keys)
+    moved = []
+    for key, row in existing.items():
+        want = wanted.get(key)
+        if want is None:
+            continue
+        path = want[2]
+        if (row.path, row.url) != (path, url := site.absolute_url(path)):
+            row.path, row.url = path, url
+            moved.append(row)
+    if moved:
+        FileInfo.objects.bulk_update(moved, ["path", "url"], batch_size=500)
+    return sorted(existing.values(), key=lambda fi: fi.pk)
