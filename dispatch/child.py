@@ -1,25 +1,49 @@
 """A FastCGI child: ``python -m dispatch.child`` started by the manager with the listening socket, a
 status pipe and its scoreboard slot. It imports the application fresh (so a recycle picks up changed
-code), accepts one connection at a time, says ``R`` on the pipe once ready, and keeps its slot of the
-shared scoreboard current (busy with which request since when, or idle, and requests served).
+code), checks that it is ready (the URLconf and its views import, warm-up requests answer; see
+readiness.py), says ``R`` on the pipe, and keeps its slot of the shared scoreboard current (busy with
+which request since when, or idle, and requests served).
 
-Signals: TERM/INT/HUP finish the current request and exit; QUIT exits at once; USR1 reopens logs.
+It multiplexes the reading of many connections on a selector and runs the application only for a
+complete request, so slow or half-open peers hold file descriptors, never the child; each phase has a
+timeout (see connection.py).
+
+Leaving (TERM, or --max-requests reached) it takes no new connections and finishes the ones it holds. If
+no other ready child would take the connections left in the listen backlog (a full stop, or the last
+child of a pool waiting for its replacement), it hands over to a *drainer*: a fork that keeps serving
+until a ready child exists again, or, once the manager has exited (it unlinks a unix socket then, so no
+new connection can arrive; a TCP listener gets a drop-all filter), accepts until the backlog is empty.
+So a graceful stop answers every connection the kernel accepted instead of resetting the backlog.
+
+Signals: TERM/INT/HUP finish the current request and leave; QUIT exits at once; USR1 reopens logs.
 """
 from __future__ import annotations
 
 import argparse
+import ctypes
 import os
 import random
+import resource
 import select
+import selectors
 import signal
 import socket
+import struct
 import sys
 import time
 
+from dispatch.connection import HEAD, READY, Connection, Limits
 from dispatch.lifeline import die_with_parent, orphaned
-from dispatch.scoreboard import BUSY, IDLE, Scoreboard
+from dispatch.scoreboard import BUSY, IDLE, LEAVING, SLOT, Scoreboard
 
+CHECK_INTERVAL = 1.0  # the longest a select waits, to notice a dead manager
+# A connection accepted this recently that has sent nothing yet holds off accepting another: a web server
+# writes its request right after connecting, and a child that took a second connection in that gap would
+# serve both in turn while another child idles. A silent peer delays the backlog behind it this much.
+FRESH = 0.003
+SILENT_FLOOD = 8
 ORPHAN_GRACE_SECONDS = 1  # the manager died: a request in flight gets this long to finish
+DRAINER_CHECK = 0.2
 
 
 class Child:
@@ -28,7 +52,8 @@ class Child:
         self.listen = socket.socket(fileno=args.listen_fd)
         self.listen.setblocking(False)
         self.status_fd = args.status_fd
-        self.board = Scoreboard(args.slot + 1, fd=args.scoreboard_fd)
+        self.board = Scoreboard(max(os.fstat(args.scoreboard_fd).st_size // SLOT.size, args.slot + 1),
+                                fd=args.scoreboard_fd)
         self.slot = args.slot
         self.parent = os.getppid()
         self.served = 0
@@ -38,6 +63,20 @@ class Child:
         os.set_blocking(self.wake_r, False)
         os.set_blocking(self.wake_w, False)
         self.server = None
+        self.limits = Limits(header_timeout=args.header_timeout, body_timeout=args.body_timeout,
+                             send_timeout=args.send_timeout, linger_timeout=args.linger_timeout,
+                             max_body=int(args.max_body * 1024 * 1024))
+        self.max_conns = raise_fd_limit()
+        self.selector = selectors.DefaultSelector()
+        self.conns: set[Connection] = set()
+        self._registered: set[Connection] = set()
+        self.accepting = False
+        self.leaving = False  # takes no new connections; exits when its connections are done
+        self.drainer = False  # the fork that serves the backlog after the child left (see the docstring)
+        self.final_drain = False
+        self.master_fd: int | None = None
+        self.drain_deadline = 0.0
+        self.next_check = 0.0
 
     def report(self, line: str) -> None:
         try:
@@ -58,64 +97,278 @@ class Child:
             signal.alarm(ORPHAN_GRACE_SECONDS)  # no one will kill it if the request never ends
         if self.server is None:
             os._exit(0)  # still loading the application: no request to finish
-        self.server.closing = True
-        self.closing = True
+        self.closing = self.signalled = True
 
-    closing = False
+    closing = signalled = False
 
     def load(self) -> None:
-        import django
-        from django.conf import settings
-        from django.utils.module_loading import import_string
+        try:
+            import django
+            from django.conf import settings
+            from django.utils.module_loading import import_string
 
-        django.setup(set_prefix=False)
-        from dispatch.fastcgi import FastCGIServer
+            django.setup(set_prefix=False)
+            from dispatch import readiness
+            from dispatch.fastcgi import FastCGIServer
 
-        application = import_string(settings.WSGI_APPLICATION)
+            application = import_string(settings.WSGI_APPLICATION)
+            readiness.check(application, [p for p in self.args.warmup.split(",") if p.strip()])
+        except Exception as exc:  # noqa: BLE001 - a broken deploy: say why in one line, exit non-zero
+            from dispatch.readiness import NotReady, describe
+
+            why = str(exc) if isinstance(exc, NotReady) else f"the application does not load: {describe(exc)}"
+            self.report(f"E not ready: {why}"[:500])  # why, for the manager's status
+            sys.stdout.flush()
+            sys.stderr.write(f"dispatch.child {os.getpid()}: not ready: {why}\n")
+            sys.stderr.flush()
+            os._exit(3)
+        from django.db import connections
+
+        connections.close_all()
         self.server = FastCGIServer(
             application, web_server_addrs=os.environ.get("FCGI_WEB_SERVER_ADDRS"),
-            on_request_start=self._started, on_request_end=self._ended,
+            on_request_start=self._started, on_request_end=self._ended, slowlog_timeout=self.args.slowlog_timeout,
         )
-        self.server.closing = self.closing
 
     def _started(self, environ: dict) -> None:
-        uri = environ.get("REQUEST_URI") or environ.get("PATH_INFO", "")
-        self.board.write(self.slot, BUSY, self.served, time.time(), f"{environ.get('REQUEST_METHOD', '-')} {uri}")
+        if not self.drainer:
+            uri = environ.get("REQUEST_URI") or environ.get("PATH_INFO", "")
+            self.board.write(self.slot, BUSY, self.served, time.time(), f"{environ.get('REQUEST_METHOD', '-')} {uri}")
 
     def _ended(self) -> None:
         self.served += 1
+        if self.drainer:
+            return
         if self.limit and self.served >= self.limit:
-            self.closing = self.server.closing = True
-        self.board.write(self.slot, IDLE, self.served)
+            self.closing = True
+        self.board.write(self.slot, LEAVING if self.leaving or self.closing else IDLE, self.served)
 
     def run(self) -> None:
         self.install_signals()
-        try:
-            self.load()
-        except BaseException as exc:
-            self.report(f"E {type(exc).__name__}: {exc}"[:500])  # why, for the manager's status
-            raise
+        self.load()
         self.board.write(self.slot, IDLE, 0)
         self.report("R")
-        while not self.closing:
-            ready, _, _ = select.select([self.listen, self.wake_r], [], [], 2.0)
-            if self.wake_r in ready:
-                drain(self.wake_r)
-            if os.getppid() != self.parent:
-                break  # orphaned: the manager died
-            if self.listen in ready and not self.closing:
-                self._accept_one()
+        self.selector.register(self.wake_r, selectors.EVENT_READ, "wake")
+        self.serve()
+        # Asked to leave (a stop, or a retirement): hand the backlog over unless a ready child takes it. (A
+        # child that served --max-requests is never the last: the manager replaces it and keeps the socket.)
+        if self.signalled and os.getppid() == self.parent and not self.others_accept():
+            self.become_drainer()
+            self.serve()
 
-    def _accept_one(self) -> None:
+    # -- the event loop ----------------------------------------------------------------------------
+
+    def serve(self) -> None:
+        while True:
+            if self.closing and not self.leaving and not self.drainer:
+                self.leaving = True
+                self.board.write(self.slot, LEAVING, self.served)
+            self._set_accepting(not self.leaving and len(self.conns) < self.max_conns and not self._fresh())
+            if self.leaving and not self.conns:
+                return
+            for key, mask in self.selector.select(self._timeout()):
+                self._event(key.data, mask)
+            now = time.monotonic()
+            self._expire(now)
+            self._run_ready()
+            if self.drainer:
+                self._drainer_check(now)
+            elif os.getppid() != self.parent:
+                self._abandon()  # orphaned: the manager died
+                return
+
+    def _fresh(self) -> Connection | None:
+        silent = [c for c in self.conns if not c.received and c.state == HEAD]
+        if len(silent) > SILENT_FLOOD:
+            return None  # a flood of silent peers, not a web server: take the backlog as fast as it comes
+        now = time.monotonic()
+        return next((c for c in silent if now - c.accepted < FRESH), None)
+
+    def _timeout(self) -> float:
+        if any(conn.state == READY for conn in self.conns):
+            return 0
+        limit = DRAINER_CHECK if self.drainer else CHECK_INTERVAL
+        now = time.monotonic()
+        fresh = self._fresh()
+        if fresh is not None:
+            limit = min(limit, fresh.accepted + FRESH - now)
+        return max(0.0, min([limit, *(conn.deadline - now for conn in self.conns)]))
+
+    def _event(self, data, mask: int) -> None:
+        if data == "wake":
+            drain(self.wake_r)
+        elif data == "listen":
+            self._accept()
+        elif data == "manager":
+            pass  # the manager exited: _drainer_check sees it
+        else:
+            now = time.monotonic()
+            if mask & selectors.EVENT_READ:
+                data.on_readable(now)
+            if mask & selectors.EVENT_WRITE and data.writing:
+                data.on_writable(now)
+            self._update(data)
+
+    def _set_accepting(self, accepting: bool) -> None:
+        if accepting != self.accepting:
+            if accepting:
+                self.selector.register(self.listen, selectors.EVENT_READ, "listen")
+            else:
+                self.selector.unregister(self.listen)
+            self.accepting = accepting
+
+    def _accept(self) -> bool:
+        """Take connections from the backlog until it is empty, one holds a complete request (served before
+        taking more, leaving the rest to the other children) or one has sent nothing yet (given FRESH to
+        send its request). False: the backlog was empty."""
+        for _ in range(64):
+            if len(self.conns) >= self.max_conns:
+                return True
+            try:
+                sock, addr = self.listen.accept()
+            except (BlockingIOError, InterruptedError):
+                return False
+            except OSError as exc:
+                print(f"accept failed: {exc}", file=sys.stderr)
+                time.sleep(0.1)
+                return True
+            if not self.server.client_allowed(addr):
+                print(f"Refusing FastCGI connection from {addr} (not in FCGI_WEB_SERVER_ADDRS)", file=sys.stderr)
+                sock.close()
+                continue
+            conn = Connection(sock, addr, self.limits)
+            self.conns.add(conn)
+            conn.on_readable(conn.now)  # the request is usually there already
+            self._update(conn, new=True)
+            if conn.state == READY or (conn.state == HEAD and not conn.received):
+                return True
+        return True
+
+    def _update(self, conn: Connection, new: bool = False) -> None:
+        """Keep the selector in step with the connection's state."""
+        events = (selectors.EVENT_READ if conn.reading else 0) | (selectors.EVENT_WRITE if conn.writing else 0)
+        registered = not new and conn in self._registered
+        if conn.state == "closed":
+            self.conns.discard(conn)
+        if registered and not events:
+            self.selector.unregister(conn)
+            self._registered.discard(conn)
+        elif events and registered:
+            self.selector.modify(conn, events, conn)
+        elif events:
+            self.selector.register(conn, events, conn)
+            self._registered.add(conn)
+
+    def _expire(self, now: float) -> None:
+        for conn in [c for c in self.conns if c.expired(now)]:
+            conn.close(conn.timeout_reason())
+            self._update(conn)
+
+    def _run_ready(self) -> None:
+        for conn in sorted((c for c in self.conns if c.state == READY), key=lambda c: c.accepted):
+            self.server.handle(conn)
+            self._update(conn)
+
+    def _abandon(self) -> None:
+        for conn in list(self.conns):
+            conn.close("the manager died")
+            self._update(conn)
+
+    # -- leaving: the drainer ----------------------------------------------------------------------
+
+    def others_accept(self) -> bool:
+        """Whether another child of the manager is ready and not leaving (it will take the backlog)."""
+        import psutil
+
         try:
-            conn, addr = self.listen.accept()
-        except (BlockingIOError, InterruptedError):
-            return  # another child took it
-        except OSError as exc:
-            print(f"accept failed: {exc}", file=sys.stderr)
-            time.sleep(0.1)
+            siblings = psutil.Process(self.parent).children()
+        except psutil.Error:
+            return False
+        for proc in siblings:
+            try:
+                cmdline = proc.cmdline()
+            except psutil.Error:
+                continue
+            if proc.pid == os.getpid() or "dispatch.child" not in cmdline or "--slot" not in cmdline:
+                continue
+            slot = int(cmdline[cmdline.index("--slot") + 1])
+            if slot < self.board.slots and self.board.read(slot).state in (IDLE, BUSY):
+                return True
+        return False
+
+    def become_drainer(self) -> None:
+        """Fork the drainer and let this process exit (the manager waits for it, not for the drainer)."""
+        from django.db import connections
+
+        connections.close_all()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        if os.fork():
+            os._exit(0)
+        self.drainer, self.leaving, self.closing = True, False, False
+        os.close(self.status_fd)
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            signal.signal(sig, signal.SIG_IGN)  # bounded by the deadline below instead
+        self.drain_deadline = time.monotonic() + self.args.graceful_timeout
+        try:
+            self.master_fd = os.pidfd_open(self.parent)
+            self.selector.register(self.master_fd, selectors.EVENT_READ, "manager")
+        except OSError:
+            self.master_fd = None
+
+    def _manager_gone(self) -> bool:
+        if self.master_fd is not None:
+            poll = select.poll()  # readable once the process has exited
+            poll.register(self.master_fd, select.POLLIN)
+            return bool(poll.poll(0))
+        try:
+            os.kill(self.parent, 0)
+        except ProcessLookupError:
+            return True
+        return False
+
+    def _drainer_check(self, now: float) -> None:
+        if self.leaving:
             return
-        self.server.serve_connection(conn, addr)
+        if now > self.drain_deadline:
+            self.leaving = True
+        elif self.final_drain or self._manager_gone():
+            if not self.final_drain:
+                self.final_drain = True
+                refuse_new_connections(self.listen)  # unix: the manager unlinked the path already
+            if not self._accept():
+                self.leaving = True  # the backlog is empty and nothing can join it
+        elif now >= self.next_check:
+            self.next_check = now + DRAINER_CHECK
+            if self.others_accept():
+                self.leaving = True
+
+
+def refuse_new_connections(sock: socket.socket) -> None:
+    """A TCP listener whose server is gone: drop new SYNs (a socket filter returning 0) so that the backlog
+    can be emptied for good; connecting clients get a refusal once it closes, never a reset after
+    connecting. (A unix socket needs nothing: its path is unlinked.)"""
+    if sock.family not in (socket.AF_INET, socket.AF_INET6):
+        return
+    drop_all = ctypes.create_string_buffer(struct.pack("HBBI", 0x06, 0, 0, 0))  # BPF_RET | BPF_K, 0
+    program = struct.pack("HL", 1, ctypes.addressof(drop_all))  # struct sock_fprog
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, 26, program)  # SO_ATTACH_FILTER
+    except OSError as exc:
+        print(f"could not filter the listener: {exc}", file=sys.stderr)
+
+
+def raise_fd_limit() -> int:
+    """Connections one child may hold (slow peers hold descriptors): the soft descriptor limit raised to
+    the hard one, less a margin for the application's own files."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and soft < hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            soft = hard
+        except (ValueError, OSError):
+            pass
+    return max(16, min(4096, soft - 128))
 
 
 def drain(fd: int) -> None:
@@ -146,6 +399,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--max-requests-jitter", type=int, default=0)
     parser.add_argument("--outlog")
     parser.add_argument("--errlog")
+    parser.add_argument("--header-timeout", type=float, default=Limits.header_timeout)
+    parser.add_argument("--body-timeout", type=float, default=Limits.body_timeout)
+    parser.add_argument("--send-timeout", type=float, default=Limits.send_timeout)
+    parser.add_argument("--linger-timeout", type=float, default=Limits.linger_timeout)
+    parser.add_argument("--max-body", type=float, default=Limits.max_body / 1024 / 1024, help="MB")
+    parser.add_argument("--warmup", default="/dispatch/ping", help="Comma-separated paths; empty: none.")
+    parser.add_argument("--slowlog-timeout", type=float, default=0)
+    parser.add_argument("--graceful-timeout", type=float, default=30)
     Child(parser.parse_args(argv)).run()
 
 

@@ -1,48 +1,47 @@
-"""A WSGI gateway on flup6's FastCGI protocol code (records, connections, streams), with flup's faults
-fixed:
+"""The WSGI gateway of a FastCGI child: runs the application for one complete request read by
+``dispatch.connection`` (flup6's record format and constants; its blocking Connection/Request classes are
+no longer used), with flup's faults fixed:
 
 * an exception escaping the application is logged and answered with a 500 page; flup printed the
   traceback (str) into a bytes stream, which raised again and killed the process;
 * response header values are encoded latin-1 as PEP 3333 says (flup: ASCII, so "é" killed the request);
 * ``FCGI_WEB_SERVER_ADDRS`` matches IPv6 peers too (flup compared only IPv4 address pairs);
 * an unknown record type is answered with FCGI_UNKNOWN_TYPE (flup referenced an undefined name);
-* a malformed or truncated record closes that connection only; no cgitb (removed in Python 3.13).
+* a malformed or truncated record closes that connection only; no cgitb (removed in Python 3.13);
+* PARAMS is decoded as one stream, so a name-value pair may span records (flup: per record, so the tail
+  of a long header could smuggle params such as REMOTE_ADDR);
+* a missing CGI param gets its default (flup wrote a bytearray to the text stream wsgi.errors: a 500);
+  a CONTENT_LENGTH that is not a number is a 400, one above the body limit a 413, before the application;
+* the child never blocks on one peer: requests are read, and responses flushed, without blocking
+  (see connection.py); the application runs only for a complete request.
+
+``slowlog_timeout`` (php-fpm's request_slowlog_timeout): a request still running after that many seconds
+gets every thread's Python stack dumped to stderr (faulthandler, so even a request stuck in C code), and
+a line naming the request when it ends.
 """
 from __future__ import annotations
 
-import errno
+import faulthandler
 import ipaddress
 import logging
-import select
-import socket
+import os
 import struct
 import sys
+import time
 import traceback
 from collections.abc import Callable
 
-from flup.server import fcgi_base
 from flup.server.fcgi_base import (
-    FCGI_ABORT_REQUEST,
-    FCGI_BEGIN_REQUEST,
-    FCGI_DATA,
-    FCGI_GET_VALUES,
-    FCGI_HEADER_LEN,
-    FCGI_KEEP_CONN,
-    FCGI_NULL_REQUEST_ID,
-    FCGI_PARAMS,
+    FCGI_END_REQUEST,
     FCGI_REQUEST_COMPLETE,
     FCGI_RESPONDER,
-    FCGI_STDIN,
+    FCGI_STDERR,
+    FCGI_STDOUT,
     FCGI_UNKNOWN_ROLE,
-    FCGI_UNKNOWN_TYPE,
-    FCGI_VERSION_1,
-    Connection,
-    FCGI_Header,
-    FCGI_UnknownTypeBody,
-    FCGI_UnknownTypeBody_LEN,
-    Record,
-    Request,
+    FCGI_EndRequestBody,
 )
+
+from .connection import Connection, encode_record  # noqa: F401 - encode_record: the client's import
 
 logger = logging.getLogger("mtdispatch.fastcgi")
 
@@ -51,109 +50,46 @@ ERROR_PAGE = (
     b"<!doctype html><title>Server error</title><h1>Server error</h1>"
     b"<p>The application failed to answer this request. The error has been logged.</p>"
 )
+CGI_DEFAULTS = (("REQUEST_METHOD", "GET"), ("SERVER_NAME", "localhost"), ("SERVER_PORT", "80"),
+                ("SERVER_PROTOCOL", "HTTP/1.0"))
+CHUNK = 65528  # the largest multiple of 8 that fits a record
 
 
-def encode_record(rtype: int, request_id: int, data: bytes = b"") -> bytes:
-    """One FastCGI record: header, content, padding to a multiple of 8 bytes."""
-    padding = -len(data) & 7
-    return struct.pack(FCGI_Header, FCGI_VERSION_1, rtype, request_id, len(data), padding) + data + b"\x00" * padding
+def error_response(status: int, message: str) -> bytes:
+    reason = message.split(":", 1)[0]
+    body = (message + "\n").encode("latin-1", "replace")
+    return (f"Status: {status} {reason}\r\nContent-Type: text/plain; charset=utf-8\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n").encode("latin-1") + body
 
 
-class SafeRequest(Request):
-    def __init__(self, conn, inputStreamClass) -> None:
-        super().__init__(conn, inputStreamClass)
-        # Buffered: a complete response leaves in one send (streaming responses flush per chunk).
-        self.stdout = fcgi_base.OutputStream(conn, self, fcgi_base.FCGI_STDOUT, buffered=True)
+class _Output:
+    """An FCGI_STDOUT/STDERR stream of one request, buffered; records of at most CHUNK bytes."""
 
-    def run(self) -> None:
-        try:
-            protocol_status, app_status = self.server.handler(self)
-        except Exception:  # noqa: BLE001 - one failing request must not take the process down
-            logger.error("Unhandled exception serving %s %s\n%s", self.params.get("REQUEST_METHOD"),
-                         self.params.get("REQUEST_URI"), traceback.format_exc())
-            self.stderr.write(traceback.format_exc().encode("utf-8", "replace"))
-            if not self.stdout.dataWritten:
-                self.stdout.write(ERROR_PAGE)
-            protocol_status, app_status = FCGI_REQUEST_COMPLETE, 1
-        try:
-            self._flush()
-            self._end(app_status, protocol_status)
-        except OSError as exc:
-            if exc.errno not in (errno.EPIPE, errno.ECONNRESET):
-                raise
+    def __init__(self, conn: Connection, rtype: int) -> None:
+        self.conn, self.rtype = conn, rtype
+        self.buffer = bytearray()
+        self.flushed = False
 
+    def write(self, data: bytes) -> None:
+        self.buffer += data
+        if len(self.buffer) >= 4 * CHUNK:
+            self.flush()
 
-class SafeConnection(Connection):
-    """One web server connection; errors end the connection, never the process.
-
-    Records are read from a buffer (one recv usually brings a whole request; flup did a select and two
-    recvs per record) and written with one send each (flup: header, content and padding separately)."""
-
-    def __init__(self, sock, addr, server) -> None:
-        super().__init__(sock, addr, server)
-        self._inbuf = bytearray()
-
-    def _fill(self, size: int) -> None:
-        while len(self._inbuf) < size:
-            data = self._sock.recv(max(65536, size - len(self._inbuf)))
-            if not data:
-                raise EOFError
-            self._inbuf += data
-
-    def process_input(self) -> None:
-        while self._keepGoing and not self._inbuf:
-            try:
-                ready, _, _ = select.select([self._sock], [], [], 1.0)
-            except ValueError:
-                raise EOFError from None
-            if ready:
-                break
-        if not self._keepGoing:
+    def flush(self) -> None:
+        if not self.buffer:
             return
-        self._fill(FCGI_HEADER_LEN)
-        _version, rtype, request_id, length, padding = struct.unpack(FCGI_Header, self._inbuf[:FCGI_HEADER_LEN])
-        self._fill(FCGI_HEADER_LEN + length + padding)
-        rec = Record(rtype, request_id)
-        rec.contentLength, rec.paddingLength = length, padding
-        rec.contentData = bytes(self._inbuf[FCGI_HEADER_LEN : FCGI_HEADER_LEN + length])
-        del self._inbuf[: FCGI_HEADER_LEN + length + padding]
-        handler = self._handlers.get(rtype)
-        if handler is not None:
-            handler(self, rec)
-        elif request_id == FCGI_NULL_REQUEST_ID:
-            self._do_unknown_type(rec)
+        data, self.buffer = bytes(self.buffer), bytearray()
+        for start in range(0, len(data), CHUNK):
+            self.conn.send(encode_record(self.rtype, self.conn.request_id, data[start:start + CHUNK]))
+        self.flushed = True
 
-    _handlers = {
-        FCGI_GET_VALUES: Connection._do_get_values, FCGI_BEGIN_REQUEST: Connection._do_begin_request,
-        FCGI_ABORT_REQUEST: Connection._do_abort_request, FCGI_PARAMS: Connection._do_params,
-        FCGI_STDIN: Connection._do_stdin, FCGI_DATA: Connection._do_data,
-    }
+    def discard(self) -> None:
+        self.buffer.clear()
 
-    def writeRecord(self, rec: Record) -> None:
-        self._sock.sendall(encode_record(rec.type, rec.requestId, rec.contentData))
-
-    def run(self) -> None:
-        try:
-            super().run()
-        except (OSError, struct.error, ValueError, KeyError, UnicodeError) as exc:
-            logger.warning("Dropping a FastCGI connection after a protocol error: %s: %s", type(exc).__name__, exc)
-            try:
-                self._sock.close()
-            except OSError:
-                pass
-
-    def _do_unknown_type(self, inrec: Record) -> None:
-        outrec = Record(FCGI_UNKNOWN_TYPE)
-        outrec.contentData = struct.pack(FCGI_UnknownTypeBody, inrec.type)
-        outrec.contentLength = FCGI_UnknownTypeBody_LEN
-        self.writeRecord(outrec)
-
-    def end_request(self, req, appStatus=0, protocolStatus=FCGI_REQUEST_COMPLETE, remove=True) -> None:
-        # One request per connection, even when the web server asks to keep it: a pre-fork child serves
-        # one connection at a time, so an idle kept connection would starve new ones, and closing it
-        # later races the web server reusing it (a 502). Keep nginx's default fastcgi_keep_conn off.
-        req.flags &= ~FCGI_KEEP_CONN
-        super().end_request(req, appStatus, protocolStatus, remove)
+    def close(self) -> None:
+        self.flush()
+        if self.flushed:
+            self.conn.send(encode_record(self.rtype, self.conn.request_id))  # the end of the stream
 
 
 def _allowed_networks(spec: str | None) -> list | None:
@@ -162,10 +98,21 @@ def _allowed_networks(spec: str | None) -> list | None:
     return [ipaddress.ip_network(part.strip(), strict=False) for part in spec.split(",") if part.strip()]
 
 
-class FastCGIServer(fcgi_base.BaseFCGIServer):
-    """Serves one WSGI application over accepted FastCGI connections, one request at a time."""
+def sanitize_environ(environ: dict) -> None:
+    """The CGI variables WSGI requires, from REQUEST_URI or defaults when the web server left them out."""
+    environ.setdefault("SCRIPT_NAME", "")
+    path, _, query = environ.get("REQUEST_URI", "").partition("?")
+    if not environ.get("PATH_INFO"):
+        environ["PATH_INFO"] = path
+    if not environ.get("QUERY_STRING"):
+        environ["QUERY_STRING"] = query
+    for name, default in CGI_DEFAULTS:
+        if not environ.get(name):
+            environ[name] = default
 
-    request_class = SafeRequest
+
+class FastCGIServer:
+    """Runs one WSGI application for complete FastCGI requests, one at a time."""
 
     def __init__(
         self,
@@ -174,13 +121,13 @@ class FastCGIServer(fcgi_base.BaseFCGIServer):
         web_server_addrs: str | None = None,
         on_request_start: Callable[[dict], None] | None = None,
         on_request_end: Callable[[], None] | None = None,
+        slowlog_timeout: float = 0,
     ) -> None:
-        super().__init__(application, multithreaded=False, multiprocess=True, bindAddress=("", 0), debug=False,
-                         roles=(FCGI_RESPONDER,))
-        self._connectionClass = SafeConnection
+        self.application = application
         self._allowed = _allowed_networks(web_server_addrs)
         self.on_request_start = on_request_start or (lambda params: None)
         self.on_request_end = on_request_end or (lambda: None)
+        self.slowlog_timeout = slowlog_timeout
         self.closing = False
 
     def client_allowed(self, addr) -> bool:
@@ -195,35 +142,64 @@ class FastCGIServer(fcgi_base.BaseFCGIServer):
             ip = ip.ipv4_mapped
         return any(ip in net for net in self._allowed)
 
-    def serve_connection(self, sock: socket.socket, addr) -> None:
-        if not self.client_allowed(addr):
-            logger.warning("Refusing FastCGI connection from %s (not in FCGI_WEB_SERVER_ADDRS)", addr)
-            sock.close()
-            return
-        sock.setblocking(True)
-        SafeConnection(sock, addr, self).run()
+    def handle(self, conn: Connection) -> None:
+        """Answer a complete request; the connection goes on to flush the response and linger."""
+        stdout, stderr = _Output(conn, FCGI_STDOUT), _Output(conn, FCGI_STDERR)
+        protocol_status, app_status = FCGI_REQUEST_COMPLETE, 0
+        if conn.role != FCGI_RESPONDER:
+            protocol_status = FCGI_UNKNOWN_ROLE
+        elif conn.error:
+            stdout.write(error_response(*conn.error))
+        else:
+            app_status = self._serve(conn, stdout, stderr)
+        stdout.close()
+        stderr.close()
+        conn.send(encode_record(FCGI_END_REQUEST, conn.request_id,
+                                struct.pack(FCGI_EndRequestBody, app_status, protocol_status)))
+        conn.finish_response()
 
-    def handler(self, req: Request):
-        """The WSGI gateway (PEP 3333)."""
-        if req.role not in self.roles:
-            return FCGI_UNKNOWN_ROLE, 0
-        environ = req.params
-        environ.update(self.environ)
+    def _serve(self, conn: Connection, stdout: _Output, stderr: _Output) -> int:
+        environ = self.environ_for(conn)
+        self.on_request_start(environ)
+        started = time.monotonic()
+        if self.slowlog_timeout:
+            faulthandler.dump_traceback_later(self.slowlog_timeout, file=sys.stderr)
+        try:
+            self._run_app(environ, stdout)
+            return 0
+        except Exception:  # noqa: BLE001 - one failing request must not take the process down
+            logger.error("Unhandled exception serving %s %s\n%s", environ.get("REQUEST_METHOD"),
+                         environ.get("REQUEST_URI"), traceback.format_exc())
+            stderr.write(traceback.format_exc().encode("utf-8", "replace"))
+            if not stdout.flushed:
+                stdout.discard()
+                stdout.write(ERROR_PAGE)
+            return 1
+        finally:
+            if self.slowlog_timeout:
+                faulthandler.cancel_dump_traceback_later()
+                self._slowlog(environ, time.monotonic() - started)
+            self.on_request_end()
+
+    def _slowlog(self, environ: dict, elapsed: float) -> None:
+        if elapsed > self.slowlog_timeout:
+            logger.warning("slow request (pid %d): %s %s took %.2fs, over --slowlog-timeout %ss; its stack was "
+                           "dumped above", os.getpid(), environ.get("REQUEST_METHOD"),
+                           environ.get("REQUEST_URI") or environ.get("PATH_INFO"), elapsed, self.slowlog_timeout)
+
+    def environ_for(self, conn: Connection) -> dict:
+        """The WSGI environ (PEP 3333)."""
+        environ = dict(conn.params)
         environ.update({
-            "wsgi.version": (1, 0), "wsgi.input": req.stdin, "wsgi.errors": sys.stderr,
+            "wsgi.version": (1, 0), "wsgi.input": conn.stdin, "wsgi.errors": sys.stderr,
             "wsgi.multithread": False, "wsgi.multiprocess": True, "wsgi.run_once": False,
             "wsgi.url_scheme": "https" if environ.get("HTTPS", "off").lower() in ("on", "1") else "http",
         })
-        self._sanitizeEnv(environ)
-        self.on_request_start(environ)
-        try:
-            self._run_app(req, environ)
-        finally:
-            self.on_request_end()
-        return FCGI_REQUEST_COMPLETE, 0
+        sanitize_environ(environ)
+        return environ
 
-    def _run_app(self, req: Request, environ: dict) -> None:
-        response = _Response(req)
+    def _run_app(self, environ: dict, stdout: _Output) -> None:
+        response = _Response(stdout)
         result = self.application(environ, response.start_response)
         try:
             chunks = list(result) if isinstance(result, (list, tuple)) else result
@@ -233,11 +209,8 @@ class FastCGIServer(fcgi_base.BaseFCGIServer):
             for chunk in chunks:
                 response.write(chunk)
                 if streaming:
-                    req.stdout.flush()
+                    stdout.flush()
             response.write(b"")  # headers, for an empty body
-        except OSError as exc:
-            if exc.errno not in (errno.EPIPE, errno.ECONNRESET):
-                raise
         finally:
             if hasattr(result, "close"):
                 result.close()
@@ -246,8 +219,8 @@ class FastCGIServer(fcgi_base.BaseFCGIServer):
 class _Response:
     """start_response() and write() for one request; headers are encoded latin-1 (PEP 3333)."""
 
-    def __init__(self, req: Request) -> None:
-        self.req = req
+    def __init__(self, stdout: _Output) -> None:
+        self.stdout = stdout
         self.status: str | None = None
         self.headers: list[tuple[str, str]] = []
         self.sent = False
@@ -255,10 +228,12 @@ class _Response:
     def start_response(self, status: str, headers: list, exc_info=None):
         if exc_info:
             try:
-                if self.sent:
+                if self.stdout.flushed:  # too late: the client has the headers
                     raise exc_info[1].with_traceback(exc_info[2])
             finally:
                 exc_info = None
+            self.stdout.discard()
+            self.sent = False
         elif self.status is not None:
             raise AssertionError("start_response() called twice without exc_info")
         self.status, self.headers = status, list(headers)
@@ -273,7 +248,7 @@ class _Response:
             raise AssertionError("write() before start_response()")
         if not self.sent:
             lines = [f"Status: {self.status}", *(f"{name}: {value}" for name, value in self.headers)]
-            self.req.stdout.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
+            self.stdout.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
             self.sent = True
         if data:
-            self.req.stdout.write(data)
+            self.stdout.write(data)

@@ -16,10 +16,9 @@ from flup.server.fcgi_base import (
     FCGI_STDOUT,
     FCGI_BeginRequestBody,
     Record,
-    encode_pair,
 )
 
-from dispatch.fastcgi import encode_record
+from dispatch.connection import encode_params, encode_record, encode_stream
 
 Address = str | tuple[str, int]
 
@@ -46,14 +45,9 @@ def connect(address: Address, timeout: float | None = 30) -> socket.socket:
 
 def request_bytes(params: dict[str, str], body: bytes = b"") -> bytes:
     """The records of one FastCGI request (id 1, no keep-alive)."""
-    out = encode_record(FCGI_BEGIN_REQUEST, 1, struct.pack(FCGI_BeginRequestBody, FCGI_RESPONDER, 0))
-    encoded = b"".join(encode_pair(k.encode("latin-1"), v.encode("latin-1")) for k, v in params.items())
-    for start in range(0, len(encoded), 65535):
-        out += encode_record(FCGI_PARAMS, 1, encoded[start : start + 65535])
-    out += encode_record(FCGI_PARAMS, 1)
-    for start in range(0, len(body), 65535):
-        out += encode_record(FCGI_STDIN, 1, body[start : start + 65535])
-    return out + encode_record(FCGI_STDIN, 1)
+    begin = encode_record(FCGI_BEGIN_REQUEST, 1, struct.pack(FCGI_BeginRequestBody, FCGI_RESPONDER, 0))
+    # PARAMS is one byte stream: encoded whole, then cut into records anywhere (a pair may span records).
+    return begin + encode_stream(FCGI_PARAMS, 1, encode_params(params)) + encode_stream(FCGI_STDIN, 1, body)
 
 
 def params_for(method: str, uri: str, *, body: bytes = b"", headers: dict[str, str] | None = None,
@@ -71,18 +65,27 @@ def params_for(method: str, uri: str, *, body: bytes = b"", headers: dict[str, s
 
 
 def request(address: Address, params: dict[str, str], body: bytes = b"", timeout: float | None = 30) -> Response:
+    return exchange(address, request_bytes(params, body), timeout)
+
+
+def exchange(address: Address, data: bytes, timeout: float | None = 30) -> Response:
+    """Send raw request records and read the response up to FCGI_END_REQUEST."""
     with connect(address, timeout) as sock:
-        sock.sendall(request_bytes(params, body))
-        stdout, stderr = bytearray(), bytearray()
-        while True:
-            rec = Record()
-            rec.read(sock)
-            if rec.type == FCGI_STDOUT:
-                stdout += rec.contentData
-            elif rec.type == FCGI_STDERR:
-                stderr += rec.contentData
-            elif rec.type == FCGI_END_REQUEST:
-                break
+        sock.sendall(data)
+        return read_response(sock)
+
+
+def read_response(sock: socket.socket) -> Response:
+    stdout, stderr = bytearray(), bytearray()
+    while True:
+        rec = Record()
+        rec.read(sock)
+        if rec.type == FCGI_STDOUT:
+            stdout += rec.contentData
+        elif rec.type == FCGI_STDERR:
+            stderr += rec.contentData
+        elif rec.type == FCGI_END_REQUEST:
+            break
     return parse_response(bytes(stdout), bytes(stderr))
 
 

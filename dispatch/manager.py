@@ -49,6 +49,8 @@ class ManagerOptions(PoolOptions):
     publish_status: bool = True
     status_interval: float = 2.0
     control_interval: float = 1.0
+    # Passed on to every child (python -m dispatch.child): timeouts, body limit, warm-up, slow log.
+    child_args: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -198,6 +200,7 @@ class Manager:
                 "--max-requests", str(opts.max_requests), "--max-requests-jitter", str(opts.max_requests_jitter)]
         args += [f"--outlog={opts.outlog}"] if opts.outlog else []
         args += [f"--errlog={opts.errlog}"] if opts.errlog else []
+        args += [*opts.child_args, f"--graceful-timeout={opts.graceful_timeout}"]
         return self._start(args, status_r, status_w, (listen_fd, status_w, self.board.fd))
 
     def start_queue_worker(self) -> int:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 # state, requests, busy since (epoch seconds), length of the request line, the request line
 SLOT = struct.Struct("!BQdH300s")
-IDLE, BUSY = 1, 2
+IDLE, BUSY, LEAVING = 1, 2, 3  # LEAVING: finishing its connections, taking no new ones
 
 
 @dataclass(frozen=True)

@@ -115,9 +115,18 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s[%(process)d]: %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {"no_traceback": {"()": "dispatch.logutil.NoTraceback"}},
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": "plain"},
+        "console_brief": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["no_traceback"]},
+    },
     "loggers": {
         "mtdispatch": {"handlers": ["console"], "level": os.environ.get("MTDISPATCH_LOG_LEVEL", "INFO")},
+        # Application errors (500s, with their tracebacks) to stderr, which is --errlog under runfcgi: without
+        # this, Django logs them only to the console with DEBUG on, or mails ADMINS, and they were lost.
+        "django": {"handlers": ["console"], "level": "ERROR", "propagate": False},
+        # Bad Host headers and the like come from scanners: one line each, not a traceback.
+        "django.security": {"handlers": ["console_brief"], "level": "ERROR", "propagate": False},
     },
 }
 

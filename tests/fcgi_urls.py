@@ -1,10 +1,12 @@
 """Test-only views served by runfcgi under test."""
 import importlib
+import importlib.util
 import os
 import time
 
 from django.http import HttpResponse
 from django.urls import include, path
+from django.views.decorators.csrf import csrf_exempt
 
 from mtdispatch_project.urls import urlpatterns as project_urls
 
@@ -40,8 +42,27 @@ def grow(request):
     return HttpResponse(f"grew {os.getpid()}")
 
 
+def meta(request):
+    """The request's META value named by ?k= (what the gateway decoded from PARAMS)."""
+    return HttpResponse(request.META.get(request.GET["k"], "<missing>"), content_type="text/plain; charset=latin-1")
+
+
+def big(request):
+    return HttpResponse(b"b" * int(float(request.GET.get("mb", "2")) * 1024 * 1024))
+
+
+@csrf_exempt
+def body(request):
+    return HttpResponse(str(len(request.body)))
+
+
 urlpatterns = [
     path("t/slow", slow), path("t/boom", boom), path("t/latin1", latin1), path("t/pid", pid),
-    path("t/version", code_version), path("t/grow", grow),
+    path("t/version", code_version), path("t/grow", grow), path("t/meta", meta), path("t/body", body),
+    path("t/big", big),
     path("", include(project_urls)),
 ]
+
+# A test writes deploy_urls.py into its directory (on the path) to deploy more URLs, e.g. a broken module.
+if importlib.util.find_spec("deploy_urls"):
+    urlpatterns.insert(0, path("d/", include("deploy_urls")))

@@ -48,6 +48,21 @@ class Command(BaseCommand):
         procs.add_argument("--crash-interval", type=float, default=10, help="See --crash-threshold (s).")
         procs.add_argument("--queue-workers", type=int, default=0, help="Also supervise N runworker processes.")
         procs.add_argument("--queue-worker-args", default="", help='Extra runworker options, e.g. "--load 20".')
+        req = parser.add_argument_group("requests (each child reads many connections at once)")
+        req.add_argument("--header-timeout", type=float, default=10,
+                         help="Close a connection whose request head (params) is not complete after this (s).")
+        req.add_argument("--body-timeout", type=float, default=30,
+                         help="Close a connection whose request body makes no progress for this long (s).")
+        req.add_argument("--send-timeout", type=float, default=30,
+                         help="Drop a response the peer takes no bytes of for this long (s).")
+        req.add_argument("--linger-timeout", type=float, default=5,
+                         help="After a response, wait this long for the peer to close (s).")
+        req.add_argument("--max-body", type=float, default=64, help="Request bodies above this are a 413 (MB).")
+        req.add_argument("--warmup", default="/dispatch/ping",
+                         help="Comma-separated paths a new child GETs in process before it is ready; "
+                              "a non-2xx/3xx answer keeps it from serving (empty: none).")
+        req.add_argument("--slowlog-timeout", type=float, default=0,
+                         help="Dump the stack of a request running longer than this to the error log (s).")
         ops = parser.add_argument_group("operation")
         ops.add_argument("--pidfile")
         ops.add_argument("--daemonize", action="store_true")
@@ -76,8 +91,15 @@ class Command(BaseCommand):
             crash_threshold=o["crash_threshold"], crash_interval=o["crash_interval"],
             queue_workers=o["queue_workers"], queue_worker_args=o["queue_worker_args"].split(),
             pidfile=o["pidfile"], outlog=o["outlog"], errlog=o["errlog"], http=o["http"],
-            publish_status=not o["no_status"],
+            publish_status=not o["no_status"], child_args=child_args(o),
         )
+        try:
+            if o["http"]:
+                from dispatch.devhttp import bind_dev_front
+
+                bind_dev_front(o["http"])  # first: a port in use fails before the FastCGI socket exists
+        except SocketError as exc:
+            raise CommandError(str(exc)) from exc
         self._prepare_process(o)
         try:
             Manager(options, log=lambda msg: (sys.stderr.write(msg + "\n"), sys.stderr.flush())).serve()
@@ -94,6 +116,15 @@ class Command(BaseCommand):
         from dispatch.child import reopen_logs
 
         reopen_logs(o["outlog"], o["errlog"])
+
+
+def child_args(o: dict) -> list[str]:
+    for name in ("header_timeout", "body_timeout", "send_timeout", "linger_timeout", "max_body"):
+        if o[name] <= 0:
+            raise CommandError(f"--{name.replace('_', '-')} must be positive.")
+    return [f"--header-timeout={o['header_timeout']}", f"--body-timeout={o['body_timeout']}",
+            f"--send-timeout={o['send_timeout']}", f"--linger-timeout={o['linger_timeout']}",
+            f"--max-body={o['max_body']}", f"--warmup={o['warmup']}", f"--slowlog-timeout={o['slowlog_timeout']}"]
 
 
 def _daemonize() -> None:
