@@ -64,6 +64,9 @@ def overlaps(log_lines: list[str], kills: dict[int, float]) -> list[tuple]:
 
 
 def crash(job, prepared=None):
-    """A job that kills its worker (a segfault or the OOM killer, as far as the queue can tell)."""
+    """A job that kills its worker (a segfault or the OOM killer, as far as the queue can tell). Its run ends
+    with the process, at once: logged here, since the test notices the death only when it next polls (up to
+    seconds later under load, which made the pill's run look as if it overlapped its next claim)."""
     _log("start", job)
+    _log("end", job)
     os.kill(os.getpid(), signal.SIGKILL)
