@@ -25,15 +25,16 @@ file_finders: list = []
 
 
 def register_file_finder(find) -> None:
-    """``find(url_path) -> filename | None``: the front serves that file instead of asking FastCGI."""
+    """``find(url_path, host) -> filename | None`` (``host``: the request's Host header, "" if none): the front
+    serves that file instead of asking FastCGI."""
     if find not in file_finders:
         file_finders.append(find)
 
 
-def _published_file(path: str) -> str | None:
+def _published_file(path: str, host: str) -> str | None:
     close_old_connections()
     for find in file_finders:
-        found = find(path)
+        found = find(path, host)
         if found:
             return found
     return None
@@ -59,7 +60,8 @@ class DevHandler(BaseHTTPRequestHandler):
 
     def _handle(self) -> None:
         path = unquote(urlsplit(self.path).path)
-        found = None if ".." in path.split("/") else (_static_file(path) or _published_file(path))
+        host = self.headers.get("Host", "")
+        found = None if ".." in path.split("/") else (_static_file(path) or _published_file(path, host))
         if found and self.command in ("GET", "HEAD"):
             return self._send_file(found)
         self._pass_to_fastcgi()

@@ -15,10 +15,17 @@ register = template.Library()
 
 @register.filter
 def rfc3339(value: dt.datetime | None) -> str:
-    """A datetime as RFC 3339 in UTC, as Atom wants it."""
+    """A datetime as RFC 3339 (Atom's dates) in the current time zone, the site's while it is rendered, with its
+    offset ("Z" for UTC): 2026-03-10T21:00:00+09:00."""
     if not value:
         return ""
-    return timezone.localtime(value, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    local = timezone.localtime(value)
+    offset = local.utcoffset()
+    if not offset:
+        return local.strftime("%Y-%m-%dT%H:%M:%SZ")
+    minutes = int(offset.total_seconds()) // 60
+    sign, minutes = ("+" if minutes >= 0 else "-"), abs(minutes)
+    return f"{local:%Y-%m-%dT%H:%M:%S}{sign}{minutes // 60:02d}:{minutes % 60:02d}"
 
 
 @functools.lru_cache(maxsize=256)
