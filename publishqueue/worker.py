@@ -200,7 +200,10 @@ class Worker:
         if jobs:
             self._run_batch(jobs)
         else:
+            requeued = self.result.requeued
             self._settle()
+            if self.result.requeued > requeued:
+                return True  # jobs of the last batch changed while they ran and were given back: run them again
         if not jobs and not opts.daemon:
             self.result.reason = self.result.reason or "queue empty"
             return False

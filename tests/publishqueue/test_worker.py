@@ -369,3 +369,22 @@ def test_a_job_whose_last_worker_died_runs_with_no_other_job_in_hand():
     w = Worker(WorkerOptions(load=2, periodic=False, background=False), worker_id="test:1:1", job_runner=runner)
     assert w.run().done == 6
     assert seen == [["2", "4", "5"]]  # 0 and 1 (the batch before) were completed before it ran
+
+
+def test_a_cron_worker_runs_again_what_changed_while_its_last_batch_ran():
+    """The last batch is completed after the claim that finds the queue empty; its jobs that changed while they
+    ran are given back then, and run again before the worker leaves (it left them in the queue: the oracle with
+    a non-UTC install found it)."""
+    noops(3)
+    bumped = set()
+
+    def runner(job, prepared):
+        if job.unique_key not in bumped:
+            bumped.add(job.unique_key)
+            enqueue([NewJob(kind="noop", unique_key=job.unique_key)])  # a change while it runs
+        return "ran"
+
+    w = Worker(WorkerOptions(load=10, periodic=False, background=False), worker_id="test:1:1", job_runner=runner)
+    result = w.run()
+    assert not Job.objects.exists()
+    assert (result.done, result.requeued, result.reason) == (3, 3, "queue empty")
