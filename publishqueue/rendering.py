@@ -20,6 +20,7 @@ from .conf import get_config
 from .paths import format_path
 from .registry import ArchiveContext, Page, registry
 from .sites import AbstractSite, site_locale
+from .templatetags.mt import rendering_in
 
 
 def build_engine(sources: dict[str, str]) -> Engine:
@@ -185,7 +186,8 @@ def render(
 ) -> str | None:
     """Render one file; None when what it shows is gone (its file should go). ``batch``: what the archive
     type's ``preload`` loaded for a batch of pages (loaded here otherwise)."""
-    with site_locale(site):  # the site's time zone and language (nothing to do for the install's)
+    # The site's time zone and language (nothing to do for the install's); translations cached per language.
+    with site_locale(site), rendering_in(site.language_code):
         renderer = renderer_for(site)
         links = Links(site, renderer.patterns)
         variables = registry.archive_type(context.archive_type).variables(Page(site, context, links, batch))

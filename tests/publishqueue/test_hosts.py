@@ -105,3 +105,13 @@ def test_a_comment_redirects_to_its_entry_on_its_own_blogs_host(two_blogs, clien
     comment = Comment.objects.get()
     assert response.status_code == 303
     assert response["Location"] == f"http://b.example/2026/05/hello.html#comment-{comment.pk}"
+
+
+@override_settings(ALLOWED_HOSTS=["a.example", ".example.org"])
+def test_a_system_check_warns_of_a_site_whose_host_is_not_allowed(tmp_path):
+    from publishqueue.checks import check_site_roots
+
+    for url in ("http://a.example:8000/", "http://www.example.org/", "http://b.example/blog/"):
+        blog_with_templates(tmp_path / "site", site_url=url, name=url)
+    warnings = [w for w in check_site_roots(databases=["default"]) if w.id == "publishqueue.W003"]
+    assert [w.msg for w in warnings] == ["Site 'http://b.example/blog/': its host 'b.example' is not in ALLOWED_HOSTS."]
