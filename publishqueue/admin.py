@@ -300,7 +300,7 @@ class PublishRunAdmin(admin.ModelAdmin):
     """Each site's publishing activity: what every worker batch, Publish now and statically published change
     wrote, left unchanged, removed and failed to write, with links to the files."""
 
-    list_display = ["finished", "site", "kind", "actor", "written", "unchanged", "removed", "failed", "seconds"]
+    list_display = ["finished", "site", "kind", "actor", "counts", "seconds"]
     list_filter = [("site", admin.RelatedOnlyFieldListFilter), "kind"]
     list_select_related = ["site"]
     search_fields = ["actor"]

@@ -107,7 +107,8 @@ def test_the_admin_lists_a_blogs_runs_and_links_their_files(tmp_path, client):
     log_url = reverse("admin:publishqueue_publishrun_changelist") + f"?site__id__exact={blog.pk}"
     assert log_url.replace("&", "&amp;") in blogs or log_url in blogs
     listing = client.get(log_url).content.decode()
-    assert "host:42:1" in listing and listing.count('class="field-written"') == 1
+    assert "host:42:1" in listing and listing.count('class="field-counts"') == 1
+    assert "5 written, 0 unchanged, 0 removed, 0 failed" in listing
     run = PublishRun.objects.get(site=blog)
     page = client.get(reverse("admin:publishqueue_publishrun_change", args=[run.pk])).content.decode()
     assert '<a href="http://a.example/2026/05/hello.html">2026/05/hello.html</a>' in page
