@@ -74,6 +74,27 @@ def _literal(expression) -> str | None:
     return var.literal if isinstance(var, template.Variable) and isinstance(var.literal, str) else None
 
 
+class _Uncached(template.Node):
+    """{% language %}: another language inside, so no translation cached for the page's."""
+
+    def __init__(self, node: template.Node) -> None:
+        self.node = node
+        self.nodelist = node.nodelist
+
+    def render(self, context) -> str:
+        previous = getattr(_state, "language", None)
+        _state.language = None
+        try:
+            return self.node.render(context)
+        finally:
+            _state.language = previous
+
+
+@register.tag("language")
+def language(parser, token):
+    return _Uncached(i18n.language(parser, token))
+
+
 @register.tag("translate")
 @register.tag("trans")
 def translate(parser, token):
