@@ -220,7 +220,7 @@ def rebuild_with_daemons(db: Database, workers: int, load: int, cpu: dict | None
     procs = [db.manage("runworker", "--daemon", "--sleep", "0.05", "--load", str(load), "--no-periodic",
                        "--no-background", "--quiet") for _ in range(workers)]
     try:
-        db.wait_for(f"SELECT COUNT(*) >= {workers:d} FROM publishqueue_workerheartbeat")
+        db.wait_for(f"SELECT COUNT(*) >= {workers:d} FROM dispatch_processheartbeat")
         touched = db.phase("touch_header")
         db.wait_for("SELECT COUNT(*) = 0 FROM publishqueue_job")
         return touched["queued"], time.time() - touched["at"]

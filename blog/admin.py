@@ -1,6 +1,9 @@
 from django.contrib import admin
+from django.utils import timezone
+from django.utils.html import format_html
+from django.utils.translation import gettext_lazy as _
 
-from publishqueue.admin import report_after_commit
+from publishqueue.admin import activity_url, report_after_commit
 from publishqueue.sites import SiteLocationAdminMixin
 
 from . import services
@@ -10,8 +13,12 @@ from .models import Blog, Category, Comment, Entry
 
 @admin.register(Blog)
 class BlogAdmin(SiteLocationAdminMixin, admin.ModelAdmin):
-    list_display = ["name", "site_url", "site_root", "comment_policy"]
+    list_display = ["name", "site_url", "site_root", "language", "time_zone", "comment_policy", "activity"]
     search_fields = ["name"]
+
+    @admin.display(description=_("publishing activity"))
+    def activity(self, obj) -> str:
+        return format_html('<a href="{}">{}</a>', activity_url(obj.pk), _("Activity log"))
 
     def save_model(self, request, obj, form, change) -> None:
         before = services.shown_state(Blog.objects.get(pk=obj.pk)) if change else None
@@ -47,6 +54,18 @@ class EntryAdmin(admin.ModelAdmin):
     filter_horizontal = ["categories"]
     raw_id_fields = ["author"]
     actions = ["publish_entries", "unpublish_entries"]
+
+    def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
+        """Dates are entered and shown in the blog's time zone (a scheduled entry goes live at that local
+        time): the entry's blog, or the one the form posts or the URL names (?blog=ID)."""
+        blog = _blog_of(object_id, request.POST.get("blog") or request.GET.get("blog"))
+        if blog is None:
+            return super().changeform_view(request, object_id, form_url, extra_context)
+        with timezone.override(blog.zone):
+            response = super().changeform_view(request, object_id, form_url, extra_context)
+            if hasattr(response, "render"):
+                response.render()  # a TemplateResponse renders after the view: the form's dates, in the zone
+            return response
 
     def save_model(self, request, obj, form, change) -> None:
         request._entry_before = EntryState.load(obj.pk)
@@ -118,3 +137,11 @@ class CommentAdmin(admin.ModelAdmin):
     @admin.action(description="Mark selected comments as junk", permissions=["change"])
     def mark_junk(self, request, queryset) -> None:
         self._moderate(request, queryset, Comment.Status.JUNK)
+
+
+def _blog_of(entry_id, blog_id) -> Blog | None:
+    if entry_id and str(entry_id).isdigit():
+        found = Blog.objects.filter(entries__pk=entry_id).first()
+        if found is not None:
+            return found
+    return Blog.objects.filter(pk=blog_id).first() if blog_id and str(blog_id).isdigit() else None

@@ -15,7 +15,8 @@ from django.db import models
 from django.db.models import Count, Q
 from django.db.models.functions import TruncMonth
 from django.urls import get_script_prefix, get_urlconf, reverse
-from django.utils import timezone
+from django.utils import dateformat, timezone
+from django.utils.translation import pgettext_lazy
 
 from publishqueue.registry import ArchiveContext, ArchiveType, Page, register_archive_type, register_site_variables
 from publishqueue.rendering import Links
@@ -74,6 +75,8 @@ def period_end(archive_type: str, start: dt.date) -> dt.date:
 
 
 def period_bounds(archive_type: str, start: dt.date) -> tuple[dt.datetime, dt.datetime]:
+    """The first moment of the period and the first after it, in the current time zone (the blog's: publishqueue
+    activates it around what it asks of archive types, and ``blog.services`` around dependencies)."""
     tz = timezone.get_current_timezone()
     end = period_end(archive_type, start)
     return (
@@ -87,14 +90,22 @@ def date_fields(day: dt.date) -> dict[str, str]:
 
 
 def date_contexts(when: dt.datetime) -> set[ArchiveContext]:
-    """The monthly, yearly and daily archives an entry published at ``when`` appears in."""
+    """The monthly, yearly and daily archives an entry published at ``when`` appears in (the blog's local date:
+    call it under ``publishqueue.sites.site_locale(blog)``)."""
     day = timezone.localdate(when)
     return {period_context(t, period_start(t, day)) for t in DATE_TYPES}
 
 
+# Titles of date archives, as Django date formats (translated: "j F Y" in French; month names follow the language).
+PERIOD_TITLES = {
+    Archive.MONTHLY: pgettext_lazy("monthly archive title (date format)", "F Y"),
+    Archive.YEARLY: pgettext_lazy("yearly archive title (date format)", "Y"),
+    Archive.DAILY: pgettext_lazy("daily archive title (date format)", "F j, Y"),
+}
+
+
 def _period_title(archive_type: str, start: dt.date) -> str:
-    formats = {Archive.MONTHLY: "%B %Y", Archive.YEARLY: "%Y", Archive.DAILY: "%B %-d, %Y"}
-    return start.strftime(formats[archive_type])
+    return dateformat.format(start, str(PERIOD_TITLES[archive_type]))
 
 
 # -- entries and their links ---------------------------------------------------------------------------

@@ -1,4 +1,6 @@
 from django import forms
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
 from .conf import get_config
 
@@ -7,22 +9,25 @@ class CommentForm(forms.Form):
     """The public comment form posted from static pages (no CSRF token there: honeypot and throttle)."""
 
     entry_id = forms.IntegerField(widget=forms.HiddenInput)
-    author = forms.CharField(max_length=100)
-    email = forms.EmailField(required=False, max_length=254)
-    url = forms.URLField(required=False, max_length=200, assume_scheme="https")
-    body = forms.CharField(widget=forms.Textarea)
+    author = forms.CharField(label=gettext_lazy("Name"), max_length=100)
+    email = forms.EmailField(label=gettext_lazy("Email"), required=False, max_length=254)
+    url = forms.URLField(label=gettext_lazy("Web site"), required=False, max_length=200, assume_scheme="https")
+    body = forms.CharField(label=gettext_lazy("Comment"), widget=forms.Textarea)
     # Humans leave it empty (it is hidden by CSS and labelled so); bots fill every field.
     homepage = forms.CharField(required=False, max_length=200)
 
     def clean_author(self) -> str:
         author = self.cleaned_data["author"].strip()
         if len(author) > get_config()["COMMENT_MAX_NAME"]:
-            raise forms.ValidationError("The name is too long.")
+            raise forms.ValidationError(_("The name is too long."))
         return author
 
     def clean_body(self) -> str:
         body = self.cleaned_data["body"]
         limit = get_config()["COMMENT_MAX_BODY"]
         if len(body) > limit:
-            raise forms.ValidationError(f"The comment is too long ({len(body)} characters; at most {limit}).")
+            raise forms.ValidationError(
+                _("The comment is too long (%(length)d characters; at most %(limit)d).")
+                % {"length": len(body), "limit": limit}
+            )
         return body

@@ -11,9 +11,12 @@ from .models import Comment
 
 
 def publish_scheduled_entries(now: dt.datetime) -> int:
+    from publishqueue.activity import acting_as
+
     from .services import publish_due_entries
 
-    return publish_due_entries(now=now)
+    with acting_as("scheduled entries"):  # what they publish, in the blogs' activity logs
+        return publish_due_entries(now=now)
 
 
 def expire_junk_comments(now: dt.datetime) -> int:

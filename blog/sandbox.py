@@ -45,6 +45,7 @@ class BlogView(View):
     FIELDS = {
         "id": "the blog's id", "name": "its name", "description": "its description",
         "site_url": "the URL of the published site (ends in /)", "created": "when it was created",
+        "language": "the language its pages are in (a language code: en-us, fr)", "time_zone": "its time zone",
     }
     __slots__ = (*FIELDS, "pk")
 
@@ -87,7 +88,7 @@ class EntryView(View):
 def blog_view(blog) -> BlogView:
     return BlogView(
         id=blog.pk, pk=blog.pk, name=blog.name, description=blog.description, site_url=blog.site_url,
-        created=blog.created,
+        created=blog.created, language=blog.language_code, time_zone=str(blog.zone),
     )
 
 

@@ -8,8 +8,11 @@ import nh3
 from django.db import transaction
 from django.utils import timezone
 from django.utils.html import linebreaks
+from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
 
 from publishqueue.services import ChangeReport, publish_contexts, republish_site
+from publishqueue.sites import site_locale
 
 from .conf import get_config
 from .dependencies import EntryState, comment_change_contexts, entry_change_contexts, only_comment_templates
@@ -20,15 +23,17 @@ def entry_changed(*, entry: Entry | None, before: EntryState | None, blog: Blog)
     """Publish what an entry save or delete touches. ``before`` is the state captured before the change
     (None for a new entry); ``entry`` is None after a delete. An entry going live pings update services."""
     after = EntryState.of(entry) if entry is not None else None
-    contexts = entry_change_contexts(before, after)
+    with site_locale(blog):  # its date archives are the blog's local days, months and years
+        contexts = entry_change_contexts(before, after)
     if after is not None and after.live and not (before and before.live) and get_config()["PING_URLS"]:
         background("blog.tasks.ping_update_services", blog.pk)
     return publish_contexts(site=blog, contexts=contexts)
 
 
-# What every page may show of a blog (its name in the header, its URL in every link, the comment form) and of
-# a category (the sidebar lists them on every page): a change to one of these republishes the whole blog.
-BLOG_SHOWN = ("name", "description", "site_url", "comment_policy")
+# What every page may show of a blog (its name in the header, its URL in every link, the comment form, dates
+# and words in its time zone and language) and of a category (the sidebar lists them on every page): a change
+# to one of these republishes the whole blog (a time zone moves entries and periods to other paths).
+BLOG_SHOWN = ("name", "description", "site_url", "comment_policy", "time_zone", "language")
 CATEGORY_SHOWN = ("label", "slug", "description", "blog_id")
 
 
@@ -221,10 +226,10 @@ def post_comment(*, entry: Entry, data: CommentInput) -> Comment:
     """Accept a comment from the public form, under the blog's policy and throttle."""
     blog = entry.blog
     if blog.comment_policy == Blog.CommentPolicy.CLOSED or not entry.is_live:
-        raise CommentRejected("Comments are closed for this entry.", status=403)
+        raise CommentRejected(_("Comments are closed for this entry."), status=403)
     body = sanitize_comment(data.body)
     if not nh3.clean(body, tags=set()).strip():
-        raise CommentRejected("The comment is empty.")
+        raise CommentRejected(_("The comment is empty."))
     with transaction.atomic():
         # Serialise comments per blog so two requests from one IP cannot both pass the throttle.
         Blog.objects.select_for_update().filter(pk=blog.pk).first()
@@ -261,6 +266,9 @@ def _check_throttle(blog: Blog, ip: str | None) -> None:
     if last is not None:
         wait = blog.comment_throttle_seconds - int((timezone.now() - last).total_seconds())
         raise CommentRejected(
-            f"You are commenting too quickly; please wait {max(wait, 1)} seconds.", status=429,
-            retry_after=max(wait, 1),
+            ngettext(
+                "You are commenting too quickly; please wait %(seconds)d second.",
+                "You are commenting too quickly; please wait %(seconds)d seconds.", max(wait, 1),
+            ) % {"seconds": max(wait, 1)},
+            status=429, retry_after=max(wait, 1),
         )

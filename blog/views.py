@@ -1,6 +1,8 @@
 """The public comment endpoint, posted to from static entry pages."""
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
+from django.utils import translation
+from django.utils.translation import gettext as _
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
@@ -17,8 +19,13 @@ def _error(request: HttpRequest, errors: list[str], status: int, entry: Entry | 
 
 
 def _entry_url(entry: Entry) -> str:
+    """The entry's page on its own blog's host (the endpoint serves every blog, on whatever host it was posted to;
+    the page it redirects to is the blog's)."""
     url = (
-        FileInfo.objects.filter(archive_type=Archive.INDIVIDUAL, object_id=entry.pk, mapping__is_preferred=True)
+        FileInfo.objects.filter(
+            site_id=entry.blog_id, archive_type=Archive.INDIVIDUAL, object_id=entry.pk, mapping__is_preferred=True
+        )
+        .order_by("mapping_id")
         .values_list("url", flat=True)
         .first()
     )
@@ -28,14 +35,21 @@ def _entry_url(entry: Entry) -> str:
 @csrf_exempt  # posted from static pages, which carry no token; see CommentForm
 @require_POST
 def comment_post(request: HttpRequest) -> HttpResponse:
+    """Answers in the language of the entry's blog (whatever the host it was posted to)."""
+    entry_id = request.POST.get("entry_id", "")
+    entry = Entry.objects.select_related("blog").filter(pk=entry_id).first() if entry_id.isdigit() else None
+    with translation.override(entry.blog.language_code if entry else translation.get_language()):
+        return _comment_post(request, entry)
+
+
+def _comment_post(request: HttpRequest, entry: Entry | None) -> HttpResponse:
     form = CommentForm(request.POST)
     if not form.is_valid():
         errors = [f"{form.fields[f].label or f}: {' '.join(e)}" for f, e in form.errors.items()]
-        return _error(request, errors, 400)
+        return _error(request, errors, 400, entry)
     data = form.cleaned_data
-    entry = Entry.objects.select_related("blog").filter(pk=data["entry_id"]).first()
     if entry is None:
-        return _error(request, ["That entry does not exist."], 404)
+        return _error(request, [_("That entry does not exist.")], 404)
     try:
         comment = post_comment(
             entry=entry,

@@ -28,15 +28,16 @@ file_finders: list = []
 
 
 def register_file_finder(find) -> None:
-    """``find(url_path) -> filename | None``: the front serves that file instead of asking FastCGI."""
+    """``find(url_path, host) -> filename | None`` (``host``: the request's Host header, "" if none): the front
+    serves that file instead of asking FastCGI."""
     if find not in file_finders:
         file_finders.append(find)
 
 
-def _published_file(path: str) -> str | None:
+def _published_file(path: str, host: str) -> str | None:
     close_old_connections()
     for find in file_finders:
-        found = find(path)
+        found = find(path, host)
         if found:
             return found
     return None
@@ -76,10 +77,11 @@ class DevHandler(BaseHTTPRequestHandler):
 
     def _handle(self) -> None:
         path = unquote(urlsplit(self.path).path)
+        host = self.headers.get("Host", "")
         try:
             found = _static_file(path)
             if found is None and ".." not in path.split("/"):
-                found = _published_file(path)
+                found = _published_file(path, host)
         except NotFound:
             return self.send_error(404, "Not Found")
         if found and self.command in ("GET", "HEAD"):

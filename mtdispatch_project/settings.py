@@ -43,6 +43,8 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # What a signed-in user's request publishes is theirs in the sites' activity logs.
+    "publishqueue.activity.ActivityMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
@@ -97,11 +99,11 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
 
+# The install's language and time zone: the admin's, and every blog's that does not choose its own (a blog's
+# language and time zone are active while its pages are rendered and its archive periods cut).
 LANGUAGE_CODE = os.environ.get("MTDISPATCH_LANGUAGE", "en-us")
 TIME_ZONE = os.environ.get("TZ_NAME", "UTC")
-# Translation lookups cost every published page (a third of the date filter's time): on only for a language
-# that needs them. Date formats follow LANGUAGE_CODE either way.
-USE_I18N = not LANGUAGE_CODE.startswith("en")
+USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"

@@ -10,9 +10,10 @@ from django.template import TemplateSyntaxError
 from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
+from django.utils.translation import gettext_lazy as _
 
 from . import jobrows, services
-from .models import ArchiveMapping, FileInfo, Job, JobError, Template
+from .models import ArchiveMapping, FileInfo, Job, JobError, PublishRun, Template
 from .overview import state_of
 from .registry import registry
 from .rendering import compile_source
@@ -73,7 +74,7 @@ class ArchiveMappingInline(admin.TabularInline):
 
 @admin.action(description="Publish now (all files of the selected templates)")
 def publish_now(modeladmin, request, queryset) -> None:
-    report = services.publish_templates(templates=queryset.select_related("site"))
+    report = services.publish_templates(templates=queryset.select_related("site"), actor=request.user.get_username())
     level = messages.WARNING if report.errors else messages.SUCCESS
     modeladmin.message_user(request, f"Publish now: {report.summary()}.", level)
 
@@ -286,4 +287,57 @@ class JobErrorAdmin(admin.ModelAdmin):
         return format_html('<pre style="white-space: pre-wrap">{}</pre>', obj.traceback or "-")
 
     def has_add_permission(self, request) -> bool:
+        return False
+
+
+def activity_url(site_id: int) -> str:
+    """The publishing activity log of one site (for the site model's admin)."""
+    return reverse("admin:publishqueue_publishrun_changelist") + f"?site__id__exact={site_id}"
+
+
+@admin.register(PublishRun)
+class PublishRunAdmin(admin.ModelAdmin):
+    """Each site's publishing activity: what every worker batch, Publish now and statically published change
+    wrote, left unchanged, removed and failed to write, with links to the files."""
+
+    list_display = ["finished", "site", "kind", "actor", "counts", "seconds"]
+    list_filter = [("site", admin.RelatedOnlyFieldListFilter), "kind"]
+    list_select_related = ["site"]
+    search_fields = ["actor"]
+    date_hierarchy = "finished"
+    fields = ["site", "kind", "actor", "started", "finished", "seconds", "counts", "file_list"]
+    readonly_fields = fields
+
+    @admin.display(description=_("seconds"))
+    def seconds(self, obj) -> str:
+        return f"{(obj.finished - obj.started).total_seconds():.1f}"
+
+    @admin.display(description=_("files"))
+    def counts(self, obj) -> str:
+        listed = _(" (%(listed)d listed)") % {"listed": obj.listed} if obj.listed < obj.total else ""
+        return _("%(written)d written, %(unchanged)d unchanged, %(removed)d removed, %(failed)d failed%(listed)s") % {
+            "written": obj.written, "unchanged": obj.unchanged, "removed": obj.removed, "failed": obj.failed,
+            "listed": listed,
+        }
+
+    @admin.display(description=_("file list"))
+    def file_list(self, obj) -> str:
+        """Each file with its status; written and unchanged ones link to their page."""
+        rows = []
+        for name, status, *error in obj.files:
+            shown = name if status in ("removed", "failed") else format_html(
+                '<a href="{}">{}</a>', obj.site.absolute_url(name), name
+            )
+            rows.append((status, shown, error[0] if error else ""))
+        return format_html(
+            '<table class="publish-run-files"><thead><tr><th>{}</th><th>{}</th><th></th></tr></thead>'
+            "<tbody>{}</tbody></table>",
+            _("status"), _("file"),
+            format_html_join("", '<tr class="{0}"><td>{0}</td><td>{1}</td><td>{2}</td></tr>', rows),
+        )
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
         return False

@@ -1,8 +1,10 @@
 """System checks (run with ``manage.py check --database default``; they read the blogs)."""
 import os
 
-from django.core.checks import Error, Tags, register
+from django.conf import settings
+from django.core.checks import Error, Tags, Warning, register
 from django.db import DatabaseError
+from django.http.request import split_domain_port, validate_host
 
 
 @register(Tags.database)
@@ -13,9 +15,10 @@ def check_site_roots(app_configs=None, databases=None, **kwargs):
 
     errors = []
     try:
-        sites = list(get_site_model().objects.only("id", "name", "site_root"))
+        sites = list(get_site_model().objects.only("id", "name", "site_root", "site_url"))
     except DatabaseError:
         return []  # not migrated yet
+    errors += _hosts_not_allowed(sites)
     for site in sites:
         errors += _check_site(site)
     return errors
@@ -49,3 +52,20 @@ def _writable(root: str) -> bool:
     while not os.path.exists(probe):
         probe = os.path.dirname(probe)
     return os.path.isdir(probe) and os.access(probe, os.W_OK | os.X_OK)
+
+
+def _hosts_not_allowed(sites) -> list[Warning]:
+    """A site whose host is not in ALLOWED_HOSTS: its Dynamic pages and comment posts would get 400."""
+    warnings = []
+    allowed = settings.ALLOWED_HOSTS
+    if settings.DEBUG and not allowed:
+        allowed = [".localhost", "127.0.0.1", "[::1]"]  # as Django allows them
+    for site in sites:
+        domain, _port = split_domain_port(site.site_host)
+        if domain and not validate_host(domain, allowed):
+            warnings.append(Warning(
+                f"Site {site.name!r}: its host {domain!r} is not in ALLOWED_HOSTS.",
+                hint="Add it (DJANGO_ALLOWED_HOSTS), or the domain with a leading dot for its subdomains.",
+                id="publishqueue.W003",
+            ))
+    return warnings

@@ -36,6 +36,8 @@ DEFAULTS: dict[str, Any] = {
     # Retention for the bounded history.
     "STATS_RETENTION_HOURS": 7 * 24,
     "ERROR_RETENTION_DAYS": 30,
+    # The sites' publishing activity logs (publishqueue.models.PublishRun).
+    "ACTIVITY_RETENTION_DAYS": 30,
     # How often a worker looks for due periodic tasks and django-q2 tasks (seconds).
     "PERIODIC_CHECK_SECONDS": 5,
     "BACKGROUND_CHECK_SECONDS": 1,

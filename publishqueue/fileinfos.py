@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterable
 from .models import ArchiveMapping, FileInfo, PublishingMode, Template
 from .paths import PathError, format_path
 from .registry import ArchiveContext, registry
-from .sites import AbstractSite
+from .sites import AbstractSite, site_locale
 
 ACTIVE_MODES = [m for m in PublishingMode if m != PublishingMode.DISABLED]
 
@@ -15,8 +15,9 @@ ACTIVE_MODES = [m for m in PublishingMode if m != PublishingMode.DISABLED]
 def all_template_contexts(template: Template) -> set[ArchiveContext]:
     """Every file a template has: for each archive type it maps, every context of that type on its site."""
     contexts: set[ArchiveContext] = set()
-    for archive_type in set(template.mappings.values_list("archive_type", flat=True)):
-        contexts |= set(registry.archive_type(archive_type).all_contexts(template.site))
+    with site_locale(template.site):  # periods are the site's local days, months, years
+        for archive_type in set(template.mappings.values_list("archive_type", flat=True)):
+            contexts |= set(registry.archive_type(archive_type).all_contexts(template.site))
     return contexts
 
 
@@ -70,7 +71,8 @@ def ensure_fileinfos(
         if not typed_mappings:
             continue
         known = registry.archive_type(archive_type)
-        fields = known.path_fields(site, typed, _wanted_fields(typed_mappings, archive_type))
+        with site_locale(site):  # dates in paths are the site's local dates
+            fields = known.path_fields(site, typed, _wanted_fields(typed_mappings, archive_type))
         if known.ordered:
             order.update((key, i) for i, key in enumerate(fields))
         for mapping in typed_mappings:

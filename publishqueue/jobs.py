@@ -15,7 +15,7 @@ from .jobrows import Claimed
 from .models import FileInfo, Template
 from .publisher import StagedFiles, context_of, publish_file
 from .registry import registry
-from .sites import get_site_model
+from .sites import get_site_model, site_locale
 
 Handler = Callable[[Claimed], object]
 HANDLERS: dict[str, Handler] = {}
@@ -75,7 +75,8 @@ def prepare_publish(jobs: Sequence[Claimed]) -> dict[int, PreparedPublish]:
     for (site_id, archive_type), group in groups.items():
         preload = registry.archive_types[archive_type].preload if archive_type in registry.archive_types else None
         if preload is not None:
-            batches[(site_id, archive_type)] = preload(sites[site_id], [context_of(fi) for fi in group])
+            with site_locale(sites[site_id]):
+                batches[(site_id, archive_type)] = preload(sites[site_id], [context_of(fi) for fi in group])
     prepared = {}
     for job in jobs:
         fileinfo = fileinfos.get(job.fileinfo_id)

@@ -5,6 +5,7 @@ from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
 
 from .paths import PathError, validate_pattern
 from .sites import site_model_label
@@ -270,3 +271,46 @@ class QueueSample(models.Model):
 
     def __str__(self) -> str:
         return f"{self.minute:%H:%M} ready {self.ready}"
+
+
+class PublishRun(models.Model):
+    """One entry of a site's publishing activity log (MT's "Background publishing done"): a worker's batch, a
+    Publish now or ``manage.py publish``, or the files a change published statically. Its files are listed (up
+    to ``activity.FILES_LISTED``, written, removed and failed first). Purged after ``ACTIVITY_RETENTION_DAYS``."""
+
+    class Kind(models.TextChoices):
+        QUEUE = "queue", _("Publish queue")
+        PUBLISH = "publish", _("Publish now")
+        CHANGE = "change", _("Published on save")
+
+    site = models.ForeignKey(site_model_label(), on_delete=models.CASCADE, related_name="+", verbose_name=_("site"))
+    kind = models.CharField(_("kind"), max_length=10, choices=Kind.choices)
+    started = models.DateTimeField(_("started"), default=timezone.now)
+    finished = models.DateTimeField(_("finished"), default=timezone.now)
+    actor = models.CharField(_("by"), max_length=200, blank=True, help_text=_("The user, or the worker."))
+    written = models.PositiveIntegerField(_("written"), default=0)
+    unchanged = models.PositiveIntegerField(_("unchanged"), default=0)
+    removed = models.PositiveIntegerField(_("removed"), default=0)
+    failed = models.PositiveIntegerField(_("failed"), default=0)
+    # [[path, status, error], ...]: status is written, unchanged, removed or failed.
+    files = models.JSONField(_("files"), default=list, blank=True)
+
+    class Meta:
+        verbose_name = _("publishing activity")
+        verbose_name_plural = _("publishing activity log")
+        ordering = ["-finished", "-id"]
+        indexes = [
+            models.Index(fields=["site", "-finished"], name="publishrun_site_finished"),
+            models.Index(fields=["finished"], name="publishrun_finished"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} {self.finished:%Y-%m-%d %H:%M:%S}"
+
+    @property
+    def listed(self) -> int:
+        return len(self.files)
+
+    @property
+    def total(self) -> int:
+        return self.written + self.unchanged + self.removed + self.failed

@@ -15,6 +15,7 @@ from django.utils import timezone
 
 from dispatch import processes
 
+from . import activity
 from .conf import get_config
 from .models import JobError, JobStat, PeriodicTask, PublishingMode, Template
 
@@ -49,7 +50,8 @@ def purge_history(now: dt.datetime) -> int:
     old_errors = JobError.objects.filter(created__lt=now - dt.timedelta(days=config["ERROR_RETENTION_DAYS"]))
     # Errors of a job still failed are its history: they stay while the job does.
     errors, _ = old_errors.filter(~Q(job_id__in=_failed_job_ids())).delete()
-    return stats + errors + processes.purge_stale(now)
+    runs = activity.purge(now, config["ACTIVITY_RETENTION_DAYS"])
+    return stats + errors + runs + processes.purge_stale(now)
 
 
 def _failed_job_ids():

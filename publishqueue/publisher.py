@@ -52,8 +52,8 @@ class PublishResult:
     staged: str = ""
     target: str = ""
     stale: str = ""
-    # For the ledger of written files: the site, and the path the file had before when it is new at this one
-    # ("" for a first write).
+    # The site (for the activity log, and the ledger of written files), and for the ledger the path the file had
+    # before when it is new at this one ("" for a first write).
     site_id: int = 0
     new_path: bool = False
     moved_from: str = ""
@@ -104,7 +104,7 @@ def publish_file(
     if content is None:
         _remove_published(fileinfo)
         FileInfo.objects.filter(pk=fileinfo.pk).delete()
-        return PublishResult(fileinfo.pk, fileinfo.path, "removed")
+        return PublishResult(fileinfo.pk, fileinfo.path, "removed", site_id=fileinfo.site_id)
     data = content.encode("utf-8")
     digest = hashlib.sha256(data).hexdigest()
     try:
@@ -114,7 +114,7 @@ def publish_file(
         raise PublishError(str(exc)) from exc
     unchanged = digest == fileinfo.content_hash and fileinfo.published_path == fileinfo.path
     if unchanged and not force and _on_disk(target, data):
-        return PublishResult(fileinfo.pk, fileinfo.path, "unchanged", len(data))
+        return PublishResult(fileinfo.pk, fileinfo.path, "unchanged", len(data), site_id=fileinfo.site_id)
     moved = fileinfo.published_path and fileinfo.published_path != fileinfo.path
     now = timezone.now()
     ledger = {
@@ -142,7 +142,7 @@ def publish_file(
 def unpublish_file(*, fileinfo: FileInfo) -> PublishResult:
     """A file whose template is now Dynamically published or not published at all: it leaves the disk."""
     _remove_published(fileinfo)
-    return PublishResult(fileinfo.pk, fileinfo.path, "dynamic")
+    return PublishResult(fileinfo.pk, fileinfo.path, "dynamic", site_id=fileinfo.site_id)
 
 
 def _on_disk(target: str, data: bytes) -> bool:

@@ -13,6 +13,11 @@ A content app registers, in its ``AppConfig.ready()``:
 
 What a content change touches (its dependency rules) stays in the content app: it turns a change into
 archive contexts and hands them to ``publishqueue.services.publish_contexts``.
+
+publishqueue calls what an archive type registered (``all_contexts``, ``path_fields``, ``preload``, ``variables``)
+and the site-wide variables with the site's time zone and language active (``sites.site_locale``): a content
+app cuts periods and formats dates with ``django.utils.timezone``'s current zone and translates with Django's
+functions, and each site gets its own.
 """
 from __future__ import annotations
 

@@ -19,13 +19,15 @@ from django.template import Context, Engine
 from .conf import get_config
 from .paths import format_path
 from .registry import ArchiveContext, Page, registry
-from .sites import AbstractSite
+from .sites import AbstractSite, site_locale
+from .templatetags.mt import rendering_in
 
 
 def build_engine(sources: dict[str, str]) -> Engine:
     return Engine(
         loaders=[("django.template.loaders.cached.Loader", [("django.template.loaders.locmem.Loader", sources)])],
-        builtins=["publishqueue.templatetags.mt", *registry.template_builtins],
+        # i18n: {% translate %} and {% blocktranslate %} in the site's language (publishqueue.sites.site_locale).
+        builtins=["django.templatetags.i18n", "publishqueue.templatetags.mt", *registry.template_builtins],
         autoescape=True,
     )
 
@@ -55,11 +57,11 @@ class SiteRenderer:
     patterns: dict[str, str]
     # Cached module output ({% include_cached %}) for one content version of the site.
     fragments: dict[str, str] = field(default_factory=dict)
-    fragments_version: int = -1
+    fragments_version: object = None  # the site's content version and locale they were rendered for
     lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def fragment(self, name: str, content_version: int, render_fragment) -> str:
-        """A module's output, rendered once per content version (MT's module caching)."""
+    def fragment(self, name: str, content_version: object, render_fragment) -> str:
+        """A module's output, rendered once per content version (MT's module caching) and locale."""
         with self.lock:
             if self.fragments_version != content_version:
                 self.fragments, self.fragments_version = {}, content_version
@@ -89,7 +91,7 @@ class RenderScope:
         def render_and_note() -> str:
             return _noting_change(self.site, name, render_fragment())
 
-        return self.renderer.fragment(name, self.site.content_version, render_and_note)
+        return self.renderer.fragment(name, (self.site.content_version, self.site.locale_key), render_and_note)
 
 
 def _noting_change(site: AbstractSite, name: str, output: str) -> str:
@@ -184,13 +186,16 @@ def render(
 ) -> str | None:
     """Render one file; None when what it shows is gone (its file should go). ``batch``: what the archive
     type's ``preload`` loaded for a batch of pages (loaded here otherwise)."""
-    renderer = renderer_for(site)
-    links = Links(site, renderer.patterns)
-    variables = registry.archive_type(context.archive_type).variables(Page(site, context, links, batch))
-    if variables is None:
-        return None
-    key = (site.pk, site.content_version, site.templates_version)
-    shared = site_variables.get(key, lambda: _site_variables(site, links))
-    variables.update(shared)
-    variables.update(archive_type=context.archive_type, file_url=url, _mt=RenderScope(site, renderer, tuple(shared)))
-    return renderer.engine.get_template(template_name).render(Context(variables))
+    # The site's time zone and language (nothing to do for the install's); translations cached per language.
+    with site_locale(site), rendering_in(site.language_code):
+        renderer = renderer_for(site)
+        links = Links(site, renderer.patterns)
+        variables = registry.archive_type(context.archive_type).variables(Page(site, context, links, batch))
+        if variables is None:
+            return None
+        key = (site.pk, site.content_version, site.templates_version, site.locale_key)
+        shared = site_variables.get(key, lambda: _site_variables(site, links))
+        variables.update(shared)
+        scope = RenderScope(site, renderer, tuple(shared))
+        variables.update(archive_type=context.archive_type, file_url=url, _mt=scope)
+        return renderer.engine.get_template(template_name).render(Context(variables))

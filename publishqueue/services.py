@@ -13,11 +13,13 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from django.db import transaction
+from django.utils import timezone
 
+from . import activity
 from .conf import get_config
 from .enqueue import enqueue_publish
 from .fileinfos import ensure_fileinfos, template_fileinfos
-from .models import ArchiveMapping, FileInfo, PublishingMode, Template
+from .models import ArchiveMapping, FileInfo, PublishingMode, PublishRun, Template
 from .paths import PathError, resolve_output_path
 from .publisher import PublishError, PublishResult, publish_file, unpublish_file
 from .registry import ArchiveContext
@@ -34,6 +36,8 @@ class ChangeReport:
     queued: int = 0
     skipped: dict[str, int] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
+    # The files that failed (site id, path, message), for the activity log.
+    failures: list[tuple[int, str, str]] = field(default_factory=list)
 
     @property
     def written(self) -> int:
@@ -58,6 +62,7 @@ def publish_many(fileinfos: Iterable[FileInfo], report: ChangeReport, *, force: 
         except PublishError as exc:
             logger.warning("%s", exc)
             report.errors.append(str(exc))
+            report.failures.append((fileinfo.site_id, fileinfo.path, str(exc)))
 
 
 def apply_change(fileinfos: Iterable[FileInfo], *, priority: int | None = None) -> ChangeReport:
@@ -75,8 +80,15 @@ def apply_change(fileinfos: Iterable[FileInfo], *, priority: int | None = None) 
             report.skipped[mode] = report.skipped.get(mode, 0) + 1
     report.queued = enqueue_publish(queued, priority=priority)
     if static:
-        transaction.on_commit(lambda: publish_many(static, report))
+        transaction.on_commit(lambda: publish_and_log(static, report, kind=PublishRun.Kind.CHANGE))
     return report
+
+
+def publish_and_log(fileinfos: Iterable[FileInfo], report: ChangeReport, *, kind: str) -> None:
+    """``publish_many``, then the run in its sites' activity logs (by the current actor)."""
+    started = timezone.now()
+    publish_many(fileinfos, report)
+    activity.record(report.published, report.failures, kind=kind, started=started)
 
 
 def publish_contexts(
@@ -175,10 +187,12 @@ def _unpublish_static_files(template: Template) -> None:
 
 
 def publish_templates(
-    *, templates: Iterable[Template], queue: bool = False, force: bool = False, progress=None
+    *, templates: Iterable[Template], queue: bool = False, force: bool = False, progress=None, actor: str | None = None
 ) -> ChangeReport:
-    """Publish every file of ``templates`` now (or queue them): Publish now and manage.py publish."""
+    """Publish every file of ``templates`` now (or queue them): Publish now and manage.py publish. What it
+    published goes to the sites' activity logs as one run (by ``actor``: the current one if None)."""
     report = ChangeReport()
+    started = timezone.now()
     for template in templates:
         if template.kind == Template.Kind.MODULE or template.mode == PublishingMode.DISABLED:
             continue
@@ -196,6 +210,8 @@ def publish_templates(
             publish_many([fileinfo], report, force=force)
             if progress is not None:
                 progress.update(1)
+    if not queue:
+        activity.record(report.published, report.failures, kind=PublishRun.Kind.PUBLISH, actor=actor, started=started)
     return report
 
 

@@ -7,12 +7,18 @@ under which compiled templates and blog-wide lists are cached.
 """
 from __future__ import annotations
 
+import contextlib
+import datetime as dt
+import functools
+import zoneinfo
 from urllib.parse import urlsplit
 
 from django.apps import apps
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
+from django.utils import timezone, translation
+from django.utils.translation import gettext_lazy as _
 
 SETTING = "PUBLISHQUEUE_SITE_MODEL"
 
@@ -43,6 +49,30 @@ class SiteLocationAdminMixin:
         return super().has_add_permission(request) and self._may_move(request)
 
 
+def language_choices() -> list[tuple[str, str]]:
+    """The languages a site may be published in: the project's ``LANGUAGES``."""
+    return [(code, name) for code, name in settings.LANGUAGES]
+
+
+@functools.cache
+def _zone_names() -> tuple[str, ...]:
+    return tuple(sorted(zoneinfo.available_timezones()))
+
+
+def time_zone_choices() -> list[tuple[str, str]]:
+    """Every IANA time zone of the system's (or the tzdata package's) database."""
+    return [(name, name.replace("_", " ")) for name in _zone_names()]
+
+
+def normal_host(host: str) -> str:
+    """A host as sites are matched by it: lower case, without the default HTTP or HTTPS port."""
+    host = host.strip().lower().rstrip(".")
+    for default in (":80", ":443"):
+        if host.endswith(default):
+            return host[: -len(default)]
+    return host
+
+
 class AbstractSite(models.Model):
     name = models.CharField(max_length=255)
     site_url = models.URLField(
@@ -58,6 +88,15 @@ class AbstractSite(models.Model):
     content_version = models.PositiveIntegerField(
         default=0, editable=False, help_text="Bumped whenever an entry, category or comment of the blog changes."
     )
+    # MT's per-blog server offset and language: pages are rendered, and dates cut into periods, in these.
+    time_zone = models.CharField(
+        _("time zone"), max_length=64, blank=True, choices=time_zone_choices,
+        help_text=_("Dates in paths and pages, and archive periods, follow it (blank: the install's TIME_ZONE)."),
+    )
+    language = models.CharField(
+        _("language"), max_length=15, blank=True, choices=language_choices,
+        help_text=_("Templates render in it: month names, dates and translated words (blank: LANGUAGE_CODE)."),
+    )
 
     class Meta:
         abstract = True
@@ -71,10 +110,36 @@ class AbstractSite(models.Model):
         super().clean()
         from .paths import PathError, check_site_root
 
+        if self.time_zone and self.time_zone not in _zone_names():
+            raise ValidationError({"time_zone": _("Unknown time zone.")})
+
         try:
             check_site_root(self.site_root)
         except PathError as exc:
             raise ValidationError({"site_root": str(exc)}) from exc
+
+    @property
+    def zone(self) -> dt.tzinfo:
+        """The site's time zone (the install's when it has none)."""
+        cached = self.__dict__.get("_zone")
+        if cached is None or cached[0] != self.time_zone:
+            found = zoneinfo.ZoneInfo(self.time_zone) if self.time_zone else timezone.get_default_timezone()
+            cached = self.__dict__["_zone"] = (self.time_zone, found)
+        return cached[1]
+
+    @property
+    def language_code(self) -> str:
+        return self.language or settings.LANGUAGE_CODE
+
+    @property
+    def locale_key(self) -> tuple[str, str]:
+        """What render caches of the site are also keyed by: its time zone and language."""
+        return (self.time_zone, self.language)
+
+    @property
+    def site_host(self) -> str:
+        """The host (and port, unless the default) of the site URL, as requests are matched by it."""
+        return normal_host(urlsplit(self.site_url).netloc.rpartition("@")[2])
 
     @property
     def site_path(self) -> str:
@@ -85,3 +150,20 @@ class AbstractSite(models.Model):
     def absolute_url(self, relative_path: str) -> str:
         base = self.site_url if self.site_url.endswith("/") else self.site_url + "/"
         return base + relative_path
+
+
+def site_locale(site: AbstractSite) -> contextlib.AbstractContextManager:
+    """The site's time zone and language, active for what is computed or rendered for it (a no-op when they are
+    active already, as they are for a site that uses the install's). publishqueue calls content apps' archive
+    types and renders pages under it."""
+    zone, language = site.zone, site.language_code
+    change_zone = timezone.get_current_timezone() is not zone and str(timezone.get_current_timezone()) != str(zone)
+    change_language = translation.get_language() != language
+    if not (change_zone or change_language):
+        return contextlib.nullcontext()
+    stack = contextlib.ExitStack()
+    if change_zone:
+        stack.enter_context(timezone.override(zone))
+    if change_language:
+        stack.enter_context(translation.override(language))
+    return stack

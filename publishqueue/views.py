@@ -12,17 +12,24 @@ from .conf import get_config
 from .models import FileInfo, PublishingMode
 from .paths import PathError, check_relative_path, resolve_output_path
 from .publisher import PublishError, render_fileinfo
-from .sites import AbstractSite, get_site_model
+from .sites import AbstractSite, get_site_model, normal_host
 
 
-def site_file_for(path: str) -> tuple[AbstractSite, str] | None:
-    """The site whose site URL path is the longest prefix of the URL path ``path``, and the file that
-    path names under its site root (a directory means its index.html)."""
-    best: tuple[AbstractSite, str] | None = None
-    for site in get_site_model().objects.only("id", "site_url", "site_root"):
-        prefix = site.site_path
-        if path.startswith(prefix) and (best is None or len(prefix) > len(best[0].site_path)):
-            best = (site, path[len(prefix) :])
+def site_file_for(path: str, host: str | None = None) -> tuple[AbstractSite, str] | None:
+    """The site whose site URL, without its scheme, is the longest prefix of ``host`` + ``path``, and the file
+    that path names under its site root (a directory means its index.html).
+
+    Without a site at that host and port, the sites at that host on any port are tried (the ``--http`` front
+    on port 8000 for ``http://a.example/``). A host no site URL names (``localhost`` for a site at
+    ``127.0.0.1``, a proxy's own name) is matched by the path alone, when one site is the longest match: two
+    sites at the same path on two hosts are never guessed between. ``host`` None: by path alone."""
+    sites = list(get_site_model().objects.only("id", "site_url", "site_root"))
+    wanted = normal_host(host) if host else None
+    on_host = [site for site in sites if site.site_host == wanted]
+    if wanted and not on_host:
+        name = _without_port(wanted)
+        on_host = [site for site in sites if _without_port(site.site_host) == name]
+    best = _longest_prefix(on_host or sites, path, ambiguous_ok=bool(on_host))
     if best is None:
         return None
     site, relative = best
@@ -31,10 +38,25 @@ def site_file_for(path: str) -> tuple[AbstractSite, str] | None:
     return site, relative
 
 
-def published_file(path: str) -> str | None:
-    """The published file at URL path ``path`` on this host's disk, if there is one (the ``--http`` front
-    serves it as nginx's try_files would)."""
-    found = site_file_for(path)
+def _without_port(host: str) -> str:
+    return host.rsplit(":", 1)[0] if not host.endswith("]") else host
+
+
+def _longest_prefix(sites: list[AbstractSite], path: str, *, ambiguous_ok: bool) -> tuple[AbstractSite, str] | None:
+    matching = [site for site in sites if path.startswith(site.site_path)]
+    if not matching:
+        return None
+    longest = max(len(site.site_path) for site in matching)
+    best = [site for site in matching if len(site.site_path) == longest]
+    if len(best) > 1 and not ambiguous_ok:
+        return None  # the same path on several hosts, and a host that is none of theirs
+    return best[0], path[longest:]
+
+
+def published_file(path: str, host: str | None = None) -> str | None:
+    """The published file at ``path`` on ``host`` (the request's Host header) on this machine's disk, if there
+    is one (the ``--http`` front serves it as nginx's try_files would)."""
+    found = site_file_for(path, host)
     if found is None:
         return None
     site, relative = found
@@ -46,7 +68,7 @@ def published_file(path: str) -> str | None:
 
 
 def serve_site(request: HttpRequest, path: str = "") -> HttpResponse:
-    found = site_file_for(request.path)
+    found = site_file_for(request.path, request.get_host())
     if found is None:
         raise Http404("No site is published at this URL.")
     blog, relative = found

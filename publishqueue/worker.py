@@ -23,11 +23,12 @@ from dispatch import processes
 from dispatch.conf import get_config as dispatch_config
 from dispatch.control import RecycleWatch, acknowledge
 
-from . import jobrows, periodic
+from . import activity, jobrows, periodic
 from .conf import get_config
 from .jobrows import Claimed
 from .jobs import BatchFinishing, prepare, run_job
-from .publisher import site_roots, sweep_temp_files
+from .models import PublishRun
+from .publisher import PublishResult, site_roots, sweep_temp_files
 from .stats import StatsBuffer
 
 logger = logging.getLogger("mtdispatch.worker")
@@ -86,6 +87,9 @@ class _Finishing:
 
     ran: list[_Ran]
     finishing: BatchFinishing
+    started: dt.datetime | None = None
+    # Jobs that raised, with the message (for the activity log; they were failed at once).
+    failed: list[tuple[Claimed, str]] = field(default_factory=list)
 
 
 @dataclass
@@ -126,6 +130,7 @@ class Worker:
         self._bridge = None
         self._swept = False
         self._finishing: list[_Finishing] = []  # batches that ran, oldest first: completed after the next one ran
+        self._last_failure = ""
 
     # -- lifecycle ---------------------------------------------------------------------------------
 
@@ -256,6 +261,8 @@ class Worker:
         """Run a batch's jobs, then complete the previous batch (its files were syncing meanwhile); this one is
         completed after the next. A database outage in the middle leaves everything in hand to ``_abandon``."""
         ran: list[_Ran] = []
+        failed: list[tuple[Claimed, str]] = []
+        started = timezone.now()
         if any(job.suspect for job in jobs):
             self._settle()  # it may kill this worker: finish the batches in hand first, so they do not die with it
         with self._current.lock:
@@ -269,8 +276,11 @@ class Worker:
                 outcome = self._run_one(job, prepared.get(job.id))
                 if outcome is not None:
                     ran.append(outcome)
+                else:
+                    failed.append((job, self._last_failure))
         finally:
-            self._finishing.append(_Finishing(ran, BatchFinishing([(r.job, r.outcome) for r in ran])))
+            finishing = BatchFinishing([(r.job, r.outcome) for r in ran])
+            self._finishing.append(_Finishing(ran, finishing, started, failed))
             with self._current.lock:
                 self._current.job = None
         self._settle(keep=1)
@@ -307,9 +317,21 @@ class Worker:
                     self.stats.done(r.job.kind, finished=r.finished, run_after=r.job.run_after, run_seconds=r.seconds)
                     completed.append(r.job)
             self.result.requeued += jobrows.complete(worker_id=self.worker_id, jobs=completed)
+            self._log_activity(batch, {job.id for job in completed}, failures)
             self.stats.flush()
         batch.finishing.cleanup()
         self._give_back([job for job in jobs if job.id not in fenced], holding)
+
+    def _log_activity(self, batch: _Finishing, completed: set[int], failures: dict[int, Exception]) -> None:
+        """The batch in its sites' activity logs: one INSERT (a row per site), in the completing transaction."""
+        outcomes = [r.outcome for r in batch.ran if r.job.id in completed]
+        failed = [
+            (r.outcome.site_id, r.outcome.path, str(failures[r.job.id]))
+            for r in batch.ran if r.job.id in failures and isinstance(r.outcome, PublishResult)
+        ]
+        failed += activity.failures_of_jobs((job.fileinfo_id, message) for job, message in batch.failed)
+        activity.record(outcomes, failed, kind=PublishRun.Kind.QUEUE, actor=self.worker_id,
+                        started=batch.started or timezone.now())
 
     def _give_back(self, jobs: list[Claimed], holding: dict[int, int]) -> None:
         """Jobs this worker no longer holds (another worker took them over after its lease expired, while this one
@@ -358,8 +380,9 @@ class Worker:
         return _Ran(job, outcome, timezone.now(), time.monotonic() - started)
 
     def _fail(self, job: Claimed, exc: BaseException) -> None:
+        self._last_failure = f"{type(exc).__name__}: {exc}"
         final = jobrows.fail(
-            worker_id=self.worker_id, job=job, message=f"{type(exc).__name__}: {exc}",
+            worker_id=self.worker_id, job=job, message=self._last_failure,
             traceback="".join(traceback.format_exception(exc)),
         )
         self.result.failed += 1

@@ -4,10 +4,12 @@ exactly as a fresh full publish into an empty site root would (same files, byte 
 Hypothesis generates the sequences: entries created, edited, moved in time, (un)published, scheduled and coming
 due, deleted; categories created, renamed, deleted, (un)assigned; comments approved, unapproved, deleted;
 template and module edits; publishing-mode switches; archive mappings changed, added and deleted; blog settings;
-an author's name. Each operation goes through the same services the admin calls. The queue is then drained by
-the real worker loop, and the site root compared with a full publish of the Statically and Via Publish Queue
-templates into an empty directory (Manually published files are, by definition, only as fresh as their last
-Publish now, so both sides leave them out).
+an author's name; the blog's time zone (each sequence starts in the install's zone, Europe/Paris, or in
+Asia/Tokyo or America/New_York, and may switch: entries at every hour, around month ends and New York's DST
+change, move between days and months). Each operation goes through the same services the admin calls. The queue
+is then drained by the real worker loop, and the site root compared with a full publish of the Statically and Via
+Publish Queue templates into an empty directory (Manually published files are, by definition, only as fresh as
+their last Publish now, so both sides leave them out).
 
 CI runs ``ORACLE_EXAMPLES`` sequences (default 25) on SQLite, and as many on PostgreSQL when
 ``MTDISPATCH_TEST_PG`` is set; a longer local run: ``ORACLE_EXAMPLES=2000 bin/test tests/publishqueue/test_oracle.py``.
@@ -24,6 +26,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+from django.test import override_settings
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -40,6 +43,9 @@ START = dt.datetime(2026, 1, 28, 12, tzinfo=dt.UTC)
 MODES = [m.value for m in PublishingMode]
 ENTRY_PATTERNS = ["{year}/{month}/{slug}.html", "{category}/{slug}.html", "entries/{id}.html"]
 MONTHLY_PATTERNS = ["{year}/{month}/", "archives/{year}-{month}.html"]
+# The blog's time zone ("": the install's, which the test sets to Europe/Paris).
+ZONES = ["", "Asia/Tokyo", "America/New_York"]
+INSTALL_ZONE = "Europe/Paris"
 EDITABLE = ["Header", "Footer", "Sidebar", "Main Index", "Entry", "Category Archive", "Monthly Archive"]
 counter = itertools.count()
 
@@ -63,6 +69,8 @@ OPERATIONS = st.one_of(
     st.tuples(st.just("entry_mapping"), st.sampled_from(ENTRY_PATTERNS)),
     st.tuples(st.just("monthly_mapping"), st.sampled_from(MONTHLY_PATTERNS)),
     st.tuples(st.just("yearly_mapping"), st.booleans()),
+    st.tuples(st.just("daily_mapping"), st.booleans()),
+    st.tuples(st.just("time_zone"), st.sampled_from(ZONES)),
     st.tuples(st.just("blog_settings"), st.sampled_from(["name", "description"])),
     st.tuples(st.just("author_name"),),
 )
@@ -71,10 +79,10 @@ OPERATIONS = st.one_of(
 class Scenario:
     """One blog and the operations on it, as the admin would do them."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, zone: str = "") -> None:
         self.root = root
         self.author = UserFactory(username=f"author{next(counter)}", first_name="Ann")
-        self.blog = blog_with_templates(root / "site", mode="queue", name="Oracle")
+        self.blog = blog_with_templates(root / "site", mode="queue", name="Oracle", time_zone=zone)
         for mode, name in zip(["static", "queue", "static"], ["Entry", "Main Index", "Monthly Archive"], strict=True):
             Template.objects.filter(site=self.blog, name=name).update(mode=mode)
         self.categories = [Category.objects.create(blog=self.blog, label=f"Cat {n}", slug=f"cat-{n}") for n in range(2)]
@@ -114,7 +122,7 @@ class Scenario:
         elif what == "slug":
             entry.slug = f"moved-{n}"
         elif what == "date":
-            entry.published_on = START + dt.timedelta(days=days)
+            entry.published_on = START + dt.timedelta(days=days, hours=n % 24)
         elif what == "status":
             entry.status = "draft" if entry.status == "published" else "published"
         else:
@@ -136,7 +144,7 @@ class Scenario:
         n = next(counter)
         services.save_entry(entry=Entry(
             blog=self.blog, title=f"Scheduled {n}", slug=f"scheduled-{n}", status=Entry.Status.SCHEDULED,
-            published_on=START + dt.timedelta(days=days), author=self.author,
+            published_on=START + dt.timedelta(days=days, hours=n % 24), author=self.author,
         ))
 
     def come_due(self) -> None:
@@ -224,6 +232,22 @@ class Scenario:
             yearly.get().delete()
         template_saved(template=self.template("Monthly Archive"), previous_mode=template.mode)
 
+    def daily_mapping(self, add) -> None:
+        template = self.template("Monthly Archive")
+        daily = ArchiveMapping.objects.filter(template=template, archive_type="daily")
+        if add and not daily.exists():
+            ArchiveMapping.objects.create(template=template, archive_type="daily", path_pattern="{year}/{month}/{day}/")
+        elif not add and daily.exists():
+            daily.get().delete()
+        template_saved(template=self.template("Monthly Archive"), previous_mode=template.mode)
+
+    def time_zone(self, zone) -> None:
+        blog = Blog.objects.get(pk=self.blog.pk)
+        before = services.shown_state(blog)
+        blog.time_zone = zone
+        services.save_blog(blog=blog, before=before)
+        self.blog = blog
+
     def blog_settings(self, field) -> None:
         blog = Blog.objects.get(pk=self.blog.pk)
         before = services.shown_state(blog)
@@ -267,9 +291,9 @@ def manual_paths(blog: Blog) -> set[str]:
     )
 
 
-def check_sequence(operations: list[tuple]) -> None:
-    with tempfile.TemporaryDirectory(prefix="oracle-") as tmp:
-        scenario = Scenario(Path(tmp))
+def check_sequence(operations: list[tuple], zone: str = "") -> None:
+    with tempfile.TemporaryDirectory(prefix="oracle-") as tmp, override_settings(TIME_ZONE=INSTALL_ZONE):
+        scenario = Scenario(Path(tmp), zone)
         for op in operations:
             scenario.apply(op)
         drain()
@@ -285,9 +309,20 @@ def check_sequence(operations: list[tuple]) -> None:
 @pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
 @settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck), derandomize=False)
-@given(st.lists(OPERATIONS, min_size=1, max_size=12))
-def test_the_drained_queue_leaves_the_site_as_a_fresh_full_publish(operations):
-    check_sequence(operations)
+@given(st.lists(OPERATIONS, min_size=1, max_size=12), st.sampled_from(ZONES))
+def test_the_drained_queue_leaves_the_site_as_a_fresh_full_publish(operations, zone):
+    check_sequence(operations, zone)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_oracle_moves_entries_across_midnight_month_ends_and_dst_when_the_zone_changes():
+    """A fixed sequence through the zones: entries late and early in the day around February's end and New York's
+    DST change (March 8th, 2026), daily archives mapped, the zone switched twice."""
+    check_sequence([
+        ("daily_mapping", True), ("new_entry", 31, "published", [0]), ("new_entry", 39, "published", [1]),
+        ("time_zone", "America/New_York"), ("edit_entry", 3, "date", 39), ("new_entry", 40, "published", []),
+        ("time_zone", "Asia/Tokyo"), ("schedule", 31), ("come_due",), ("yearly_mapping", True),
+    ], zone="")
 
 
 @pytest.mark.slow

@@ -7,6 +7,7 @@ import pytest
 from django.template import Context
 from django.template import engines as django_engines
 from django.test import override_settings
+from django.utils import translation
 
 from publishqueue.rendering import build_engine
 
@@ -48,3 +49,23 @@ def test_the_date_filter_of_blog_templates_says_what_djangos_says(tz):
             assert ours.get_template("bare").render(Context({"value": value})) == theirs_bare.render(
                 Context({"value": value})
             )
+
+
+def test_translations_cached_for_the_pages_language_are_not_used_in_another():
+    """While a site's page renders, literal translations are looked up once per language; a {% language %}
+    block in the page is in its own language."""
+    from django.template import Engine
+
+    from publishqueue.templatetags.mt import rendering_in
+
+    engine = Engine(builtins=["django.templatetags.i18n", "publishqueue.templatetags.mt"])
+    page = engine.from_string(
+        '{% translate "Yes" %} {{ when|date:_("F Y") }} {% language "fr" %}{% translate "Yes" %} '
+        '{{ when|date:_("F Y") }}{% endlanguage %}'
+    )
+    context = {"when": dt.datetime(2026, 3, 10, tzinfo=dt.UTC)}
+    for _ in range(2):  # the second time from the cache
+        with translation.override("en-us"), rendering_in("en-us"):
+            assert page.render(Context(context)) == "Yes March 2026 Oui mars 2026"
+        with translation.override("de"), rendering_in("de"):
+            assert page.render(Context(context)) == "Ja März 2026 Oui mars 2026"

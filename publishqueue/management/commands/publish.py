@@ -1,4 +1,6 @@
 """Publish a blog, a template, or everything, now or through the queue (MT's rebuild)."""
+import getpass
+
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
@@ -31,7 +33,10 @@ class Command(BaseCommand):
             raise CommandError("No templates match.")
         show = options["verbosity"] > 0 and not queue
         with tqdm(total=0, unit="file", disable=not show, file=self.stderr._out) as progress:
-            report = publish_templates(templates=templates, queue=queue, force=force, progress=progress)
+            report = publish_templates(
+                templates=templates, queue=queue, force=force, progress=progress,
+                actor=f"manage.py publish ({getpass.getuser()})",
+            )
         for error in report.errors:
             self.stderr.write(self.style.ERROR(error))
         self.stdout.write(report.summary())
