@@ -244,11 +244,17 @@ class JobAdmin(admin.ModelAdmin):
     ordering = ["-priority", "run_after", "id"]
 
     def get_urls(self):
-        action = path(
-            "<int:job_id>/do/<slug:action>/", self.admin_site.admin_view(self.job_action_view),
-            name="publishqueue_job_action",
-        )
-        return [action, *super().get_urls()]
+        from . import admin_views
+
+        view = self.admin_site.admin_view
+        return [
+            path("<int:job_id>/do/<slug:action>/", view(self.job_action_view), name="publishqueue_job_action"),
+            # The dashboard's queue controls.
+            path("pause/", view(admin_views.pause), name="publishqueue_job_pause"),
+            path("resume/<int:pk>/", view(admin_views.resume), name="publishqueue_job_resume"),
+            path("cancel/", view(admin_views.cancel), name="publishqueue_job_cancel"),
+            *super().get_urls(),
+        ]
 
     def job_action_view(self, request, job_id: int, action: str) -> HttpResponse:
         """PQManager's actions on one job, from the dashboard: Retry now, Raise priority (+5), Delete."""

@@ -23,7 +23,7 @@ from dispatch import processes
 from dispatch.conf import get_config as dispatch_config
 from dispatch.control import RecycleWatch, acknowledge
 
-from . import jobrows, periodic
+from . import controls, jobrows, periodic
 from .conf import get_config
 from .jobrows import Claimed
 from .jobs import BatchFinishing, prepare, run_job
@@ -77,6 +77,7 @@ class _Ran:
     outcome: object
     finished: dt.datetime
     seconds: float
+    site_id: int | None = None  # the site of the file it published (freshness is counted per site)
 
 
 @dataclass(frozen=True)
@@ -126,6 +127,7 @@ class Worker:
         self._bridge = None
         self._swept = False
         self._finishing: list[_Finishing] = []  # batches that ran, oldest first: completed after the next one ran
+        self.pause_watch = controls.PauseWatch()
 
     # -- lifecycle ---------------------------------------------------------------------------------
 
@@ -188,16 +190,17 @@ class Worker:
         self._sweep()
         self._maybe_periodic()
         self._maybe_background()
+        pauses = self.pause_watch.pauses(fresh=True)
         jobs = jobrows.claim(
             worker_id=self.worker_id, load=opts.load, kinds=opts.kinds, floor=opts.floor, randomly=opts.randomly,
-            share=self.peers,
+            share=self.peers, pauses=pauses,
         )
         if jobs:
             self._run_batch(jobs)
         else:
             self._settle()
         if not jobs and not opts.daemon:
-            self.result.reason = self.result.reason or "queue empty"
+            self.result.reason = self.result.reason or ("queue paused" if pauses.everything else "queue empty")
             return False
         if opts.once:
             self.result.reason = self.result.reason or "once"
@@ -205,7 +208,8 @@ class Worker:
         if self._reached_max():
             return False
         if not jobs:
-            self.stop_event.wait(opts.sleep)  # only sleeps when nothing is waiting
+            # Only sleeps when nothing is waiting; while a pause is on, looks again soon (a resume is seen at once).
+            self.stop_event.wait(min(opts.sleep, controls.WATCH_SECONDS) if pauses else opts.sleep)
         return True
 
     def _reached_max(self) -> bool:
@@ -260,7 +264,7 @@ class Worker:
         try:
             prepared = self._prepare(jobs)
             for index, job in enumerate(jobs):
-                if self.stopping or self._reached_max():
+                if self.stopping or self._reached_max() or self._paused(job, prepared.get(job.id)):
                     jobrows.release(worker_id=self.worker_id, jobs=jobs[index:])
                     break
                 outcome = self._run_one(job, prepared.get(job.id))
@@ -273,6 +277,10 @@ class Worker:
         self._settle(keep=1)
         with self._current.lock:
             self._current.held = [r.job for batch in self._finishing for r in batch.ran]
+
+    def _paused(self, job: Claimed, prepared: object) -> bool:
+        """Paused since the batch was claimed (the rest of the batch is given back)."""
+        return self.pause_watch.pauses().holds(kind=job.kind, site_id=_site_of(prepared))
 
     def _settle(self, keep: int = 0) -> None:
         """Finish and complete the batches that ran, oldest first, all but the last ``keep``."""
@@ -289,6 +297,7 @@ class Worker:
         before, outside the transaction; removing files after it."""
         batch.finishing.sync()
         jobs = [r.job for r in batch.ran]
+        placed = timezone.now()
         with self._current.fence, transaction.atomic():
             holding = jobrows.held(worker_id=self.worker_id, jobs=jobs)
             fenced = {job.id for job in jobs if holding.get(job.id) == job.generation}
@@ -300,6 +309,8 @@ class Worker:
                     self._fail(r.job, failures[r.job.id])
                 elif r.job.id in fenced:
                     self.stats.done(r.job.kind, finished=r.finished, run_after=r.job.run_after, run_seconds=r.seconds)
+                    if r.site_id is not None and r.job.created is not None:
+                        self.stats.fresh(r.site_id, changed=r.job.created, placed=placed)
                     completed.append(r.job)
             jobrows.complete(worker_id=self.worker_id, jobs=completed)
             self.stats.flush()
@@ -350,7 +361,7 @@ class Worker:
         if self.options.verbose:
             self.log(f"{job}: {outcome}")
         self.result.done += 1
-        return _Ran(job, outcome, timezone.now(), time.monotonic() - started)
+        return _Ran(job, outcome, timezone.now(), time.monotonic() - started, _site_of(prepared))
 
     def _fail(self, job: Claimed, exc: BaseException) -> None:
         final = jobrows.fail(
@@ -451,6 +462,12 @@ class _Heartbeat:
             current_for=time.monotonic() - since if job else 0.0,
         )
         w.peers = max(1, processes.live(KIND).count())
+
+
+def _site_of(prepared: object) -> int | None:
+    """The site a prepared job publishes for, if it publishes a file."""
+    fileinfo = getattr(prepared, "fileinfo", None)
+    return getattr(fileinfo, "site_id", None)
 
 
 def _one_line(exc: BaseException) -> str:
