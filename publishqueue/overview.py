@@ -90,11 +90,14 @@ def rate(now: dt.datetime, samples: list[QueueSample]) -> tuple[float, float | N
     return sum(s.done for s in busy) * 60 / span, span
 
 
-def chart(now: dt.datetime, samples: list[QueueSample], minutes: int = 60) -> dict:
-    """The chart's series: every slot of the last ``minutes``, the depth sampled in it (None when nobody
-    sampled) and the jobs done in it as a rate per minute."""
+def chart(now: dt.datetime, samples: list[QueueSample], minutes: int = 60, at_least: int = 10) -> dict:
+    """The chart's series: every slot of the last ``minutes`` (from the first sample, if later, but at least the
+    last ``at_least`` minutes), the depth sampled in it (None when nobody sampled) and the jobs done in it as a
+    rate per minute."""
     size = get_config()["SAMPLE_SECONDS"]
     first = slot_of(now - dt.timedelta(minutes=minutes))
+    if samples:
+        first = max(first, min(samples[0].at, slot_of(now - dt.timedelta(minutes=at_least))))
     by_slot = {s.at: s for s in samples}
     xs, queued, done = [], [], []
     slot = first

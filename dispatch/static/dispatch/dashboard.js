@@ -78,7 +78,13 @@
       }
       const state = {zoomed: false};
       const options = chartOptions(el, spec);
-      options.hooks = {setSelect: [() => { state.zoomed = true; }]};
+      options.hooks = {
+        setSelect: [() => { state.zoomed = true; }],
+        // What the axes show (drawn on the canvas), for tests and for reading without a canvas.
+        draw: [(u) => {
+          el.dataset.axes = JSON.stringify(u.axes.map((a) => ({label: a.label, ticks: a._values || []})));
+        }],
+      };
       state.chart = new uPlot(options, chartData(spec), el);
       el.addEventListener("dblclick", () => { state.zoomed = false; });
       new ResizeObserver(() => state.chart.setSize({width: Math.max(el.clientWidth, 300), height: 220})).observe(el);
