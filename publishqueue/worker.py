@@ -198,7 +198,10 @@ class Worker:
         if jobs:
             self._run_batch(jobs)
         else:
+            requeued = self.result.requeued
             self._settle()
+            if self.result.requeued > requeued and not opts.once:
+                return True  # the last batch gave back jobs that changed while they ran: they run again now
         if not jobs and not opts.daemon:
             self.result.reason = self.result.reason or ("queue paused" if pauses.everything else "queue empty")
             return False

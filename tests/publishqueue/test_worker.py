@@ -369,3 +369,20 @@ def test_a_job_whose_last_worker_died_runs_with_no_other_job_in_hand():
     w = Worker(WorkerOptions(load=2, periodic=False, background=False), worker_id="test:1:1", job_runner=runner)
     assert w.run().done == 6
     assert seen == [["2", "4", "5"]]  # 0 and 1 (the batch before) were completed before it ran
+
+
+def test_a_job_changed_while_it_ran_in_the_last_batch_runs_again_before_a_cron_worker_exits():
+    """The last batch is completed after the claim that found nothing: a job it gives back (it changed while
+    running) must still run (the oracle found this: a cron drain left jobs behind)."""
+    noops(1)
+    runs = []
+
+    def runner(job, prepared):
+        runs.append(job.generation)
+        if len(runs) == 1:
+            noops(1)  # a change while it runs: the job's generation moves
+
+    result = Worker(WorkerOptions(load=1, periodic=False, background=False), worker_id="test:1:1",
+                    job_runner=runner).run()
+    assert runs == [1, 2] and result.requeued == 1 and result.done == 1
+    assert not Job.objects.exists()
