@@ -66,6 +66,13 @@ def test_tables_and_cards_agree_while_draining_the_chart_has_axes_and_freshness_
     assert queued > 20
     page = browser.new_page(viewport={"width": 1400, "height": 1400})
     login(page, base, "admin")
+    for name in ("job", "template"):  # the admin lists fit at 1400 px (no sideways scrolling)
+        page.goto(f"{base}/admin/publishqueue/{name}/")
+        table, box = page.evaluate("[document.getElementById('result_list').scrollWidth, "
+                                   "document.querySelector('#changelist .results').clientWidth]")
+        assert table <= box, (name, table, box)
+        page.screenshot(path=ARTIFACTS / f"09-{name}-list.png")
+    page.goto(f"{base}/admin/")
     seen = []
     for step in range(4):
         if step:
