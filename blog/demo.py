@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from django.contrib.auth import get_user_model
 from django.db import transaction
+from django.db.models import F
 from django.utils import timezone
 from django.utils.text import slugify
 
@@ -47,13 +48,19 @@ def create_demo_blog(
 ) -> DemoResult:
     """Create (or top up) the demo blog, its default templates and an admin user."""
     rng = random.Random(seed)
-    blog, _ = Blog.objects.get_or_create(
+    blog, created = Blog.objects.get_or_create(
         name=name,
         defaults={
             "site_url": site_url, "site_root": site_root, "description": "A demo of background publishing.",
             "comment_policy": Blog.CommentPolicy.MODERATE,
         },
     )
+    if not created and blog.site_url != site_url:
+        # Served on another port this time: every link and the stylesheet follow (the demo republishes).
+        blog.site_url = site_url
+        blog.content_version = F("content_version") + 1
+        blog.save(update_fields=["site_url", "content_version"])
+        blog.refresh_from_db()
     install_default_templates(blog=blog, mode=mode)
     categories = [
         Category.objects.get_or_create(blog=blog, slug=slugify(label), defaults={"label": label})[0]

@@ -14,8 +14,20 @@ from .models import Comment, Entry
 from .services import CommentInput, CommentRejected, post_comment
 
 
+def _page(entry: Entry | None) -> dict:
+    """What the comment pages need to look like the blog: its name, URL and published stylesheet."""
+    if entry is None:
+        return {}
+    blog = entry.blog
+    stylesheet = (FileInfo.objects.filter(site=blog, template__identifier="styles").values_list("url", flat=True)
+                  .first()) or f"{blog.site_url}styles.css"
+    return {"entry": entry, "blog": blog, "stylesheet": stylesheet, "entry_url": _entry_url(entry)}
+
+
 def _error(request: HttpRequest, errors: list[str], status: int, entry: Entry | None = None) -> HttpResponse:
-    return render(request, "blog/comment_error.html", {"errors": errors, "entry": entry}, status=status)
+    if entry is None and str(request.POST.get("entry_id", "")).isdigit():  # a form error: still the blog's look
+        entry = Entry.objects.select_related("blog").filter(pk=int(request.POST["entry_id"])).first()
+    return render(request, "blog/comment_error.html", {"errors": errors, **_page(entry)}, status=status)
 
 
 def _entry_url(entry: Entry) -> str:
@@ -65,4 +77,4 @@ def _comment_post(request: HttpRequest, entry: Entry | None) -> HttpResponse:
         return response
     if comment.status == Comment.Status.APPROVED:
         return HttpResponseRedirect(f"{_entry_url(entry)}#comment-{comment.pk}", status=303)
-    return render(request, "blog/comment_received.html", {"entry": entry, "entry_url": _entry_url(entry)})
+    return render(request, "blog/comment_received.html", _page(entry))

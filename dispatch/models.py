@@ -21,6 +21,8 @@ class ManagerStatus(models.Model):
     recycles = models.PositiveIntegerField(default=0)
     last_recycle_request = models.BigIntegerField(default=0)
     message = models.TextField(blank=True, help_text="What an administrator should know (a failed recycle).")
+    rss = models.PositiveBigIntegerField(default=0, help_text="The manager's own resident memory.")
+    cpu = models.FloatField(default=0, help_text="The manager's own CPU %.")
 
     class Meta:
         verbose_name = "FastCGI manager"

@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 import socket
 
+import psutil
 from django.utils import timezone
 
 from .conf import get_config
@@ -21,9 +22,24 @@ def publish_manager(manager) -> None:
             "state": pool.stopping and "stopping" or ("recycling" if pool.recycle_state else "running"),
             "workers_target": pool.target, "children": pool.snapshot(), "queue_workers": pool.queue_snapshot(),
             "requests_served": pool.requests_served, "recycles": pool.recycles,
-            "last_recycle_request": manager.control.seen or 0, "message": pool.message,
+            "last_recycle_request": manager.control.seen or 0, "message": pool.message, **_own_usage(),
         },
     )
+
+
+_me: dict[int, psutil.Process] = {}
+
+
+def _own_usage() -> dict:
+    """This process's RSS and CPU % (since its last status)."""
+    try:
+        me = _me.get(os.getpid())
+        if me is None:
+            me = _me[os.getpid()] = psutil.Process()
+            me.cpu_percent(None)
+        return {"rss": me.memory_info().rss, "cpu": me.cpu_percent(None)}
+    except psutil.Error:
+        return {}
 
 
 def forget_manager() -> None:
@@ -40,7 +56,7 @@ def pool() -> dict:
             "uptime": (now - m.started).total_seconds(),
             "last_seen": m.last_seen, "workers_target": m.workers_target, "children": m.children,
             "queue_workers": m.queue_workers, "requests_served": m.requests_served, "recycles": m.recycles,
-            "message": m.message,
+            "message": m.message, "rss": m.rss, "cpu": m.cpu,
         }
         for m in live_managers().order_by("host", "pid")
     ]

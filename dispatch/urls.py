@@ -8,6 +8,7 @@ app_name = "dispatch"
 urlpatterns = [
     path("ping", views.ping, name="ping"),
     path("status", views.status, name="status"),
+    path("metrics", views.metrics, name="metrics"),
 ]
 
 if apps.is_installed("django.contrib.admin"):

@@ -31,3 +31,16 @@ def status(request: HttpRequest) -> HttpResponse:
     if not _allowed(request):
         return HttpResponseForbidden("Status is for staff or allowed addresses.\n")
     return JsonResponse(pool())
+
+
+@never_cache
+def metrics(request: HttpRequest) -> HttpResponse:
+    """Prometheus' text format, read from the database at scrape time (whichever child answers). Staff, or
+    addresses in DISPATCH["STATUS_ALLOW"], as for /dispatch/status."""
+    if not _allowed(request):
+        return HttpResponseForbidden("Metrics are for staff or allowed addresses.\n")
+    from prometheus_client import CONTENT_TYPE_LATEST
+
+    from .metrics import exposition
+
+    return HttpResponse(exposition(), content_type=CONTENT_TYPE_LATEST)

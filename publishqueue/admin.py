@@ -233,8 +233,9 @@ JOB_ACTIONS = {
 
 @admin.register(Job)
 class JobAdmin(admin.ModelAdmin):
-    list_display = ["__str__", "fileinfo", "template", "priority", "run_after", "attempts", "grabbed_by",
-                    "failed_at", "short_error"]
+    # Fits at 1400 px beside the admin's sidebar and filters: the state says running/failed (who and when are
+    # on the job's page), short times, the error cut with the whole in its title.
+    list_display = ["__str__", "file", "template", "state", "priority", "when", "short_error"]
     list_filter = [JobStateFilter, "kind", ("fileinfo__site", admin.RelatedOnlyFieldListFilter),
                    ("fileinfo__template", admin.RelatedOnlyFieldListFilter)]
     list_select_related = ["fileinfo__template"]
@@ -245,11 +246,17 @@ class JobAdmin(admin.ModelAdmin):
     ordering = ["-priority", "run_after", "id"]
 
     def get_urls(self):
-        action = path(
-            "<int:job_id>/do/<slug:action>/", self.admin_site.admin_view(self.job_action_view),
-            name="publishqueue_job_action",
-        )
-        return [action, *super().get_urls()]
+        from . import admin_views
+
+        view = self.admin_site.admin_view
+        return [
+            path("<int:job_id>/do/<slug:action>/", view(self.job_action_view), name="publishqueue_job_action"),
+            # The dashboard's queue controls.
+            path("pause/", view(admin_views.pause), name="publishqueue_job_pause"),
+            path("resume/<int:pk>/", view(admin_views.resume), name="publishqueue_job_resume"),
+            path("cancel/", view(admin_views.cancel), name="publishqueue_job_cancel"),
+            *super().get_urls(),
+        ]
 
     def job_action_view(self, request, job_id: int, action: str) -> HttpResponse:
         """PQManager's actions on one job, from the dashboard: Retry now, Raise priority (+5), Delete."""
@@ -265,13 +272,39 @@ class JobAdmin(admin.ModelAdmin):
         self.message_user(request, f"{action.capitalize()}: {job}.", messages.SUCCESS)
         return HttpResponseRedirect(request.POST.get("next") or reverse("admin:index"))
 
+    class Media:
+        css = {"all": ["publishqueue/admin_lists.css"]}
+
     @admin.display(description="Template", ordering="fileinfo__template__name")
     def template(self, obj) -> str:
         return obj.fileinfo.template.name if obj.fileinfo else "-"
 
+    @admin.display(description="File", ordering="fileinfo__path")
+    def file(self, obj) -> str:
+        return obj.fileinfo.path if obj.fileinfo else "-"
+
+    @admin.display(description="State")
+    def state(self, obj) -> str:
+        now = timezone.now()
+        if obj.failed_at:
+            state = "failed"
+        elif obj.grabbed_until and obj.grabbed_until > now:
+            state = "running"
+        else:
+            state = "ready" if obj.run_after <= now else "waiting"
+        return f"{state}, {obj.attempts} attempt{'s' if obj.attempts > 1 else ''}" if obj.attempts else state
+
+    @admin.display(description="Run after", ordering="run_after")
+    def when(self, obj) -> str:
+        local = timezone.localtime(obj.run_after)
+        return local.strftime("%H:%M:%S" if local.date() == timezone.localdate() else "%Y-%m-%d %H:%M")
+
     @admin.display(description="Last error")
     def short_error(self, obj) -> str:
-        return obj.last_error[:100]
+        if not obj.last_error:
+            return ""
+        short = obj.last_error if len(obj.last_error) <= 60 else obj.last_error[:59] + "…"
+        return format_html('<span title="{}">{}</span>', obj.last_error[:1000], short)
 
 
 @admin.register(JobError)

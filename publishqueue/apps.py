@@ -11,13 +11,16 @@ class PublishQueueConfig(AppConfig):
 
         from dispatch.dashboard import register_panel
         from dispatch.devhttp import register_file_finder
+        from dispatch.metrics import register_collector
 
         from . import checks, signals  # noqa: F401 - registers system checks
         from .dashboard import PANEL
+        from .metrics import QueueCollector
         from .models import ArchiveMapping, Template
         from .views import published_file
 
         register_panel(PANEL)
+        register_collector("publishqueue", QueueCollector())
         register_file_finder(published_file)
 
         for model in (Template, ArchiveMapping):

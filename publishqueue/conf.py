@@ -35,6 +35,11 @@ DEFAULTS: dict[str, Any] = {
     "STOP_TIMEOUT_SECONDS": 30,
     # Retention for the bounded history.
     "STATS_RETENTION_HOURS": 7 * 24,
+    # The queue's depth and the jobs done are sampled per slot of this many seconds (the dashboard's chart and
+    # rate), kept this long; the rate and the time to drain are measured over at most the last RATE_WINDOW.
+    "SAMPLE_SECONDS": 5,
+    "SAMPLE_RETENTION_HOURS": 24,
+    "RATE_WINDOW_SECONDS": 300,
     "ERROR_RETENTION_DAYS": 30,
     # The sites' publishing activity logs (publishqueue.models.PublishRun).
     "ACTIVITY_RETENTION_DAYS": 30,

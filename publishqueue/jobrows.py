@@ -25,11 +25,12 @@ from django.db.models import F, Q
 from django.db.models.functions import Greatest
 from django.utils import timezone
 
+from . import controls
 from .conf import get_config
 from .models import Job, JobError
 
 _CLAIM_FIELDS = ("id", "kind", "unique_key", "args", "fileinfo_id", "priority", "run_after", "attempts",
-                 "max_attempts", "generation", "grabbed_by")
+                 "max_attempts", "generation", "created", "grabbed_by")
 DIED = "worker died while running this job"
 
 
@@ -47,6 +48,8 @@ class Claimed:
     attempts: int
     max_attempts: int
     generation: int
+    # When the change that queued it was made (a later change coalesced into it does not move it): freshness.
+    created: dt.datetime | None = None
     # Its last worker's lease expired while it held the job: that worker may have died running it.
     suspect: bool = False
 
@@ -66,10 +69,13 @@ class _Row:
         return cls(Claimed(*values[:-1]), values[-1])
 
 
-def runnable(now: dt.datetime, *, kinds: Sequence[str] | None = None, floor: int | None = None):
+def runnable(now: dt.datetime, *, kinds: Sequence[str] | None = None, floor: int | None = None,
+             pauses: controls.Pauses | None = None):
     qs = Job.objects.filter(failed_at__isnull=True, run_after__lte=now).filter(
         Q(grabbed_until__isnull=True) | Q(grabbed_until__lt=now)
     )
+    if pauses:
+        qs = pauses.exclude(qs)
     if kinds:
         qs = qs.filter(kind__in=list(kinds))
     if floor is not None:
@@ -86,18 +92,23 @@ def claim(
     randomly: bool = False,
     share: int = 1,
     now: dt.datetime | None = None,
+    pauses: controls.Pauses | None = None,
 ) -> list[Claimed]:
     """Lease up to ``load`` runnable jobs to ``worker_id``. ``share``: how many workers drain the queue;
     near its end a worker takes only its share of what is left, so that the workers finish together
-    instead of one working alone through a last large batch (of the slowest pages, by priority)."""
+    instead of one working alone through a last large batch (of the slowest pages, by priority).
+    Paused jobs (``pauses``, read from the pause table when not given) stay where they are."""
     config = get_config()
     now = now or timezone.now()
+    pauses = controls.current() if pauses is None else pauses
+    if pauses.everything:
+        return []
     if share > 1:
-        left = runnable(now, kinds=kinds, floor=floor)[: load * share].count()
+        left = runnable(now, kinds=kinds, floor=floor, pauses=pauses)[: load * share].count()
         load = max(1, min(load, -(-left // share)))
     window = load * config["RANDOM_WINDOW"] if randomly else load
     with transaction.atomic():
-        qs = runnable(now, kinds=kinds, floor=floor)
+        qs = runnable(now, kinds=kinds, floor=floor, pauses=pauses)
         if connection.features.has_select_for_update_skip_locked:
             qs = qs.select_for_update(skip_locked=True)
         rows = [_Row.of(values) for values in qs.values_list(*_CLAIM_FIELDS)[:window]]

@@ -1,6 +1,7 @@
 """Templates and their publishing modes, archive mappings, FileInfo, and the publish queue's rows."""
 from __future__ import annotations
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Q
@@ -261,16 +262,98 @@ class PeriodicTask(models.Model):
 
 
 class QueueSample(models.Model):
-    """Queue depth once a minute (a periodic task), for the dashboard's depth chart."""
+    """The queue every few seconds (``PUBLISHQUEUE["SAMPLE_SECONDS"]``), for the dashboard's chart, its rate and
+    its time to drain: the depth by state as sampled in the slot (by a worker's periodic task, or the dashboard),
+    and the jobs done and attempts failed in it (added by the workers as they complete batches). Bounded: purged
+    after ``SAMPLE_RETENTION_HOURS``."""
 
-    minute = models.DateTimeField(unique=True)
-    ready = models.PositiveIntegerField(default=0)
-    waiting = models.PositiveIntegerField(default=0)
-    in_progress = models.PositiveIntegerField(default=0)
-    failed = models.PositiveIntegerField(default=0)
+    at = models.DateTimeField(unique=True, help_text="The slot's start.")
+    ready = models.PositiveIntegerField(null=True, blank=True)
+    waiting = models.PositiveIntegerField(null=True, blank=True)
+    in_progress = models.PositiveIntegerField(null=True, blank=True)
+    failed = models.PositiveIntegerField(null=True, blank=True)
+    done = models.PositiveIntegerField(default=0)
+    failures = models.PositiveIntegerField(default=0, help_text="Failed attempts in the slot.")
 
     def __str__(self) -> str:
-        return f"{self.minute:%H:%M} ready {self.ready}"
+        return f"{self.at:%H:%M:%S} ready {self.ready}, done {self.done}"
+
+    @property
+    def backlog(self) -> int | None:
+        if self.ready is None:
+            return None
+        return self.ready + (self.waiting or 0) + (self.in_progress or 0)
+
+
+class QueuePause(models.Model):
+    """An operator's pause of the publish queue: all of it, one site's jobs, or one kind of job. Workers read
+    the pauses when they claim (and between the jobs of a batch), so a pause holds within a second; deleting
+    the row resumes."""
+
+    class Scope(models.TextChoices):
+        ALL = "all", "All jobs"
+        SITE = "site", "One site"
+        KIND = "kind", "One kind of job"
+
+    scope = models.CharField(max_length=10, choices=Scope.choices)
+    site = models.ForeignKey(site_model_label(), null=True, blank=True, on_delete=models.CASCADE, related_name="+")
+    kind = models.CharField(max_length=50, blank=True)
+    paused_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                  related_name="+")
+    paused_at = models.DateTimeField(default=timezone.now)
+    note = models.CharField(max_length=200, blank=True)
+
+    class Meta:
+        ordering = ["paused_at", "id"]
+        permissions = [("pause_queue", "Can pause and resume the publish queue")]
+
+    def __str__(self) -> str:
+        if self.scope == self.Scope.SITE:
+            return f"Paused: {self.site}"
+        if self.scope == self.Scope.KIND:
+            return f"Paused: {self.kind} jobs"
+        return "Paused: all jobs"
+
+
+class MetricStat(models.Model):
+    """Histograms of the queue by minute (bounded like JobStat): one row per minute, metric, label and bucket,
+    with the observations' count, sum and max. ``freshness`` (label: the site's id): seconds from the change
+    that queued a file to the file in place; ``job_run`` and ``job_latency`` (label: the job kind): seconds a
+    job ran, and from its run_after to its end."""
+
+    minute = models.DateTimeField()
+    metric = models.CharField(max_length=30)
+    label = models.CharField(max_length=50)
+    bucket = models.PositiveSmallIntegerField(help_text="Index into publishqueue.metrics.BUCKETS.")
+    count = models.PositiveIntegerField(default=0)
+    sum_ms = models.BigIntegerField(default=0)
+    max_ms = models.BigIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["minute", "metric", "label", "bucket"], name="metricstat_unique"),
+        ]
+        indexes = [models.Index(fields=["metric", "minute"], name="metricstat_metric_minute")]
+
+    def __str__(self) -> str:
+        return f"{self.metric}[{self.label}] {self.minute:%H:%M} bucket {self.bucket}: {self.count}"
+
+
+class MetricTotal(models.Model):
+    """The same histograms since the start, never purged (Prometheus counters must not go down), and plain
+    counters (bucket -1: jobs failed)."""
+
+    metric = models.CharField(max_length=30)
+    label = models.CharField(max_length=50)
+    bucket = models.SmallIntegerField()
+    count = models.PositiveBigIntegerField(default=0)
+    sum_ms = models.BigIntegerField(default=0)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["metric", "label", "bucket"], name="metrictotal_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.metric}[{self.label}] bucket {self.bucket}: {self.count}"
 
 
 class PublishRun(models.Model):

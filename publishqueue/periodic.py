@@ -17,7 +17,7 @@ from dispatch import processes
 
 from . import activity
 from .conf import get_config
-from .models import JobError, JobStat, PeriodicTask, PublishingMode, Template
+from .models import JobError, JobStat, MetricStat, PeriodicTask, PublishingMode, QueueSample, Template
 
 logger = logging.getLogger("mtdispatch.periodic")
 
@@ -25,7 +25,7 @@ logger = logging.getLogger("mtdispatch.periodic")
 @dataclass(frozen=True)
 class Periodic:
     name: str
-    every: dt.timedelta
+    every: dt.timedelta | Callable[[], dt.timedelta]  # a callable: read at each run (from the settings)
     func: Callable[[dt.datetime], object]
 
 
@@ -46,7 +46,10 @@ def republish_interval_templates(now: dt.datetime) -> int:
 
 def purge_history(now: dt.datetime) -> int:
     config = get_config()
-    stats, _ = JobStat.objects.filter(minute__lt=now - dt.timedelta(hours=config["STATS_RETENTION_HOURS"])).delete()
+    stats_cutoff = now - dt.timedelta(hours=config["STATS_RETENTION_HOURS"])
+    stats, _ = JobStat.objects.filter(minute__lt=stats_cutoff).delete()
+    stats += MetricStat.objects.filter(minute__lt=stats_cutoff).delete()[0]
+    stats += QueueSample.objects.filter(at__lt=now - dt.timedelta(hours=config["SAMPLE_RETENTION_HOURS"])).delete()[0]
     old_errors = JobError.objects.filter(created__lt=now - dt.timedelta(days=config["ERROR_RETENTION_DAYS"]))
     # Errors of a job still failed are its history: they stay while the job does.
     errors, _ = old_errors.filter(~Q(job_id__in=_failed_job_ids())).delete()
@@ -66,9 +69,17 @@ def sample_queue_depth(now: dt.datetime) -> None:
     sample_depth(now)
 
 
+def sample_if_due(now: dt.datetime, worker_id: str = "dashboard") -> bool:
+    """Sample the queue's depth now if nobody did in this period (the dashboard, when no worker runs)."""
+    if not take_run("sample-queue-depth", dt.timedelta(seconds=get_config()["SAMPLE_SECONDS"]), now, worker_id):
+        return False
+    sample_queue_depth(now)
+    return True
+
+
 # Every periodic task: publishqueue's own, and those content apps register in their AppConfig.ready().
 TASKS: list[Periodic] = [
-    Periodic("sample-queue-depth", dt.timedelta(seconds=60), sample_queue_depth),
+    Periodic("sample-queue-depth", lambda: dt.timedelta(seconds=get_config()["SAMPLE_SECONDS"]), sample_queue_depth),
     Periodic("republish-interval-templates", dt.timedelta(seconds=60), republish_interval_templates),
     Periodic("purge-history", dt.timedelta(hours=1), purge_history),
 ]
@@ -94,7 +105,8 @@ def run_due(*, worker_id: str, now: dt.datetime | None = None, tasks=None) -> di
     now = now or timezone.now()
     results: dict[str, object] = {}
     for task in TASKS if tasks is None else tasks:
-        if not take_run(task.name, task.every, now, worker_id):
+        every = task.every() if callable(task.every) else task.every
+        if not take_run(task.name, every, now, worker_id):
             continue
         try:
             results[task.name] = task.func(now)

@@ -23,7 +23,7 @@ from dispatch import processes
 from dispatch.conf import get_config as dispatch_config
 from dispatch.control import RecycleWatch, acknowledge
 
-from . import activity, jobrows, periodic
+from . import activity, controls, jobrows, periodic
 from .conf import get_config
 from .jobrows import Claimed
 from .jobs import BatchFinishing, prepare, run_job
@@ -78,6 +78,7 @@ class _Ran:
     outcome: object
     finished: dt.datetime
     seconds: float
+    site_id: int | None = None  # the site of the file it published (freshness is counted per site)
 
 
 @dataclass(frozen=True)
@@ -131,6 +132,7 @@ class Worker:
         self._swept = False
         self._finishing: list[_Finishing] = []  # batches that ran, oldest first: completed after the next one ran
         self._last_failure = ""
+        self.pause_watch = controls.PauseWatch()
 
     # -- lifecycle ---------------------------------------------------------------------------------
 
@@ -193,19 +195,20 @@ class Worker:
         self._sweep()
         self._maybe_periodic()
         self._maybe_background()
+        pauses = self.pause_watch.pauses(fresh=True)
         jobs = jobrows.claim(
             worker_id=self.worker_id, load=opts.load, kinds=opts.kinds, floor=opts.floor, randomly=opts.randomly,
-            share=self.peers,
+            share=self.peers, pauses=pauses,
         )
         if jobs:
             self._run_batch(jobs)
         else:
             requeued = self.result.requeued
             self._settle()
-            if self.result.requeued > requeued:
+            if self.result.requeued > requeued and not opts.once:
                 return True  # the last batch gave back jobs changed while they ran: the queue is not empty
         if not jobs and not opts.daemon:
-            self.result.reason = self.result.reason or "queue empty"
+            self.result.reason = self.result.reason or ("queue paused" if pauses.everything else "queue empty")
             return False
         if opts.once:
             self.result.reason = self.result.reason or "once"
@@ -213,7 +216,8 @@ class Worker:
         if self._reached_max():
             return False
         if not jobs:
-            self.stop_event.wait(opts.sleep)  # only sleeps when nothing is waiting
+            # Only sleeps when nothing is waiting; while a pause is on, looks again soon (a resume is seen at once).
+            self.stop_event.wait(min(opts.sleep, controls.WATCH_SECONDS) if pauses else opts.sleep)
         return True
 
     def _reached_max(self) -> bool:
@@ -270,7 +274,7 @@ class Worker:
         try:
             prepared = self._prepare(jobs)
             for index, job in enumerate(jobs):
-                if self.stopping or self._reached_max():
+                if self.stopping or self._reached_max() or self._paused(job, prepared.get(job.id)):
                     jobrows.release(worker_id=self.worker_id, jobs=jobs[index:])
                     break
                 outcome = self._run_one(job, prepared.get(job.id))
@@ -287,6 +291,10 @@ class Worker:
         with self._current.lock:
             self._current.held = [r.job for batch in self._finishing for r in batch.ran]
 
+    def _paused(self, job: Claimed, prepared: object) -> bool:
+        """Paused since the batch was claimed (the rest of the batch is given back)."""
+        return self.pause_watch.pauses().holds(kind=job.kind, site_id=_site_of(prepared))
+
     def _settle(self, keep: int = 0) -> None:
         """Finish and complete the batches that ran, oldest first, all but the last ``keep``."""
         while len(self._finishing) > keep:
@@ -302,6 +310,7 @@ class Worker:
         before, outside the transaction; removing files after it."""
         batch.finishing.sync()
         jobs = [r.job for r in batch.ran]
+        placed = timezone.now()
         with self._current.fence, transaction.atomic():
             holding = jobrows.held(worker_id=self.worker_id, jobs=jobs)
             # Still ours: placed, even when changed while it ran (what it rendered is newer than the file on disk,
@@ -315,6 +324,8 @@ class Worker:
                     self._fail(r.job, failures[r.job.id])
                 elif r.job.id in fenced:
                     self.stats.done(r.job.kind, finished=r.finished, run_after=r.job.run_after, run_seconds=r.seconds)
+                    if r.site_id is not None and r.job.created is not None:
+                        self.stats.fresh(r.site_id, changed=r.job.created, placed=placed)
                     completed.append(r.job)
             self.result.requeued += jobrows.complete(worker_id=self.worker_id, jobs=completed)
             self._log_activity(batch, {job.id for job in completed}, failures)
@@ -377,7 +388,7 @@ class Worker:
         if self.options.verbose:
             self.log(f"{job}: {outcome}")
         self.result.done += 1
-        return _Ran(job, outcome, timezone.now(), time.monotonic() - started)
+        return _Ran(job, outcome, timezone.now(), time.monotonic() - started, _site_of(prepared))
 
     def _fail(self, job: Claimed, exc: BaseException) -> None:
         self._last_failure = f"{type(exc).__name__}: {exc}"
@@ -479,6 +490,12 @@ class _Heartbeat:
             current_for=time.monotonic() - since if job else 0.0,
         )
         w.peers = max(1, processes.live(KIND).count())
+
+
+def _site_of(prepared: object) -> int | None:
+    """The site a prepared job publishes for, if it publishes a file."""
+    fileinfo = getattr(prepared, "fileinfo", None)
+    return getattr(fileinfo, "site_id", None)
 
 
 def _one_line(exc: BaseException) -> str:

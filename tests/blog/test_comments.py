@@ -101,3 +101,20 @@ def test_a_body_that_sanitises_to_nothing_is_refused(client, entry):
 )
 def test_sanitising(raw, clean):
     assert sanitize_comment(raw) == clean
+
+
+def test_the_thank_you_and_error_pages_look_like_the_blog(client, entry):
+    blog = entry.blog
+    html = post(client, entry).content.decode()
+    assert f'<link rel="stylesheet" href="{blog.site_url}styles.css">' in html
+    assert 'class="site-header"' in html and f">{blog.name}</a>" in html and "Thank you for commenting" in html
+    html = post(client, entry, ip="198.51.100.9", email="not-an-email").content.decode()
+    assert "Your comment was not posted" in html and f"{blog.site_url}styles.css" in html  # a form error
+    html = client.post("/comments/post/", {"body": "no entry"}).content.decode()
+    assert "Your comment was not posted" in html and 'rel="stylesheet"' not in html  # no blog to look like
+
+
+def test_favicon(client):
+    response = client.get("/favicon.ico")
+    assert response.status_code == 200 and response["Content-Type"] == "image/x-icon"
+    assert b"".join(response.streaming_content)[:4] == b"\x00\x00\x01\x00"

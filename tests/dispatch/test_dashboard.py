@@ -7,9 +7,9 @@ from django.contrib.auth.models import Permission
 from django.utils import timezone
 
 from dispatch.models import ManagerStatus, RecycleAck, RecycleRequest
-from publishqueue.dashboard import chart_svg
 from publishqueue.enqueue import NewJob, enqueue
-from publishqueue.models import Job, JobError, JobStat
+from publishqueue.models import Job, JobError, JobStat, QueueSample
+from publishqueue.stats import slot_of
 from tests.factories import UserFactory
 
 pytestmark = pytest.mark.django_db
@@ -31,6 +31,7 @@ def queue_some():
     Job.objects.filter(unique_key="2").update(grabbed_until=now + dt.timedelta(minutes=1), grabbed_by="w")
     JobError.objects.create(job_id=Job.objects.get(unique_key="0").pk, kind="noop", unique_key="0", message="boom")
     JobStat.objects.create(minute=now.replace(second=0, microsecond=0), kind="noop", done=12, latency_ms=1200)
+    QueueSample.objects.create(at=slot_of(now - dt.timedelta(seconds=20)), done=12)
 
 
 def test_the_admin_index_shows_depth_workers_and_the_recycle_button(admin_client):
@@ -44,7 +45,7 @@ def test_the_admin_index_shows_depth_workers_and_the_recycle_button(admin_client
     assert 'data-field="depth.ready">2<' in html and 'data-field="depth.failed">1<' in html
     assert 'data-field="depth.waiting">1<' in html and 'data-field="depth.in_progress">1<' in html
     assert "runfcgi unix:/run/x.sock" in html and ">43<" in html and "GET / (0.5s)" in html
-    assert "Recycle Workers" in html and "<svg" in html and "boom" in html
+    assert "Recycle Workers" in html and 'data-chart="queue"' in html and "boom" in html
 
 
 def test_what_a_manager_has_to_say_is_on_the_dashboard(admin_client):
@@ -63,7 +64,11 @@ def test_the_json_endpoint_feeds_the_auto_refresh(admin_client):
     assert data["depth"] == {"ready": 2, "waiting": 1, "in_progress": 1, "failed": 1}
     assert data["throughput_per_min"] > 0 and data["eta_seconds"] is not None
     assert {"managers", "queue_workers"} <= set(data["workers"]) and data["can_recycle"] is True
-    assert len(data["history"]) == 60
+    chart = data["charts"]["queue"]
+    # From the first sample (20 s ago), but at least the last 10 minutes, every 5 s.
+    assert len(chart["x"]) in (121, 122) and [len(s["values"]) for s in chart["series"]] == [len(chart["x"])] * 2
+    assert chart["series"][1]["values"][-5:-2].count(12 * 60 / 5) == 1
+    assert {"dispatch-workers", "pq-state", "pq-tables", "pq-errors", "pq-freshness"} <= set(data["regions"])
 
 
 def test_a_user_without_the_permission_sees_no_button_and_gets_403(staff_client):
@@ -116,22 +121,17 @@ def test_the_job_list_filters_by_state_and_sets_priority(admin_client):
     assert set(Job.objects.filter(pk__in=ids).values_list("priority", flat=True)) == {7}
 
 
-def test_chart_svg_draws_throughput_and_depth():
-    now = timezone.now().replace(second=0, microsecond=0)
-    svg = chart_svg([{"minute": now, "done": 3, "depth": 5}, {"minute": now, "done": 0, "depth": 2}])
-    assert svg.count("<rect") == 1 and "<polyline" in svg and "3 done" in svg
-
-
 def test_the_admin_index_shows_depth_by_blog_and_by_template(admin_client, tmp_path):
     from blog import services
     from tests.factories import EntryFactory, blog_with_templates
 
     html = admin_client.get("/admin/").content.decode()
-    assert html.count('<td colspan="5">The queue is empty.</td>') == 2
+    assert html.count('<td colspan="6">The queue is empty.</td>') == 2
     blog = blog_with_templates(tmp_path / "site", mode="queue", name="Queued blog")
     services.save_entry(entry=EntryFactory(blog=blog))
     html = admin_client.get("/admin/").content.decode()
     assert "<h3>Queue by blog</h3>" in html and "<th>Blog</th>" in html
     assert "<h3>Queue by template</h3>" in html and "<th>Template</th>" in html
-    assert "<tr><td>Queued blog</td><td>5</td><td>0</td><td>0</td><td>0</td></tr>" in html
-    assert "<tr><td>Entry</td><td>1</td><td>0</td><td>0</td><td>0</td></tr>" in html
+    cells = '<td class="pq-n">{}</td><td class="pq-n">0</td><td class="pq-n">0</td><td class="pq-n">0</td>'
+    assert "<tr><td>Queued blog</td>" + cells.format(5) in html
+    assert "<tr><td>Entry</td>" + cells.format(1) in html
