@@ -1,4 +1,4 @@
-"""Each site's publishing activity log (MT's "Background publishing done"): one ``PublishRun`` row per site for
+"""Each site's publishing activity log (MT's "Background publishing done"): one ``PublishActivity`` row per site for
 each worker batch, Publish now or ``manage.py publish``, and change published statically, with its counts and
 its files. A worker adds one INSERT per batch (a row per site of the batch, in the transaction that completes
 its jobs); the periodic purge removes rows older than ``ACTIVITY_RETENTION_DAYS``."""
@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from django.utils import timezone
 
-from .models import FileInfo, PublishRun
+from .models import FileInfo, PublishActivity
 from .publisher import PublishResult
 
 # Files listed in one row (the counts are always complete): failed, written and removed ones first.
@@ -69,7 +69,7 @@ Failure = tuple[int, str, str]  # site id, path, message
 def runs(
     results: Iterable[PublishResult], failures: Iterable[Failure] = (), *, kind: str, actor: str,
     started: dt.datetime, finished: dt.datetime | None = None,
-) -> list[PublishRun]:
+) -> list[PublishActivity]:
     """The log rows of one run: one per site it published files of."""
     tallies: dict[int, _Tally] = {}
     for result in results:
@@ -81,7 +81,7 @@ def runs(
     rows = []
     for site_id, tally in tallies.items():
         files = sorted(tally.files, key=lambda f: _ORDER[f[1]])[:FILES_LISTED]
-        rows.append(PublishRun(
+        rows.append(PublishActivity(
             site_id=site_id, kind=kind, actor=actor[:200], started=started, finished=finished, files=files,
             **tally.counts,
         ))
@@ -91,10 +91,10 @@ def runs(
 def record(
     results: Iterable[PublishResult], failures: Iterable[Failure] = (), *, kind: str, actor: str | None = None,
     started: dt.datetime,
-) -> list[PublishRun]:
+) -> list[PublishActivity]:
     """Add a run to the log of each site it published files of (one INSERT)."""
     rows = runs(results, failures, kind=kind, actor=current_actor() if actor is None else actor, started=started)
-    return PublishRun.objects.bulk_create(rows) if rows else []
+    return PublishActivity.objects.bulk_create(rows) if rows else []
 
 
 def failures_of_jobs(jobs: Iterable[tuple[int | None, str]]) -> list[Failure]:
@@ -108,5 +108,5 @@ def failures_of_jobs(jobs: Iterable[tuple[int | None, str]]) -> list[Failure]:
 
 
 def purge(now: dt.datetime, days: int) -> int:
-    deleted, _ = PublishRun.objects.filter(finished__lt=now - dt.timedelta(days=days)).delete()
+    deleted, _ = PublishActivity.objects.filter(finished__lt=now - dt.timedelta(days=days)).delete()
     return deleted

@@ -13,7 +13,7 @@ from django.utils.html import format_html, format_html_join
 from django.utils.translation import gettext_lazy as _
 
 from . import jobrows, services
-from .models import ArchiveMapping, FileInfo, Job, JobError, PublishRun, Template
+from .models import ArchiveMapping, FileInfo, Job, JobError, PublishActivity, Template
 from .overview import state_of
 from .registry import registry
 from .rendering import compile_source
@@ -325,11 +325,11 @@ class JobErrorAdmin(admin.ModelAdmin):
 
 def activity_url(site_id: int) -> str:
     """The publishing activity log of one site (for the site model's admin)."""
-    return reverse("admin:publishqueue_publishrun_changelist") + f"?site__id__exact={site_id}"
+    return reverse("admin:publishqueue_publishactivity_changelist") + f"?site__id__exact={site_id}"
 
 
-@admin.register(PublishRun)
-class PublishRunAdmin(admin.ModelAdmin):
+@admin.register(PublishActivity)
+class PublishActivityAdmin(admin.ModelAdmin):
     """Each site's publishing activity: what every worker batch, Publish now and statically published change
     wrote, left unchanged, removed and failed to write, with links to the files."""
 

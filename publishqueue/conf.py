@@ -41,7 +41,7 @@ DEFAULTS: dict[str, Any] = {
     "SAMPLE_RETENTION_HOURS": 24,
     "RATE_WINDOW_SECONDS": 300,
     "ERROR_RETENTION_DAYS": 30,
-    # The sites' publishing activity logs (publishqueue.models.PublishRun).
+    # The sites' publishing activity logs (publishqueue.models.PublishActivity).
     "ACTIVITY_RETENTION_DAYS": 30,
     # How often a worker looks for due periodic tasks and django-q2 tasks (seconds).
     "PERIODIC_CHECK_SECONDS": 5,

@@ -356,7 +356,7 @@ class MetricTotal(models.Model):
         return f"{self.metric}[{self.label}] bucket {self.bucket}: {self.count}"
 
 
-class PublishRun(models.Model):
+class PublishActivity(models.Model):
     """One entry of a site's publishing activity log (MT's "Background publishing done"): a worker's batch, a
     Publish now or ``manage.py publish``, or the files a change published statically. Its files are listed (up
     to ``activity.FILES_LISTED``, written, removed and failed first). Purged after ``ACTIVITY_RETENTION_DAYS``."""
@@ -383,8 +383,8 @@ class PublishRun(models.Model):
         verbose_name_plural = _("publishing activity log")
         ordering = ["-finished", "-id"]
         indexes = [
-            models.Index(fields=["site", "-finished"], name="publishrun_site_finished"),
-            models.Index(fields=["finished"], name="publishrun_finished"),
+            models.Index(fields=["site", "-finished"], name="publishactivity_site_finished"),
+            models.Index(fields=["finished"], name="publishactivity_finished"),
         ]
 
     def __str__(self) -> str:

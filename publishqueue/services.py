@@ -19,7 +19,7 @@ from . import activity
 from .conf import get_config
 from .enqueue import enqueue_publish
 from .fileinfos import ensure_fileinfos, template_fileinfos
-from .models import ArchiveMapping, FileInfo, PublishingMode, PublishRun, Template
+from .models import ArchiveMapping, FileInfo, PublishActivity, PublishingMode, Template
 from .paths import PathError, resolve_output_path
 from .publisher import PublishError, PublishResult, publish_file, unpublish_file
 from .registry import ArchiveContext
@@ -80,7 +80,7 @@ def apply_change(fileinfos: Iterable[FileInfo], *, priority: int | None = None) 
             report.skipped[mode] = report.skipped.get(mode, 0) + 1
     report.queued = enqueue_publish(queued, priority=priority)
     if static:
-        transaction.on_commit(lambda: publish_and_log(static, report, kind=PublishRun.Kind.CHANGE))
+        transaction.on_commit(lambda: publish_and_log(static, report, kind=PublishActivity.Kind.CHANGE))
     return report
 
 
@@ -211,7 +211,7 @@ def publish_templates(
             if progress is not None:
                 progress.update(1)
     if not queue:
-        activity.record(report.published, report.failures, kind=PublishRun.Kind.PUBLISH, actor=actor, started=started)
+        activity.record(report.published, report.failures, kind=PublishActivity.Kind.PUBLISH, actor=actor, started=started)
     return report
 
 

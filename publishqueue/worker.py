@@ -27,7 +27,7 @@ from . import activity, controls, jobrows, periodic
 from .conf import get_config
 from .jobrows import Claimed
 from .jobs import BatchFinishing, prepare, run_job
-from .models import PublishRun
+from .models import PublishActivity
 from .publisher import PublishResult, site_roots, sweep_temp_files
 from .stats import StatsBuffer
 
@@ -341,7 +341,7 @@ class Worker:
             for r in batch.ran if r.job.id in failures and isinstance(r.outcome, PublishResult)
         ]
         failed += activity.failures_of_jobs((job.fileinfo_id, message) for job, message in batch.failed)
-        activity.record(outcomes, failed, kind=PublishRun.Kind.QUEUE, actor=self.worker_id,
+        activity.record(outcomes, failed, kind=PublishActivity.Kind.QUEUE, actor=self.worker_id,
                         started=batch.started or timezone.now())
 
     def _give_back(self, jobs: list[Claimed], holding: dict[int, int]) -> None:

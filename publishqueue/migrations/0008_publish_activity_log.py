@@ -17,7 +17,7 @@ class Migration(migrations.Migration):
 
     operations = [
         migrations.CreateModel(
-            name='PublishRun',
+            name='PublishActivity',
             fields=[
                 ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
                 ('kind', models.CharField(choices=[('queue', 'Publish queue'), ('publish', 'Publish now'), ('change', 'Published on save')], max_length=10, verbose_name='kind')),
@@ -35,7 +35,7 @@ class Migration(migrations.Migration):
                 'verbose_name': 'publishing activity',
                 'verbose_name_plural': 'publishing activity log',
                 'ordering': ['-finished', '-id'],
-                'indexes': [models.Index(fields=['site', '-finished'], name='publishrun_site_finished'), models.Index(fields=['finished'], name='publishrun_finished')],
+                'indexes': [models.Index(fields=['site', '-finished'], name='publishactivity_site_finished'), models.Index(fields=['finished'], name='publishactivity_finished')],
             },
         ),
     ]

@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from blog import services
 from publishqueue import periodic
-from publishqueue.models import PublishRun, Template
+from publishqueue.models import PublishActivity, Template
 from publishqueue.services import publish_templates
 from publishqueue.worker import Worker, WorkerOptions
 from tests.factories import EntryFactory, UserFactory, blog_with_templates
@@ -40,10 +40,10 @@ def test_a_worker_batch_is_one_run_per_blog_listing_its_files(tmp_path):
         new_entry(blog)
     with CaptureQueriesContext(connection) as queries:
         drain()
-    inserts = [q["sql"] for q in queries if re.match(r'INSERT INTO "?publishqueue_publishrun', q["sql"])]
+    inserts = [q["sql"] for q in queries if re.match(r'INSERT INTO "?publishqueue_publishactivity', q["sql"])]
     assert len(inserts) == 1  # one batch: one INSERT, a row per blog
     for blog in blogs:
-        run = PublishRun.objects.get(site=blog)
+        run = PublishActivity.objects.get(site=blog)
         assert (run.kind, run.actor) == ("queue", "host:42:1")
         assert (run.written, run.unchanged, run.removed, run.failed) == (5, 0, 0, 0)
         assert sorted(path for path, status in run.files) == [
@@ -61,7 +61,7 @@ def test_failed_and_unchanged_files_are_counted_and_failures_listed_first(tmp_pa
     main.save()  # a new version of the blog's templates
     publish_templates(templates=blog.templates.exclude(kind="module").select_related("site"), queue=True)
     drain()
-    run = PublishRun.objects.filter(site=blog).first()  # the latest
+    run = PublishActivity.objects.filter(site=blog).first()  # the latest
     assert (run.written, run.unchanged, run.failed) == (0, 4, 1)
     path, status, error = run.files[0]
     assert (path, status) == ("index.html", "failed") and "no_such_filter" in error
@@ -74,10 +74,10 @@ def test_publish_now_and_manage_py_publish_say_who(tmp_path, client):
     client.force_login(admin)
     main = Template.objects.get(site=blog, name="Main Index")
     client.post(reverse("admin:publishqueue_template_publish", args=[main.pk]))
-    run = PublishRun.objects.get()
+    run = PublishActivity.objects.get()
     assert (run.kind, run.actor, run.written, run.files) == ("publish", "editor", 1, [["index.html", "written"]])
     call_command("publish", "--site", str(blog.pk), verbosity=0)
-    run = PublishRun.objects.first()
+    run = PublishActivity.objects.first()
     assert run.kind == "publish" and run.actor.startswith("manage.py publish (")
     assert run.unchanged == 1 and run.written == 4
 
@@ -91,7 +91,7 @@ def test_a_change_published_statically_is_logged_as_the_signed_in_users(tmp_path
     url = reverse("admin:blog_entry_change", args=[entry.pk])
     data = {**admin_form_data(client.get(url)), "title": "Retitled"}
     assert client.post(url, data).status_code == 302
-    run = PublishRun.objects.get()
+    run = PublishActivity.objects.get()
     assert (run.kind, run.actor) == ("change", "writer")
     assert ["2026/05/hello.html", "written"] in run.files
 
@@ -104,13 +104,13 @@ def test_the_admin_lists_a_blogs_runs_and_links_their_files(tmp_path, client):
     drain()
     client.force_login(UserFactory(username="admin", is_staff=True, is_superuser=True))
     blogs = client.get(reverse("admin:blog_blog_changelist")).content.decode()
-    log_url = reverse("admin:publishqueue_publishrun_changelist") + f"?site__id__exact={blog.pk}"
+    log_url = reverse("admin:publishqueue_publishactivity_changelist") + f"?site__id__exact={blog.pk}"
     assert log_url.replace("&", "&amp;") in blogs or log_url in blogs
     listing = client.get(log_url).content.decode()
     assert "host:42:1" in listing and listing.count('class="field-counts"') == 1
     assert "5 written, 0 unchanged, 0 removed, 0 failed" in listing
-    run = PublishRun.objects.get(site=blog)
-    page = client.get(reverse("admin:publishqueue_publishrun_change", args=[run.pk])).content.decode()
+    run = PublishActivity.objects.get(site=blog)
+    page = client.get(reverse("admin:publishqueue_publishactivity_change", args=[run.pk])).content.decode()
     assert '<a href="http://a.example/2026/05/hello.html">2026/05/hello.html</a>' in page
     assert "5 written, 0 unchanged, 0 removed, 0 failed" in page
     assert "elsewhere" not in page
@@ -119,7 +119,7 @@ def test_the_admin_lists_a_blogs_runs_and_links_their_files(tmp_path, client):
 def test_runs_are_purged_with_the_stats(tmp_path):
     blog = blog_with_templates(tmp_path / "site")
     now = timezone.now()
-    PublishRun.objects.create(site=blog, kind="queue", finished=now - dt.timedelta(days=31))
-    kept = PublishRun.objects.create(site=blog, kind="queue", finished=now - dt.timedelta(days=1))
+    PublishActivity.objects.create(site=blog, kind="queue", finished=now - dt.timedelta(days=31))
+    kept = PublishActivity.objects.create(site=blog, kind="queue", finished=now - dt.timedelta(days=1))
     periodic.purge_history(now)
-    assert list(PublishRun.objects.all()) == [kept]
+    assert list(PublishActivity.objects.all()) == [kept]
