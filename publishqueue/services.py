@@ -211,7 +211,9 @@ def publish_templates(
             if progress is not None:
                 progress.update(1)
     if not queue:
-        activity.record(report.published, report.failures, kind=PublishActivity.Kind.PUBLISH, actor=actor, started=started)
+        activity.record(
+            report.published, report.failures, kind=PublishActivity.Kind.PUBLISH, actor=actor, started=started
+        )
     return report
 
 
