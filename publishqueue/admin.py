@@ -15,7 +15,7 @@ from . import jobrows, services
 from .models import ArchiveMapping, FileInfo, Job, JobError, Template
 from .overview import state_of
 from .registry import registry
-from .rendering import compile_source
+from .rendering import compile_source, permalink_patterns
 
 
 def report_after_commit(request, report: services.ChangeReport, what: str) -> None:
@@ -57,7 +57,7 @@ class TemplateForm(forms.ModelForm):
 class ArchiveMappingForm(forms.ModelForm):
     class Meta:
         model = ArchiveMapping
-        fields = ["archive_type", "path_pattern", "is_preferred"]
+        fields = ["archive_type", "path_pattern", "is_preferred", "mode"]
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
@@ -162,14 +162,29 @@ class TemplateAdmin(admin.ModelAdmin):
 
     def save_model(self, request, obj, form, change) -> None:
         request._template_previous_mode = form.initial.get("mode") if change else None
+        # Its mappings may change the site's permalinks, which every page's links show.
+        request._template_previous_permalinks = permalink_patterns(obj.site_id)
         if change and "source" in form.changed_data:
             obj.version += 1
         super().save_model(request, obj, form, change)
 
     def save_related(self, request, form, formsets, change) -> None:
         super().save_related(request, form, formsets, change)
-        report = services.template_saved(template=form.instance, previous_mode=request._template_previous_mode)
+        report = services.template_saved(
+            template=form.instance, previous_mode=request._template_previous_mode,
+            previous_permalinks=request._template_previous_permalinks,
+        )
         report_after_commit(request, report, f"Saved template “{form.instance}”")
+
+    def delete_model(self, request, obj) -> None:
+        site, before = obj.site, permalink_patterns(obj.site_id)
+        super().delete_model(request, obj)
+        if before != permalink_patterns(site.pk):  # its mappings gave permalinks: the links on every page change
+            report_after_commit(request, services.republish_site(site=site), f"Deleted template “{obj}”")
+
+    def delete_queryset(self, request, queryset) -> None:
+        for template in queryset.select_related("site"):
+            self.delete_model(request, template)
 
 
 @admin.register(FileInfo)

@@ -29,6 +29,15 @@ MODE_HELP_TEXT = " ".join(f"{PublishingMode(mode).label}: {text}" for mode, text
 
 # Modes whose files are written to disk when their content changes.
 WRITTEN_MODES = (PublishingMode.STATIC, PublishingMode.QUEUE)
+# Modes whose files are never on the disk (those already written are removed).
+UNWRITTEN_MODES = (PublishingMode.DYNAMIC, PublishingMode.DISABLED)
+
+
+def mode_q(modes, *, via: str = "") -> Q:
+    """Rows whose effective mode (the mapping's if it has one, else its template's: MT's templatemap build_type)
+    is one of ``modes``. ``via``: the path to the mapping ("" on ArchiveMapping, "mapping__" on FileInfo)."""
+    modes = [str(m) for m in modes]
+    return Q(**{f"{via}mode__in": modes}) | Q(**{f"{via}mode": "", f"{via}template__mode__in": modes})
 
 
 class Template(models.Model):
@@ -89,12 +98,20 @@ class ArchiveMapping(models.Model):
         ),
     )
     is_preferred = models.BooleanField(default=True, help_text="Used for permalinks to this archive type.")
+    mode = models.CharField(
+        "publishing", max_length=10, choices=PublishingMode.choices, blank=True, default="",
+        help_text="This mapping's own publishing mode (MT's templatemap build type); blank: the template's.",
+    )
 
     class Meta:
         ordering = ["template", "archive_type"]
 
     def __str__(self) -> str:
         return f"{self.archive_type_label}: {self.path_pattern}"
+
+    @property
+    def effective_mode(self) -> str:
+        return self.mode or self.template.mode
 
     @property
     def archive_type_label(self) -> str:
@@ -154,6 +171,11 @@ class FileInfo(models.Model):
 
     def __str__(self) -> str:
         return self.path
+
+    @property
+    def mode(self) -> str:
+        """This file's publishing mode: its mapping's, or its template's when the mapping has none."""
+        return self.mapping.mode or self.template.mode
 
 
 class PublishedFile(models.Model):

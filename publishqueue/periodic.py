@@ -32,6 +32,7 @@ def republish_interval_templates(now: dt.datetime) -> int:
     """Index templates with "republish every N minutes": queue their files when their interval is up."""
     from .enqueue import enqueue_publish
     from .fileinfos import template_fileinfos
+    from .services import written
 
     queued = 0
     templates = Template.objects.filter(
@@ -39,7 +40,7 @@ def republish_interval_templates(now: dt.datetime) -> int:
     ).select_related("site")
     for template in templates:
         if take_run(f"template-interval:{template.pk}", dt.timedelta(minutes=template.rebuild_interval_minutes), now):
-            queued += enqueue_publish(template_fileinfos(template))
+            queued += enqueue_publish(written(template_fileinfos(template)))
     return queued
 
 

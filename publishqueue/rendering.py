@@ -140,14 +140,21 @@ renderers = _LRU(lambda: get_config()["ENGINE_CACHE_SIZE"])
 
 
 def _load_renderer(site: AbstractSite) -> SiteRenderer:
-    from .models import ArchiveMapping, Template
+    from .models import Template
 
     sources = dict(Template.objects.filter(site=site).values_list("name", "source"))
+    return SiteRenderer(site.pk, site.templates_version, build_engine(sources), permalink_patterns(site.pk))
+
+
+def permalink_patterns(site_id: int) -> dict[str, str]:
+    """The pattern of each archive type's permalinks: its preferred mapping's (the first one's if none is)."""
+    from .models import ArchiveMapping
+
     patterns: dict[str, str] = {}
-    mappings = ArchiveMapping.objects.filter(template__site=site).order_by("-is_preferred", "id")
+    mappings = ArchiveMapping.objects.filter(template__site_id=site_id).order_by("-is_preferred", "id")
     for archive_type, pattern in mappings.values_list("archive_type", "path_pattern"):
         patterns.setdefault(archive_type, pattern)
-    return SiteRenderer(site.pk, site.templates_version, build_engine(sources), patterns)
+    return patterns
 
 
 def renderer_for(site: AbstractSite) -> SiteRenderer:

@@ -17,10 +17,11 @@ from django.db import transaction
 from .conf import get_config
 from .enqueue import enqueue_publish
 from .fileinfos import ensure_fileinfos, template_fileinfos
-from .models import ArchiveMapping, FileInfo, PublishingMode, Template
+from .models import UNWRITTEN_MODES, WRITTEN_MODES, ArchiveMapping, FileInfo, PublishingMode, Template, mode_q
 from .paths import PathError, resolve_output_path
 from .publisher import PublishError, PublishResult, publish_file, unpublish_file
 from .registry import ArchiveContext
+from .rendering import permalink_patterns
 from .sites import AbstractSite
 
 logger = logging.getLogger("mtdispatch.publish")
@@ -66,7 +67,7 @@ def apply_change(fileinfos: Iterable[FileInfo], *, priority: int | None = None) 
     static: list[FileInfo] = []
     queued: list[FileInfo] = []
     for fileinfo in fileinfos:
-        mode = fileinfo.template.mode
+        mode = fileinfo.mode  # the mapping's, or its template's
         if mode == PublishingMode.STATIC:
             static.append(fileinfo)
         elif mode == PublishingMode.QUEUE:
@@ -96,9 +97,19 @@ def republish_site(*, site: AbstractSite) -> ChangeReport:
     report = ChangeReport()
     priority = get_config()["TEMPLATE_SAVE_PRIORITY"]
     for template in site.templates.exclude(kind=Template.Kind.MODULE).select_related("site"):
-        if template.writes_files:
-            report.queued += enqueue_publish(template_fileinfos(template), priority=priority)
+        if writes_files(template):
+            report.queued += enqueue_publish(written(template_fileinfos(template)), priority=priority)
     return report
+
+
+def writes_files(template: Template) -> bool:
+    """Whether any of the template's files is written (its mode, or one of its mappings' own)."""
+    return template.writes_files or template.mappings.filter(mode__in=WRITTEN_MODES).exists()
+
+
+def written(fileinfos: Iterable[FileInfo]) -> list[FileInfo]:
+    """The files among ``fileinfos`` whose mode (their mapping's or their template's) writes them."""
+    return [fileinfo for fileinfo in fileinfos if fileinfo.mode in WRITTEN_MODES]
 
 
 def republish_includers(*, site_id: int, module: str) -> int:
@@ -108,8 +119,8 @@ def republish_includers(*, site_id: int, module: str) -> int:
     if found is None:
         return 0
     priority = get_config()["TEMPLATE_SAVE_PRIORITY"]
-    targets = [t for t in _templates_affected_by(found) if t.writes_files]
-    return sum(enqueue_publish(template_fileinfos(t), priority=priority) for t in targets)
+    targets = [t for t in _templates_affected_by(found) if writes_files(t)]
+    return sum(enqueue_publish(written(template_fileinfos(t)), priority=priority) for t in targets)
 
 
 def remove_files_of(fileinfos) -> None:
@@ -131,16 +142,20 @@ def remove_files_of(fileinfos) -> None:
         transaction.on_commit(remove)
 
 
-def template_saved(*, template: Template, previous_mode: str | None) -> ChangeReport:
-    """A template (or module) changed: republish its files, queued at low priority (SPEC 1). Switched to
-    Dynamically or Do Not Publish: its written files go."""
+def template_saved(
+    *, template: Template, previous_mode: str | None = None, previous_permalinks: dict[str, str] | None = None
+) -> ChangeReport:
+    """A template (or module) changed: republish its files, queued at low priority (SPEC 1). Files whose mode
+    (their mapping's or the template's) is now Dynamically or Do Not Publish leave the disk. If the permalink
+    patterns changed (``previous_permalinks``, from ``permalink_patterns`` before the change: a preferred mapping's
+    pattern, a mapping added or removed), every page showing a link may have changed: the site is republished."""
     report = ChangeReport()
-    unwritten = (PublishingMode.DYNAMIC, PublishingMode.DISABLED)
-    if template.mode in unwritten and previous_mode not in unwritten:
-        _unpublish_static_files(template)
+    _unpublish_unwritten_files(template)
+    if previous_permalinks is not None and previous_permalinks != permalink_patterns(template.site_id):
+        report.queued += republish_site(site=template.site).queued
     for target in _templates_affected_by(template):
-        fileinfos = template_fileinfos(target)
-        if target.writes_files:
+        if writes_files(target):
+            fileinfos = written(template_fileinfos(target))
             report.queued += enqueue_publish(fileinfos, priority=get_config()["TEMPLATE_SAVE_PRIORITY"])
     return report
 
@@ -167,10 +182,11 @@ def _templates_affected_by(template: Template) -> list[Template]:
     return [t for t in everything if t.pk in reached and t.kind != Template.Kind.MODULE]
 
 
-def _unpublish_static_files(template: Template) -> None:
-    """Switching to Dynamically or Do Not Publish: the written files must go, or the web server would keep
-    serving them."""
-    for fileinfo in template.fileinfos.exclude(published_path="").select_related("site", "template"):
+def _unpublish_unwritten_files(template: Template) -> None:
+    """Files switched (by their template or their mapping) to Dynamically or Do Not Publish: the written ones
+    must go, or the web server would keep serving them."""
+    going = template.fileinfos.exclude(published_path="").filter(mode_q(UNWRITTEN_MODES, via="mapping__"))
+    for fileinfo in going.select_related("site", "template", "mapping"):
         unpublish_file(fileinfo=fileinfo)
 
 
@@ -180,12 +196,14 @@ def publish_templates(
     """Publish every file of ``templates`` now (or queue them): Publish now and manage.py publish."""
     report = ChangeReport()
     for template in templates:
-        if template.kind == Template.Kind.MODULE or template.mode == PublishingMode.DISABLED:
+        if template.kind == Template.Kind.MODULE:
             continue
-        fileinfos = template_fileinfos(template)
-        if template.mode == PublishingMode.DYNAMIC:
-            report.skipped["dynamic"] = report.skipped.get("dynamic", 0) + len(fileinfos)
-            continue
+        fileinfos = []
+        for fileinfo in template_fileinfos(template):
+            if fileinfo.mode == PublishingMode.DYNAMIC:
+                report.skipped["dynamic"] = report.skipped.get("dynamic", 0) + 1
+            elif fileinfo.mode != PublishingMode.DISABLED:
+                fileinfos.append(fileinfo)
         if queue:
             report.queued += enqueue_publish(fileinfos, force=force)
             continue

@@ -195,7 +195,12 @@ class Worker:
         if jobs:
             self._run_batch(jobs)
         else:
+            requeued = self.result.requeued
             self._settle()
+            if self.result.requeued != requeued:
+                # The last batch's jobs changed while they ran (it queued them again itself, e.g. a cached module's
+                # includers) and were given back: the queue is not empty.
+                return True
         if not jobs and not opts.daemon:
             self.result.reason = self.result.reason or "queue empty"
             return False

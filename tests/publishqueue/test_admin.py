@@ -84,3 +84,18 @@ def test_render_errors_show_in_the_admin(admin_client, blog):
     Template.objects.filter(pk=template.pk).update(last_error="Template 'Entry' failed to render 'x.html': boom")
     html = admin_client.get(reverse("admin:publishqueue_template_change", args=[template.pk])).content.decode()
     assert "failed to render" in html
+
+
+def test_a_new_permalink_pattern_republishes_every_page_that_links_to_it(admin_client, tmp_path):
+    """The entry pages move: the index, the archives and the neighbours link to the new URLs (the oracle found the
+    main index and category pages left linking to the old ones)."""
+    blog = blog_with_templates(tmp_path / "site", mode="queue")
+    EntryFactory(blog=blog)
+    template = blog.templates.get(identifier="entry")
+    response = change_template(admin_client, template, **{"mappings-0-path_pattern": "entries/{id}.html"})
+    assert response.status_code == 302, response.content[:3000]
+    queued = set(Job.objects.values_list("fileinfo__path", flat=True))
+    assert {"index.html", "atom.xml"} <= queued
+    Job.objects.all().delete()
+    response = change_template(admin_client, Template.objects.get(pk=template.pk), source="{{ entry.title }}")
+    assert set(Job.objects.values_list("fileinfo__template__identifier", flat=True)) == {"entry"}  # links unchanged

@@ -29,8 +29,10 @@ from hypothesis import strategies as st
 
 from blog import services
 from blog.models import Blog, Category, Comment, Entry
-from publishqueue.models import ArchiveMapping, FileInfo, Job, JobError, PublishingMode, Template
-from publishqueue.services import publish_templates, template_saved
+from publishqueue.fileinfos import template_fileinfos
+from publishqueue.models import ArchiveMapping, FileInfo, Job, JobError, PublishingMode, Template, mode_q
+from publishqueue.rendering import permalink_patterns
+from publishqueue.services import ChangeReport, publish_many, publish_templates, template_saved
 from publishqueue.worker import Worker, WorkerOptions
 from tests.factories import UserFactory, blog_with_templates
 
@@ -60,6 +62,7 @@ OPERATIONS = st.one_of(
     st.tuples(st.just("delete_comment"), index),
     st.tuples(st.just("edit_template"), st.sampled_from(EDITABLE)),
     st.tuples(st.just("mode"), st.sampled_from(EDITABLE[3:]), st.sampled_from(MODES)),
+    st.tuples(st.just("mapping_mode"), st.sampled_from(EDITABLE[4:]), st.sampled_from(["", *MODES])),
     st.tuples(st.just("entry_mapping"), st.sampled_from(ENTRY_PATTERNS)),
     st.tuples(st.just("monthly_mapping"), st.sampled_from(MONTHLY_PATTERNS)),
     st.tuples(st.just("yearly_mapping"), st.booleans()),
@@ -203,11 +206,31 @@ class Scenario:
         template.save()
         template_saved(template=template, previous_mode=previous)
 
-    def _remap(self, name, archive_type, pattern) -> None:
+    def _mapping_change(self, name, change) -> None:
+        """A change to a template's mappings as the template admin's inline saves it: model saves (their signals
+        bump the site's templates version), then the template's save with the permalinks from before."""
         template = self.template(name)
-        ArchiveMapping.objects.filter(template=template, archive_type=archive_type).update(path_pattern=pattern)
-        Template.objects.filter(pk=template.pk).update(version=template.version + 1)  # as the admin's save does
-        template_saved(template=self.template(name), previous_mode=template.mode)
+        before = permalink_patterns(self.blog.pk)
+        change(template)
+        template_saved(template=self.template(name), previous_mode=template.mode, previous_permalinks=before)
+
+    def mapping_mode(self, name, mode) -> None:
+        """A mapping's own mode (MT's templatemap build type)."""
+
+        def change(template):
+            mapping = template.mappings.order_by("pk").first()
+            mapping.mode = mode
+            mapping.save()
+
+        self._mapping_change(name, change)
+
+    def _remap(self, name, archive_type, pattern) -> None:
+        def change(template):
+            for mapping in ArchiveMapping.objects.filter(template=template, archive_type=archive_type):
+                mapping.path_pattern = pattern
+                mapping.save()
+
+        self._mapping_change(name, change)
 
     def entry_mapping(self, pattern) -> None:
         self._remap("Entry", "individual", pattern)
@@ -216,13 +239,14 @@ class Scenario:
         self._remap("Monthly Archive", "monthly", pattern)
 
     def yearly_mapping(self, add) -> None:
-        template = self.template("Monthly Archive")
-        yearly = ArchiveMapping.objects.filter(template=template, archive_type="yearly")
-        if add and not yearly.exists():
-            ArchiveMapping.objects.create(template=template, archive_type="yearly", path_pattern="{year}/")
-        elif not add and yearly.exists():
-            yearly.get().delete()
-        template_saved(template=self.template("Monthly Archive"), previous_mode=template.mode)
+        def change(template):
+            yearly = ArchiveMapping.objects.filter(template=template, archive_type="yearly")
+            if add and not yearly.exists():
+                ArchiveMapping.objects.create(template=template, archive_type="yearly", path_pattern="{year}/")
+            elif not add and yearly.exists():
+                yearly.get().delete()
+
+        self._mapping_change("Monthly Archive", change)
 
     def blog_settings(self, field) -> None:
         blog = Blog.objects.get(pk=self.blog.pk)
@@ -238,8 +262,10 @@ class Scenario:
 
 def drain() -> None:
     worker = Worker(WorkerOptions(load=25, periodic=False, background=False), worker_id=f"oracle:{os.getpid()}:1")
-    worker.run()
-    assert not Job.objects.exists()  # every job done (a job changed while running runs again)
+    result = worker.run()
+    # every job done (a job changed while running runs again)
+    assert not Job.objects.exists(), (result, list(Job.objects.values(
+        "kind", "unique_key", "grabbed_by", "attempts", "failed_at", "priority"))[:3])
     assert not JobError.objects.exists(), list(JobError.objects.values_list("message", flat=True)[:3])
 
 
@@ -256,15 +282,16 @@ def fresh_publish(blog: Blog, into: Path) -> None:
     blog.site_root = str(into)
     Blog.objects.filter(pk=blog.pk).update(site_root=str(into))
     FileInfo.objects.filter(site=blog).update(published_path="", content_hash="")
-    written = Template.objects.filter(site=blog, mode__in=["static", "queue"]).exclude(kind="module")
-    report = publish_templates(templates=written.select_related("site"))
+    report = ChangeReport()
+    for template in Template.objects.filter(site=blog).exclude(kind="module").select_related("site"):
+        # Each file by its own mode: its mapping's, or its template's.
+        publish_many([fi for fi in template_fileinfos(template) if fi.mode in ("static", "queue")], report)
     assert not report.errors, report.errors
 
 
 def manual_paths(blog: Blog) -> set[str]:
-    return set(FileInfo.objects.filter(site=blog, template__mode="manual").values_list("path", flat=True)) | set(
-        FileInfo.objects.filter(site=blog, template__mode="manual").values_list("published_path", flat=True)
-    )
+    manual = FileInfo.objects.filter(mode_q(["manual"], via="mapping__"), site=blog)
+    return set(manual.values_list("path", flat=True)) | set(manual.values_list("published_path", flat=True))
 
 
 def check_sequence(operations: list[tuple]) -> None:

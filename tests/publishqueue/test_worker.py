@@ -369,3 +369,23 @@ def test_a_job_whose_last_worker_died_runs_with_no_other_job_in_hand():
     w = Worker(WorkerOptions(load=2, periodic=False, background=False), worker_id="test:1:1", job_runner=runner)
     assert w.run().done == 6
     assert seen == [["2", "4", "5"]]  # 0 and 1 (the batch before) were completed before it ran
+
+
+def test_a_last_batch_that_queues_its_own_jobs_again_is_run_again_before_the_worker_calls_the_queue_empty():
+    """A cached module's includers job re-queues files of its own batch (their generation moves while they run):
+    they are given back when the batch is completed, after the next claim found nothing. A cron worker ran them no
+    more and exited with jobs left (the oracle found it)."""
+    noops(3)
+    runs = []
+
+    def runner(job, prepared):
+        runs.append(job.unique_key)
+        if len(runs) == 1:  # the first job re-queues the whole batch, as republish-includers can
+            noops(3)
+        return None
+
+    result = Worker(WorkerOptions(load=10, periodic=False, background=False), worker_id="test:1:1",
+                    job_runner=runner).run()
+    assert result.reason == "queue empty" and result.requeued == 3
+    assert not Job.objects.exists()
+    assert sorted(runs) == ["0", "0", "1", "1", "2", "2"]
