@@ -4,15 +4,16 @@ from django.contrib.admin.helpers import ActionForm
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.db.models import Count, F, Q
-from django.http import HttpResponse, HttpResponseNotAllowed, HttpResponseRedirect
+from django.http import HttpResponse, HttpResponseNotAllowed, HttpResponseRedirect, JsonResponse
 from django.shortcuts import get_object_or_404
 from django.template import TemplateSyntaxError
+from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
-from . import jobrows, services
-from .models import ArchiveMapping, FileInfo, Job, JobError, Template
+from . import jobrows, runs, services
+from .models import ArchiveMapping, FileInfo, Job, JobError, PublishRun, Template
 from .overview import state_of
 from .registry import registry
 from .rendering import compile_source, permalink_patterns
@@ -71,11 +72,22 @@ class ArchiveMappingInline(admin.TabularInline):
     extra = 0
 
 
-@admin.action(description="Publish now (all files of the selected templates)")
+@admin.action(description="Publish the selected templates (a tracked run each)")
 def publish_now(modeladmin, request, queryset) -> None:
-    report = services.publish_templates(templates=queryset.select_related("site"))
-    level = messages.WARNING if report.errors else messages.SUCCESS
-    modeladmin.message_user(request, f"Publish now: {report.summary()}.", level)
+    """MT's Publish on the template list, without rendering in the request: a publish run per template."""
+    started = [start_template_run(request, template) for template in queryset.select_related("site")]
+    links = format_html_join(", ", '<a href="{}">#{}</a>', ((run_url(run), run.pk) for run in started))
+    modeladmin.message_user(request, format_html("Started publish run(s) {}.", links), messages.SUCCESS)
+
+
+def run_url(run: PublishRun) -> str:
+    return reverse("admin:publishqueue_publishrun_change", args=[run.pk])
+
+
+def start_template_run(request, template: Template, reason: str = "Publish") -> PublishRun:
+    run = PublishRun(site=template.site, scope=PublishRun.Scope.TEMPLATE, template=template,
+                     started_by=request.user, reason=f"{reason}: template “{template}”")
+    return runs.start(run)
 
 
 @admin.action(description="Queue all files of the selected templates")
@@ -131,13 +143,15 @@ class TemplateAdmin(admin.ModelAdmin):
 
     @admin.display(description="Publish")
     def publish_button(self, obj) -> str:
-        if not obj.pk or obj.kind == Template.Kind.MODULE:
+        if not obj.pk:
             return "-"
         url = reverse("admin:publishqueue_template_publish", args=[obj.pk])
         # A submit button of the change form (which carries the CSRF token) posting to the publish view.
         return format_html(
-            '<button type="submit" class="button" formaction="{}" formnovalidate>Publish now</button>'
-            '<span class="help"> Writes every file of this template now (unsaved edits are not used).</span>',
+            '<button type="submit" class="button" formaction="{}" formnovalidate>Publish</button>'
+            '<span class="help"> Starts a publish run of every file of this template (a module: of the templates '
+            "that include it), done by the queue workers, and shows its progress. Unsaved edits are not used: "
+            "“Save and publish” saves them first.</span>",
             url,
         )
 
@@ -154,11 +168,27 @@ class TemplateAdmin(admin.ModelAdmin):
     def publish_view(self, request, pk: int):
         if request.method != "POST":
             return HttpResponseNotAllowed(["POST"])
-        template = get_object_or_404(Template, pk=pk)
+        template = get_object_or_404(Template.objects.select_related("site"), pk=pk)
         if not self.has_change_permission(request, template):
             raise PermissionDenied
-        publish_now(self, request, Template.objects.filter(pk=pk))  # the list action, for one template
-        return HttpResponseRedirect(reverse("admin:publishqueue_template_change", args=[pk]))
+        return HttpResponseRedirect(run_url(start_template_run(request, template)))
+
+    def response_add(self, request, obj, post_url_continue=None):
+        return self._to_run(request, obj) or super().response_add(request, obj, post_url_continue)
+
+    def response_change(self, request, obj):
+        return self._to_run(request, obj) or super().response_change(request, obj)
+
+    def _to_run(self, request, obj):
+        """Save and publish, or a save that started a run (a Statically published template with many files):
+        the run's progress page."""
+        run = getattr(request, "_template_run", None)
+        if "_saveandpublish" in request.POST:
+            if run is not None:  # the save's own run (its static files) is part of this one: one run to watch
+                run.delete()
+                request._template_report.run = None
+            run = start_template_run(request, obj, "Save and publish")
+        return HttpResponseRedirect(run_url(run)) if run is not None else None
 
     def save_model(self, request, obj, form, change) -> None:
         request._template_previous_mode = form.initial.get("mode") if change else None
@@ -172,8 +202,9 @@ class TemplateAdmin(admin.ModelAdmin):
         super().save_related(request, form, formsets, change)
         report = services.template_saved(
             template=form.instance, previous_mode=request._template_previous_mode,
-            previous_permalinks=request._template_previous_permalinks,
+            previous_permalinks=request._template_previous_permalinks, started_by=request.user,
         )
+        request._template_run, request._template_report = report.run, report
         report_after_commit(request, report, f"Saved template “{form.instance}”")
 
     def delete_model(self, request, obj) -> None:
@@ -302,3 +333,105 @@ class JobErrorAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request) -> bool:
         return False
+
+
+class PublishRunForm(forms.ModelForm):
+    """MT's Publish Site dialog: a site and a scope."""
+
+    class Meta:
+        model = PublishRun
+        fields = ["site", "scope", "archive_type", "template", "force"]
+        widgets = {"scope": forms.RadioSelect}
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["archive_type"] = forms.ChoiceField(
+            choices=[("", "---------"), *registry.choices()], required=False, label="Archive type",
+            help_text="For the scope “One archive type”: its files in every template that maps it.",
+        )
+        self.fields["template"].queryset = Template.objects.select_related("site").order_by("site", "kind", "name")
+        self.fields["template"].label_from_instance = lambda t: f"{t.site} — {t.name} ({t.get_kind_display()})"
+
+    def clean(self):
+        cleaned = super().clean()
+        scope, site, template = cleaned.get("scope"), cleaned.get("site"), cleaned.get("template")
+        if scope == PublishRun.Scope.ARCHIVE_TYPE and not cleaned.get("archive_type"):
+            self.add_error("archive_type", "Choose the archive type to publish.")
+        if scope == PublishRun.Scope.TEMPLATE:
+            if template is None:
+                self.add_error("template", "Choose the template to publish.")
+            elif site is not None and template.site_id != site.pk:
+                self.add_error("template", f"“{template}” is not a template of {site}.")
+        return cleaned
+
+
+@admin.register(PublishRun)
+class PublishRunAdmin(admin.ModelAdmin):
+    """Publish site (a tracked run with a scope) and every run's progress, polled from a JSON view."""
+
+    form = PublishRunForm
+    list_display = ["__str__", "site", "started_by", "created", "progress_summary", "reason"]
+    list_filter = ["kind", "site"]
+    list_select_related = ["site", "template", "started_by"]
+
+    def get_urls(self):
+        info = "publishqueue_publishrun"
+        return [
+            path("<int:pk>/progress.json", self.admin_site.admin_view(self.progress_view), name=f"{info}_progress"),
+            path("<int:pk>/step/", self.admin_site.admin_view(self.step_view), name=f"{info}_step"),
+            *super().get_urls(),
+        ]
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False  # a run is started, watched and deleted, never edited
+
+    @admin.display(description="Progress")
+    def progress_summary(self, obj) -> str:
+        found = runs.progress(obj)
+        text = f"{found.done}/{found.total} done" + (f", {found.failed} failed" if found.failed else "")
+        if obj.kind == PublishRun.Kind.DRY_RUN:
+            text += f", {obj.changed} would change"
+        return text + ("" if found.finished else " …")
+
+    def add_view(self, request, form_url="", extra_context=None):
+        return super().add_view(request, form_url, {**(extra_context or {}), "title": "Publish site"})
+
+    def save_model(self, request, obj, form, change) -> None:
+        obj.started_by = request.user
+        obj.reason = obj.reason or "Publish site"
+        runs.start(obj)
+
+    def response_add(self, request, obj, post_url_continue=None):
+        return HttpResponseRedirect(run_url(obj))
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        run = get_object_or_404(PublishRun.objects.select_related("site", "template", "started_by"), pk=object_id)
+        if not self.has_view_permission(request, run):
+            raise PermissionDenied
+        found = runs.progress(run)
+        context = {
+            **self.admin_site.each_context(request), "opts": self.opts, "run": run, "progress": found.as_dict(),
+            "title": str(run), "json_url": reverse("admin:publishqueue_publishrun_progress", args=[run.pk]),
+            "step_url": reverse("admin:publishqueue_publishrun_step", args=[run.pk]),
+            "job_url": reverse("admin:publishqueue_job_changelist"),
+            "errors_url": reverse("admin:publishqueue_joberror_changelist"),
+            "can_step": request.user.has_perm("publishqueue.add_publishrun"),
+        }
+        return TemplateResponse(request, "admin/publishqueue/publishrun/progress.html", context)
+
+    def progress_view(self, request, pk: int) -> JsonResponse:
+        run = get_object_or_404(PublishRun, pk=pk)
+        if not self.has_view_permission(request, run):
+            raise PermissionDenied
+        return JsonResponse(runs.progress(run).as_dict())
+
+    def step_view(self, request, pk: int) -> JsonResponse:
+        """No queue worker is running: the run's page publishes one of its files per request (a page, like a
+        preview's), as MT's rebuild dialog does in the browser."""
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        run = get_object_or_404(PublishRun, pk=pk)
+        if not request.user.has_perm("publishqueue.add_publishrun"):
+            raise PermissionDenied
+        ran = runs.step(run)
+        return JsonResponse({"ran": ran, **runs.progress(run).as_dict()})

@@ -19,6 +19,13 @@ DEFAULTS: dict[str, Any] = {
     "PRIORITIES": {"main_index": 11},
     # Priority for the jobs a template save queues for all its files.
     "TEMPLATE_SAVE_PRIORITY": 0,
+    # Priority of a publish run's jobs (Publish site, Save and publish, a Statically published template's save,
+    # dry runs): above every archive type's, as someone is watching its progress.
+    "RUN_PRIORITY": 20,
+    # A Statically published template's save writes its files in the request when they are at most this many (an
+    # index template's page, like a preview); more start a publish run that workers do (or the run's page, in the
+    # browser, one page per request, when no worker is running).
+    "STATIC_SAVE_MAX_FILES": 1,
     # Template identifiers treated as "main index and feeds" for priority.
     "MAIN_INDEX_IDENTIFIERS": ["main_index", "feed_atom", "feed_rss"],
     "JOB_MAX_ATTEMPTS": 5,

@@ -1,6 +1,7 @@
 """Templates and their publishing modes, archive mappings, FileInfo, and the publish queue's rows."""
 from __future__ import annotations
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Q
@@ -19,9 +20,12 @@ class PublishingMode(models.TextChoices):
 
 
 MODE_HELP = {
-    PublishingMode.STATIC: "written during the request that changed the content it shows.",
+    PublishingMode.STATIC: (
+        "written during the request that changed the content it shows (a template save with more files than an "
+        "index's starts a publish run instead)."
+    ),
     PublishingMode.QUEUE: "a change queues a job; a runworker process writes the file in the background.",
-    PublishingMode.MANUAL: "written only by Publish now or manage.py publish.",
+    PublishingMode.MANUAL: "written only by a publish run (Publish, Publish site) or manage.py publish.",
     PublishingMode.DYNAMIC: "never written; the app renders it at its URL on each request.",
     PublishingMode.DISABLED: "never written; files already published are removed.",
 }
@@ -292,3 +296,59 @@ class QueueSample(models.Model):
 
     def __str__(self) -> str:
         return f"{self.minute:%H:%M} ready {self.ready}"
+
+
+class PublishRun(models.Model):
+    """A tracked publish (MT's Publish Site dialog), or a dry run of a template change: a batch of high-priority
+    jobs whose args carry the run's id, so that its progress is counted from the queue (done = total - left -
+    failed). Never rendered in a request: workers run the jobs."""
+
+    class Kind(models.TextChoices):
+        PUBLISH = "publish", "Publish"
+        DRY_RUN = "dry-run", "Dry run"
+
+    class Scope(models.TextChoices):
+        ALL = "all", "Everything"
+        INDEXES = "indexes", "Index templates only"
+        ARCHIVE_TYPE = "archive_type", "One archive type"
+        TEMPLATE = "template", "One template"
+
+    site = models.ForeignKey(site_model_label(), on_delete=models.CASCADE, related_name="+")
+    kind = models.CharField(max_length=10, choices=Kind.choices, default=Kind.PUBLISH)
+    scope = models.CharField(max_length=20, choices=Scope.choices, default=Scope.ALL)
+    archive_type = models.CharField(max_length=20, blank=True, help_text="For the scope “One archive type”.")
+    template = models.ForeignKey(
+        Template, null=True, blank=True, on_delete=models.SET_NULL, related_name="publish_runs",
+        help_text="For the scope “One template” (a module: the templates that include it).",
+    )
+    force = models.BooleanField(default=False, help_text="Rewrite files even when their content did not change.")
+    started_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created = models.DateTimeField(default=timezone.now)
+    reason = models.CharField(max_length=200, blank=True)
+    total = models.PositiveIntegerField(default=0, help_text="Jobs queued for it.")
+    finished_at = models.DateTimeField(null=True, blank=True, help_text="When no job of it was left.")
+    # A dry run: the template source tried, how many files it would change, and a sample's diff.
+    source = models.TextField(blank=True)
+    changed = models.PositiveIntegerField(default=0)
+    sample_path = models.CharField(max_length=1024, blank=True)
+    sample_diff = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-created", "-id"]
+        verbose_name = "publish run"
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} #{self.pk}: {self.scope_label}"
+
+    @property
+    def scope_label(self) -> str:
+        if self.scope == self.Scope.ARCHIVE_TYPE:
+            from .registry import registry
+
+            known = registry.archive_types.get(self.archive_type)
+            return f"{known.label if known else self.archive_type} archives"
+        if self.scope == self.Scope.TEMPLATE:
+            return f"template “{self.template}”" if self.template_id else "a deleted template"
+        return self.get_scope_display()

@@ -17,7 +17,16 @@ from django.db import transaction
 from .conf import get_config
 from .enqueue import enqueue_publish
 from .fileinfos import ensure_fileinfos, template_fileinfos
-from .models import UNWRITTEN_MODES, WRITTEN_MODES, ArchiveMapping, FileInfo, PublishingMode, Template, mode_q
+from .models import (
+    UNWRITTEN_MODES,
+    WRITTEN_MODES,
+    ArchiveMapping,
+    FileInfo,
+    PublishingMode,
+    PublishRun,
+    Template,
+    mode_q,
+)
 from .paths import PathError, resolve_output_path
 from .publisher import PublishError, PublishResult, publish_file, unpublish_file
 from .registry import ArchiveContext
@@ -33,6 +42,8 @@ class ChangeReport:
 
     published: list[PublishResult] = field(default_factory=list)
     queued: int = 0
+    # The publish run a change started (a Statically published template with more files than a request writes).
+    run: PublishRun | None = None
     skipped: dict[str, int] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
 
@@ -46,6 +57,8 @@ class ChangeReport:
             parts.append(f"published {self.written} file(s), {len(self.published) - self.written} unchanged or removed")
         if self.queued:
             parts.append(f"queued {self.queued} file(s) for the publish queue")
+        if self.run is not None:
+            parts.append(f"publish run #{self.run.pk} started for {self.run.total} file(s)")
         parts += [f"{count} {mode} file(s) not written" for mode, count in sorted(self.skipped.items())]
         parts += self.errors
         return "; ".join(parts) or "no published files affected"
@@ -119,7 +132,7 @@ def republish_includers(*, site_id: int, module: str) -> int:
     if found is None:
         return 0
     priority = get_config()["TEMPLATE_SAVE_PRIORITY"]
-    targets = [t for t in _templates_affected_by(found) if writes_files(t)]
+    targets = [t for t in templates_affected_by(found) if writes_files(t)]
     return sum(enqueue_publish(written(template_fileinfos(t)), priority=priority) for t in targets)
 
 
@@ -143,7 +156,8 @@ def remove_files_of(fileinfos) -> None:
 
 
 def template_saved(
-    *, template: Template, previous_mode: str | None = None, previous_permalinks: dict[str, str] | None = None
+    *, template: Template, previous_mode: str | None = None, previous_permalinks: dict[str, str] | None = None,
+    started_by=None,
 ) -> ChangeReport:
     """A template (or module) changed: republish its files, queued at low priority (SPEC 1). Files whose mode
     (their mapping's or the template's) is now Dynamically or Do Not Publish leave the disk. If the permalink
@@ -153,11 +167,32 @@ def template_saved(
     _unpublish_unwritten_files(template)
     if previous_permalinks is not None and previous_permalinks != permalink_patterns(template.site_id):
         report.queued += republish_site(site=template.site).queued
-    for target in _templates_affected_by(template):
+    static: list[FileInfo] = []
+    for target in templates_affected_by(template):
         if writes_files(target):
             fileinfos = written(template_fileinfos(target))
-            report.queued += enqueue_publish(fileinfos, priority=get_config()["TEMPLATE_SAVE_PRIORITY"])
+            static += [fi for fi in fileinfos if fi.mode == PublishingMode.STATIC]
+            queued = [fi for fi in fileinfos if fi.mode == PublishingMode.QUEUE]
+            report.queued += enqueue_publish(queued, priority=get_config()["TEMPLATE_SAVE_PRIORITY"])
+    _publish_static_files(template, static, report, started_by)
     return report
+
+
+def _publish_static_files(template: Template, static: list[FileInfo], report: ChangeReport, started_by) -> None:
+    """A Statically published template's files must appear without waiting for the queue's low-priority work, but a
+    request must not render thousands of them: as many as ``STATIC_SAVE_MAX_FILES`` (an index template's page) are
+    written when the save commits, as MT does; more start a publish run (high priority; its page shows progress and
+    publishes in the browser when no worker runs)."""
+    if not static:
+        return
+    if len(static) <= get_config()["STATIC_SAVE_MAX_FILES"]:
+        transaction.on_commit(lambda: publish_many(static, report))
+        return
+    from .runs import start
+
+    run = PublishRun(site=template.site, scope=PublishRun.Scope.TEMPLATE, template=template, started_by=started_by,
+                     reason=f"Template “{template}” saved")
+    report.run = start(run, static)
 
 
 def _includes(source: str, names: set[str]) -> bool:
@@ -166,7 +201,7 @@ def _includes(source: str, names: set[str]) -> bool:
     return re.search(tag, source) is not None
 
 
-def _templates_affected_by(template: Template) -> list[Template]:
+def templates_affected_by(template: Template) -> list[Template]:
     """The template itself, or for a module every page template that includes it, directly or through
     other modules."""
     if template.kind != Template.Kind.MODULE:
@@ -193,7 +228,7 @@ def _unpublish_unwritten_files(template: Template) -> None:
 def publish_templates(
     *, templates: Iterable[Template], queue: bool = False, force: bool = False, progress=None
 ) -> ChangeReport:
-    """Publish every file of ``templates`` now (or queue them): Publish now and manage.py publish."""
+    """Publish every file of ``templates`` now (or queue them): manage.py publish (the admin starts publish runs)."""
     report = ChangeReport()
     for template in templates:
         if template.kind == Template.Kind.MODULE:

@@ -3,6 +3,7 @@ import pytest
 from django.urls import reverse
 
 from publishqueue.models import Job, Template
+from publishqueue.worker import Worker, WorkerOptions
 from tests.factories import EntryFactory, blog_with_templates
 from tests.helpers import admin_form_data
 
@@ -67,15 +68,19 @@ def test_a_template_that_does_not_compile_is_refused_with_its_error(admin_client
     assert template.source != "{% if %}"
 
 
-def test_publish_now_writes_a_manual_template(admin_client, blog, tmp_path):
+def test_publish_starts_a_run_that_writes_a_manual_template(admin_client, blog, tmp_path):
+    """The template's Publish button no longer renders in the request: it starts a run, which the workers (or the
+    run's page) do."""
     EntryFactory(blog=blog)
     template = blog.templates.get(identifier="monthly_archive")
     template.mode = "manual"
     template.save()
     url = reverse("admin:publishqueue_template_publish", args=[template.pk])
     assert admin_client.get(url).status_code == 405
-    response = admin_client.post(url, follow=True)
-    assert "Publish now: published 1 file(s)" in response.content.decode()
+    response = admin_client.post(url)
+    assert response.status_code == 302 and "/publishrun/" in response["Location"]
+    assert not list((tmp_path / "site").glob("*/*/index.html"))
+    Worker(WorkerOptions(periodic=False, background=False), worker_id="test:1:1").run()
     assert list((tmp_path / "site").glob("*/*/index.html"))
 
 
