@@ -1,5 +1,8 @@
 from django.contrib import admin
+from django.urls import reverse
+from django.utils.html import format_html
 
+from publishqueue import profiles
 from publishqueue.admin import report_after_commit
 from publishqueue.sites import SiteLocationAdminMixin
 
@@ -12,6 +15,18 @@ from .models import Blog, Category, Comment, Entry
 class BlogAdmin(SiteLocationAdminMixin, admin.ModelAdmin):
     list_display = ["name", "site_url", "site_root", "comment_policy"]
     search_fields = ["name"]
+    readonly_fields = ["publishing"]
+
+    @admin.display(description="Publishing")
+    def publishing(self, obj) -> str:
+        """The blog's publishing profile (MT's), set on its own page, which lists what it changes first."""
+        if not obj.pk:
+            return "-"
+        profile = profiles.Profile(profiles.current(obj)).label
+        change = reverse("admin:publishqueue_template_profile") + f"?site={obj.pk}"
+        publish = reverse("admin:publishqueue_publishrun_add") + f"?site={obj.pk}"
+        return format_html('{} (<a href="{}">change the profile</a>) · <a href="{}">Publish site</a>', profile,
+                           change, publish)
 
     def save_model(self, request, obj, form, change) -> None:
         before = services.shown_state(Blog.objects.get(pk=obj.pk)) if change else None

@@ -12,11 +12,12 @@ from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
-from . import jobrows, runs, services
+from . import jobrows, profiles, runs, services
 from .models import ArchiveMapping, FileInfo, Job, JobError, PublishRun, Template
 from .overview import state_of
 from .registry import registry
 from .rendering import compile_source, permalink_patterns
+from .sites import get_site_model
 
 
 def report_after_commit(request, report: services.ChangeReport, what: str) -> None:
@@ -100,7 +101,7 @@ def queue_all(modeladmin, request, queryset) -> None:
 class TemplateAdmin(admin.ModelAdmin):
     form = TemplateForm
     inlines = [ArchiveMappingInline]
-    list_display = ["name", "site", "kind", "mode", "queued_jobs", "has_error", "modified"]
+    list_display = ["name", "site", "kind", "mode", "mapping_modes", "queued_jobs", "has_error", "modified"]
     list_display_links = ["name"]
     list_filter = ["site", "kind", "mode"]
     search_fields = ["name", "identifier", "source"]
@@ -116,7 +117,12 @@ class TemplateAdmin(admin.ModelAdmin):
     def get_queryset(self, request):
         return super().get_queryset(request).annotate(
             _queued=Count("fileinfos__jobs", filter=Q(fileinfos__jobs__failed_at__isnull=True))
-        )
+        ).prefetch_related("mappings")
+
+    @admin.display(description="Mappings' own modes")
+    def mapping_modes(self, obj) -> str:
+        own = [(m.path_pattern, m.get_mode_display()) for m in obj.mappings.all() if m.mode]
+        return format_html_join(", ", "{}: {}", own) if own else "-"
 
     @admin.display(description="Queued jobs", ordering="_queued")
     def queued_jobs(self, obj) -> str:
@@ -161,9 +167,36 @@ class TemplateAdmin(admin.ModelAdmin):
                 "<int:pk>/publish/",
                 self.admin_site.admin_view(self.publish_view),
                 name="publishqueue_template_publish",
-            )
+            ),
+            path("profile/", self.admin_site.admin_view(self.profile_view), name="publishqueue_template_profile"),
         ]
         return extra + super().get_urls()
+
+    def profile_view(self, request):
+        """Publishing profiles (MT's Publishing Profile dialog): choose one, see what it changes, apply it."""
+        if not self.has_change_permission(request):
+            raise PermissionDenied
+        sites = get_site_model().objects.order_by("pk")
+        site = sites.filter(pk=request.POST.get("site") or request.GET.get("site") or 0).first() or sites.first()
+        chosen = request.POST.get("profile") or request.GET.get("profile") or ""
+        if chosen and chosen not in profiles.Profile.values:
+            chosen = ""
+        if request.method == "POST" and site is not None and chosen:
+            done, run = profiles.apply(site, chosen, user=request.user)
+            text = f"Applied the profile “{profiles.Profile(chosen).label}” to {site}: {len(done.changes)} change(s)"
+            if run is not None:
+                text = format_html('{}; <a href="{}">publish run #{}</a> writes {} file(s) now written.', text,
+                                   run_url(run), run.pk, run.total)
+            self.message_user(request, text, messages.SUCCESS)
+            listing = reverse("admin:publishqueue_template_changelist")
+            return HttpResponseRedirect(f"{listing}?site__id__exact={site.pk}")
+        context = {
+            **self.admin_site.each_context(request), "opts": self.opts, "title": "Publishing profile", "sites": sites,
+            "site": site, "current": profiles.current(site) if site else "", "chosen": chosen,
+            "choices": [(value, label, profiles.HELP[value]) for value, label in profiles.Profile.choices],
+            "plan": profiles.plan(site, chosen) if site and chosen else None,
+        }
+        return TemplateResponse(request, "admin/publishqueue/template/profile.html", context)
 
     def publish_view(self, request, pk: int):
         if request.method != "POST":

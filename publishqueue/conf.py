@@ -28,6 +28,10 @@ DEFAULTS: dict[str, Any] = {
     "STATIC_SAVE_MAX_FILES": 1,
     # Template identifiers treated as "main index and feeds" for priority.
     "MAIN_INDEX_IDENTIFIERS": ["main_index", "feed_atom", "feed_rss"],
+    # The publishing profile "High-priority static + background" (MT's async_partial): these templates, and the
+    # preferred mapping of these archive types, are Statically published; the rest Via Publish Queue.
+    "PROFILE_STATIC_IDENTIFIERS": ["main_index", "feed_atom", "feed_rss"],
+    "PROFILE_STATIC_ARCHIVE_TYPES": ["individual", "page"],
     "JOB_MAX_ATTEMPTS": 5,
     # Extra or replacement job handlers: {"kind": "dotted.path.to.callable"} (called with the claimed job).
     "JOB_HANDLERS": {},

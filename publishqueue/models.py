@@ -352,3 +352,25 @@ class PublishRun(models.Model):
         if self.scope == self.Scope.TEMPLATE:
             return f"template “{self.template}”" if self.template_id else "a deleted template"
         return self.get_scope_display()
+
+
+class PublishingProfile(models.Model):
+    """A site's publishing profile (MT's custom_dynamic_templates): the last one applied to its templates."""
+
+    class Profile(models.TextChoices):
+        STATIC = "none", "Static publishing"
+        BACKGROUND = "async_all", "Background publishing"
+        PARTIAL = "async_partial", "High-priority static and background publishing"
+        DYNAMIC_ARCHIVES = "archives", "Dynamic archives only"
+        DYNAMIC = "all", "Dynamic publishing"
+        CUSTOM = "custom", "Custom"
+
+    site = models.OneToOneField(site_model_label(), on_delete=models.CASCADE, related_name="publishing_profile")
+    profile = models.CharField(max_length=20, choices=Profile.choices, default=Profile.CUSTOM)
+    changed_at = models.DateTimeField(default=timezone.now)
+    changed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    def __str__(self) -> str:
+        return f"{self.site}: {self.get_profile_display()}"

@@ -105,7 +105,8 @@ def test_the_runs_page_publishes_in_the_browser_one_file_per_request_when_no_wor
     assert (first["ran"], first["done"], first["total"], first["workers"]) == (1, 1, 3, 0)
     admin_client.post(url)
     last = admin_client.post(url).json()
-    assert last["finished"] and (tmp_path / "site" / "index.html").exists() and (tmp_path / "site" / "atom.xml").exists()
+    assert last["finished"]
+    assert (tmp_path / "site" / "index.html").exists() and (tmp_path / "site" / "atom.xml").exists()
     assert admin_client.post(url).json()["ran"] == 0
 
 
