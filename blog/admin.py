@@ -1,6 +1,8 @@
 from django.contrib import admin
-from django.urls import reverse
-from django.utils.html import format_html
+from django.core.exceptions import PermissionDenied
+from django.http import Http404, HttpResponse, HttpResponseNotAllowed
+from django.urls import path, reverse
+from django.utils.html import format_html, format_html_join
 
 from publishqueue import profiles
 from publishqueue.admin import report_after_commit
@@ -9,6 +11,7 @@ from publishqueue.sites import SiteLocationAdminMixin
 from . import services
 from .dependencies import EntryState
 from .models import Blog, Category, Comment, Entry
+from .preview import PreviewError, preview_entry
 
 
 @admin.register(Blog)
@@ -62,6 +65,36 @@ class EntryAdmin(admin.ModelAdmin):
     filter_horizontal = ["categories"]
     raw_id_fields = ["author"]
     actions = ["publish_entries", "unpublish_entries"]
+
+    def get_urls(self):
+        view = self.admin_site.admin_view(self.preview_view)
+        return [
+            path("preview/", view, name="blog_entry_preview"),
+            path("<path:object_id>/preview/", view, name="blog_entry_preview_existing"),
+            *super().get_urls(),
+        ]
+
+    def preview_view(self, request, object_id=None):
+        """The entry's page with the changes in the form, rendered in memory: nothing is saved or published."""
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        entry = self.get_object(request, object_id) if object_id else None
+        if object_id and entry is None:
+            raise Http404("No such entry.")
+        allowed = self.has_change_permission(request, entry) if entry else self.has_add_permission(request)
+        if not allowed:
+            raise PermissionDenied
+        form = self.get_form(request, entry, change=entry is not None)(request.POST, request.FILES, instance=entry)
+        if not form.is_valid():
+            errors = format_html_join("", "<li>{}: {}</li>", ((f, "; ".join(e)) for f, e in form.errors.items()))
+            return HttpResponse(format_html("<h1>This entry cannot be previewed</h1><ul>{}</ul>", errors), status=400)
+        unsaved = form.save(commit=False)  # in memory only
+        if unsaved.author_id is None:
+            unsaved.author = request.user
+        try:
+            return HttpResponse(preview_entry(entry=unsaved, categories=list(form.cleaned_data.get("categories", []))))
+        except PreviewError as exc:
+            return HttpResponse(str(exc), status=400, content_type="text/plain")
 
     def save_model(self, request, obj, form, change) -> None:
         request._entry_before = EntryState.load(obj.pk)

@@ -266,6 +266,24 @@ def _entry_variables(page: Page) -> dict[str, Any] | None:
     }
 
 
+def unsaved_entry_variables(blog: Blog, entry: Entry, categories: list[Category], links: Links) -> dict[str, Any]:
+    """The variables of the page of an entry as edited and not saved (a preview): its neighbours at its edited date,
+    its approved comments if it exists. Nothing is stored."""
+    entry._prefetched_objects_cache = {"categories": list(categories)}
+    before, after = Entry.objects.neighbour_ids(blog.pk, entry.published_on, entry.pk or 0)
+    near = Entry.objects.in_bulk([pk for pk in (before, after) if pk and pk != entry.pk])
+    attach_categories(near.values())
+    comments = Comment.objects.filter(entry_id=entry.pk, status=Comment.Status.APPROVED) if entry.pk else []
+    return {
+        "entry": view(entry, links),
+        "previous_entry": view(near.get(before), links),
+        "next_entry": view(near.get(after), links),
+        "comments": ViewList(comment_view(c) for c in comments),
+        "archive_title": entry.title,
+        "comments_open": blog.comment_policy != Blog.CommentPolicy.CLOSED,
+    }
+
+
 def _category_variables(page: Page) -> dict[str, Any] | None:
     category = Category.objects.filter(blog=page.site, pk=page.context.object_id).first()
     entries = _listed(_live_entries(page.site).filter(categories=category), page.links) if category else []

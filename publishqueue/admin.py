@@ -12,7 +12,7 @@ from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
-from . import jobrows, profiles, runs, services
+from . import jobrows, preview, profiles, runs, services
 from .models import ArchiveMapping, FileInfo, Job, JobError, PublishRun, Template
 from .overview import state_of
 from .registry import registry
@@ -33,6 +33,12 @@ def report_after_commit(request, report: services.ChangeReport, what: str) -> No
 PAGE_VARIABLES = {"archive_type": "this page's archive type", "file_url": "this page's URL"}
 
 
+def normalize_newlines(source: str) -> str:
+    """Browsers send a textarea's lines ended by CRLF: stored as sent, an edit of one line changed every line of
+    every file the template writes."""
+    return source.replace("\r\n", "\n")
+
+
 class TemplateForm(forms.ModelForm):
     class Meta:
         model = Template
@@ -44,6 +50,9 @@ class TemplateForm(forms.ModelForm):
             "mode": forms.RadioSelect,
             "source": forms.Textarea(attrs={"rows": 30, "cols": 110, "style": "font-family: monospace"}),
         }
+
+    def clean_source(self) -> str:
+        return normalize_newlines(self.cleaned_data["source"])
 
     def clean(self):
         cleaned = super().clean()
@@ -169,6 +178,10 @@ class TemplateAdmin(admin.ModelAdmin):
                 name="publishqueue_template_publish",
             ),
             path("profile/", self.admin_site.admin_view(self.profile_view), name="publishqueue_template_profile"),
+            path("<int:pk>/preview/", self.admin_site.admin_view(self.preview_view),
+                 name="publishqueue_template_preview"),
+            path("<int:pk>/dryrun/", self.admin_site.admin_view(self.dry_run_view),
+                 name="publishqueue_template_dryrun"),
         ]
         return extra + super().get_urls()
 
@@ -205,6 +218,35 @@ class TemplateAdmin(admin.ModelAdmin):
         if not self.has_change_permission(request, template):
             raise PermissionDenied
         return HttpResponseRedirect(run_url(start_template_run(request, template)))
+
+    def _edited(self, request, pk: int) -> tuple[Template, str]:
+        """The template and its source as edited in the form (unsaved)."""
+        if request.method != "POST":
+            raise PermissionDenied("Preview and dry run take the edited form (POST).")
+        template = get_object_or_404(Template.objects.select_related("site"), pk=pk)
+        if not self.has_change_permission(request, template):
+            raise PermissionDenied
+        return template, normalize_newlines(request.POST.get("source", template.source))  # as a save stores it
+
+    def preview_view(self, request, pk: int):
+        """The template's edited source on a sample page of each of its archive types, rendered in memory."""
+        template, source = self._edited(request, pk)
+        context = {
+            **self.admin_site.each_context(request), "opts": self.opts, "original": template,
+            "title": f"Preview of “{template}” with your edits (not saved)",
+            "samples": preview.template_samples(template, source),
+        }
+        return TemplateResponse(request, "admin/publishqueue/template/preview.html", context)
+
+    def dry_run_view(self, request, pk: int):
+        """How many of the template's files the edited source would change: a dry run (a background run, with
+        progress) rendering each in memory and comparing it with its stored content hash."""
+        template, source = self._edited(request, pk)
+        run = PublishRun(site=template.site, kind=PublishRun.Kind.DRY_RUN, scope=PublishRun.Scope.TEMPLATE,
+                         template=template, source=source, started_by=request.user,
+                         reason=f"Dry run of an edit of “{template}”")
+        runs.start(run, preview.dry_run_files(template))
+        return HttpResponseRedirect(run_url(run))
 
     def response_add(self, request, obj, post_url_continue=None):
         return self._to_run(request, obj) or super().response_add(request, obj, post_url_continue)

@@ -88,7 +88,9 @@ def prepare_publish(jobs: Sequence[Claimed]) -> dict[int, PreparedPublish]:
     return prepared
 
 
-PREPARERS: dict[str, Callable[[Sequence[Claimed]], dict[int, object]]] = {"publish": prepare_publish}
+PREPARERS: dict[str, Callable[[Sequence[Claimed]], dict[int, object]]] = {
+    "publish": prepare_publish, "dry-run": prepare_publish,
+}
 
 
 class Finisher(Protocol):
@@ -162,6 +164,21 @@ def publish(job: Claimed, prepared: PreparedPublish | None = None) -> object:
         return None
     force = bool((job.args or {}).get("force"))  # manage.py publish --queue --force: rewrite even if unchanged
     return publish_file(fileinfo=prepared.fileinfo, batch=prepared.batch, defer_record=True, force=force)
+
+
+@handles("dry-run")
+def dry_run(job: Claimed, prepared: PreparedPublish | None = None) -> None:
+    """One file of a dry run: would the run's template source change it? (Counted on the run; nothing written.)"""
+    from .models import PublishRun
+    from .preview import check_file
+
+    run = PublishRun.objects.select_related("template").filter(pk=job.args.get("run")).first()
+    if prepared is None:
+        prepared = prepare_publish([job])[job.id]
+    if run is None or run.template is None or prepared.fileinfo is None:
+        return None  # the run, its template or the file went away
+    check_file(run, prepared.fileinfo, prepared.batch)
+    return None
 
 
 @handles("republish-includers")

@@ -79,6 +79,8 @@ class RenderScope:
     site: AbstractSite
     renderer: SiteRenderer
     site_wide: tuple[str, ...]
+    # A preview or dry run (a private renderer): a module's output is not compared with the stored one.
+    preview: bool = False
 
     def render_cached(self, name: str, variables: Context) -> str:
         def render_fragment() -> str:
@@ -89,7 +91,9 @@ class RenderScope:
         def render_and_note() -> str:
             return _noting_change(self.site, name, render_fragment())
 
-        return self.renderer.fragment(name, self.site.content_version, render_and_note)
+        return self.renderer.fragment(
+            name, self.site.content_version, render_fragment if self.preview else render_and_note
+        )
 
 
 def _noting_change(site: AbstractSite, name: str, output: str) -> str:
@@ -200,4 +204,46 @@ def render(
     shared = site_variables.get(key, lambda: _site_variables(site, links))
     variables.update(shared)
     variables.update(archive_type=context.archive_type, file_url=url, _mt=RenderScope(site, renderer, tuple(shared)))
+    return renderer.engine.get_template(template_name).render(Context(variables))
+
+
+# Private renderers of previews and dry runs (their sources include unsaved edits), by the caller's key.
+preview_renderers = _LRU(lambda: 8)
+
+
+def render_preview(
+    *,
+    site: AbstractSite,
+    template_name: str,
+    context: ArchiveContext,
+    url: str,
+    sources: dict[str, str] | None = None,
+    variables: dict[str, Any] | None = None,
+    batch: Any = None,
+    cache_key: tuple | None = None,
+) -> str | None:
+    """Render one page in memory and store nothing: with ``sources`` replacing the saved source of some templates
+    (unsaved edits; modules included), and ``variables`` replacing what the page's archive type gives (an unsaved
+    entry). A private engine compiles the sources (kept under ``cache_key`` when given: a dry run's pages share it);
+    cached modules are rendered in it and never compared with their stored output. None when the page's object is
+    gone."""
+    from .models import Template
+
+    def build() -> SiteRenderer:
+        known = dict(Template.objects.filter(site=site).values_list("name", "source"))
+        known.update(sources or {})
+        return SiteRenderer(site.pk, site.templates_version, build_engine(known), permalink_patterns(site.pk))
+
+    key = (*cache_key, site.pk, site.templates_version, site.content_version) if cache_key else None
+    renderer = preview_renderers.get(key, build) if key else build()
+    links = Links(site, renderer.patterns)
+    if variables is None:
+        variables = registry.archive_type(context.archive_type).variables(Page(site, context, links, batch))
+        if variables is None:
+            return None
+    shared = _site_variables(site, links)
+    variables = {**variables, **shared}
+    variables.update(
+        archive_type=context.archive_type, file_url=url, _mt=RenderScope(site, renderer, tuple(shared), preview=True)
+    )
     return renderer.engine.get_template(template_name).render(Context(variables))
