@@ -2,12 +2,14 @@
 exactly as a fresh full publish into an empty site root would (same files, byte for byte).
 
 Hypothesis generates the sequences: entries created, edited, moved in time, (un)published, scheduled and coming
-due, deleted; categories created, renamed, deleted, (un)assigned; comments approved, unapproved, deleted;
-template and module edits; publishing-mode switches; archive mappings changed, added and deleted; blog settings;
-an author's name. Each operation goes through the same services the admin calls. The queue is then drained by
-the real worker loop, and the site root compared with a full publish of the Statically and Via Publish Queue
-templates into an empty directory (Manually published files are, by definition, only as fresh as their last
-Publish now, so both sides leave them out).
+due, given an unpublish date (MT 6) and reaching it, given to another author, deleted; categories created, renamed,
+deleted, (un)assigned; comments approved, unapproved, deleted; template and module edits; publishing-mode switches
+of templates and of single mappings; archive mappings changed, added and deleted; blog settings; an author's name.
+The blog has every default template: the author, weekly and category-monthly archives and the RSS and per-category
+feeds too. Each operation goes through the same services the admin calls. The queue is then drained by the real
+worker loop, and the site root compared with a full publish of the Statically and Via Publish Queue files (each by
+its own mode: its mapping's or its template's) into an empty directory (Manually published files are, by
+definition, only as fresh as their last publish, so both sides leave them out).
 
 CI runs ``ORACLE_EXAMPLES`` sequences (default 25) on SQLite, and as many on PostgreSQL when
 ``MTDISPATCH_TEST_PG`` is set; a longer local run: ``ORACLE_EXAMPLES=2000 bin/test tests/publishqueue/test_oracle.py``.
@@ -42,7 +44,10 @@ START = dt.datetime(2026, 1, 28, 12, tzinfo=dt.UTC)
 MODES = [m.value for m in PublishingMode]
 ENTRY_PATTERNS = ["{year}/{month}/{slug}.html", "{category}/{slug}.html", "entries/{id}.html"]
 MONTHLY_PATTERNS = ["{year}/{month}/", "archives/{year}-{month}.html"]
-EDITABLE = ["Header", "Footer", "Sidebar", "Main Index", "Entry", "Category Archive", "Monthly Archive"]
+EDITABLE = [
+    "Header", "Footer", "Sidebar", "Main Index", "Entry", "Category Archive", "Monthly Archive", "RSS Feed",
+    "Category Feed", "Weekly Archive", "Author Archive", "Category Monthly Archive",
+]
 counter = itertools.count()
 
 index = st.integers(min_value=0, max_value=50)
@@ -53,7 +58,9 @@ OPERATIONS = st.one_of(
     st.tuples(st.just("entry_categories"), index, st.lists(index, max_size=2)),
     st.tuples(st.just("delete_entry"), index),
     st.tuples(st.just("schedule"), day),
+    st.tuples(st.just("schedule_unpublish"), index, st.integers(min_value=0, max_value=300)),
     st.tuples(st.just("come_due"),),
+    st.tuples(st.just("entry_author"), index),
     st.tuples(st.just("new_category"),),
     st.tuples(st.just("rename_category"), index, st.booleans()),
     st.tuples(st.just("delete_category"), index),
@@ -77,7 +84,8 @@ class Scenario:
     def __init__(self, root: Path) -> None:
         self.root = root
         self.author = UserFactory(username=f"author{next(counter)}", first_name="Ann")
-        self.blog = blog_with_templates(root / "site", mode="queue", name="Oracle")
+        self.other_author = UserFactory(username=f"author{next(counter)}", first_name="Bob")
+        self.blog = blog_with_templates(root / "site", mode="queue", name="Oracle", all_templates=True)
         for mode, name in zip(["static", "queue", "static"], ["Entry", "Main Index", "Monthly Archive"], strict=True):
             Template.objects.filter(site=self.blog, name=name).update(mode=mode)
         self.categories = [Category.objects.create(blog=self.blog, label=f"Cat {n}", slug=f"cat-{n}") for n in range(2)]
@@ -142,8 +150,22 @@ class Scenario:
             published_on=START + dt.timedelta(days=days), author=self.author,
         ))
 
+    def schedule_unpublish(self, i, days) -> None:
+        """MT 6's unpublish date, due (by come_due) or not."""
+        entry = self.pick(self.entries(), i)
+        if entry is not None:
+            entry.unpublished_on = START + dt.timedelta(days=days)
+            services.save_entry(entry=entry)
+
     def come_due(self) -> None:
         services.publish_due_entries(now=START + dt.timedelta(days=200))
+        services.unpublish_due_entries(now=START + dt.timedelta(days=200))
+
+    def entry_author(self, i) -> None:
+        entry = self.pick(self.entries(), i)
+        if entry is not None:
+            entry.author = self.other_author if entry.author_id == self.author.pk else self.author
+            services.save_entry(entry=entry)
 
     # -- categories -----------------------------------------------------------------------------------
 
