@@ -471,6 +471,13 @@ class PublishRunAdmin(admin.ModelAdmin):
     def add_view(self, request, form_url="", extra_context=None):
         return super().add_view(request, form_url, {**(extra_context or {}), "title": "Publish site"})
 
+    def get_changeform_initial_data(self, request):
+        initial = super().get_changeform_initial_data(request)
+        sites = get_site_model().objects.values_list("pk", flat=True)[:2]
+        if "site" not in initial and len(sites) == 1:  # the only site
+            initial["site"] = sites[0]
+        return initial
+
     def save_model(self, request, obj, form, change) -> None:
         obj.started_by = request.user
         obj.reason = obj.reason or "Publish site"
