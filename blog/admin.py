@@ -92,9 +92,14 @@ class EntryAdmin(admin.ModelAdmin):
         if unsaved.author_id is None:
             unsaved.author = request.user
         try:
-            return HttpResponse(preview_entry(entry=unsaved, categories=list(form.cleaned_data.get("categories", []))))
+            categories = list(form.cleaned_data.get("categories", []))
+            response = HttpResponse(preview_entry(entry=unsaved, categories=categories))
         except PreviewError as exc:
             return HttpResponse(str(exc), status=400, content_type="text/plain")
+        # Templates are untrusted code, and this page is served from the admin's origin: no scripts, its own origin
+        # (the template preview's frames are sandboxed likewise).
+        response["Content-Security-Policy"] = "sandbox"
+        return response
 
     def save_model(self, request, obj, form, change) -> None:
         request._entry_before = EntryState.load(obj.pk)
