@@ -2,13 +2,18 @@
 
 import django.db.models.deletion
 import django.utils.timezone
+from django.conf import settings
 from django.db import migrations, models
+
+
+SITE_MODEL = getattr(settings, "PUBLISHQUEUE_SITE_MODEL", "blog.Blog")
 
 
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('blog', '0005_site_location_permission'),
+        # The site model is a setting (PUBLISHQUEUE_SITE_MODEL): no dependency on the blog app.
+        migrations.swappable_dependency(SITE_MODEL),
         ('publishqueue', '0005_content_agnostic'),
     ]
 
@@ -20,7 +25,7 @@ class Migration(migrations.Migration):
                 ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
                 ('path', models.CharField(max_length=1024)),
                 ('written_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('site', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to='blog.blog')),
+                ('site', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to=SITE_MODEL)),
             ],
             options={
                 'constraints': [models.UniqueConstraint(fields=('site', 'path'), name='publishedfile_unique_path')],

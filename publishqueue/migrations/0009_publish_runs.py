@@ -6,10 +6,14 @@ from django.conf import settings
 from django.db import migrations, models
 
 
+SITE_MODEL = getattr(settings, "PUBLISHQUEUE_SITE_MODEL", "blog.Blog")
+
+
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('blog', '0005_site_location_permission'),
+        # The site model is a setting (PUBLISHQUEUE_SITE_MODEL): no dependency on the blog app.
+        migrations.swappable_dependency(SITE_MODEL),
         ('publishqueue', '0008_mapping_mode'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
@@ -36,7 +40,7 @@ class Migration(migrations.Migration):
                 ('changed', models.PositiveIntegerField(default=0)),
                 ('sample_path', models.CharField(blank=True, max_length=1024)),
                 ('sample_diff', models.TextField(blank=True)),
-                ('site', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to='blog.blog')),
+                ('site', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to=SITE_MODEL)),
                 ('started_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
                 ('template', models.ForeignKey(blank=True, help_text='For the scope “One template” (a module: the templates that include it).', null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='publish_runs', to='publishqueue.template')),
             ],

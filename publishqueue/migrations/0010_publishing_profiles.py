@@ -6,10 +6,14 @@ from django.conf import settings
 from django.db import migrations, models
 
 
+SITE_MODEL = getattr(settings, "PUBLISHQUEUE_SITE_MODEL", "blog.Blog")
+
+
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('blog', '0005_site_location_permission'),
+        # The site model is a setting (PUBLISHQUEUE_SITE_MODEL): no dependency on the blog app.
+        migrations.swappable_dependency(SITE_MODEL),
         ('publishqueue', '0009_publish_runs'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
@@ -22,7 +26,7 @@ class Migration(migrations.Migration):
                 ('profile', models.CharField(choices=[('none', 'Static publishing'), ('async_all', 'Background publishing'), ('async_partial', 'High-priority static and background publishing'), ('archives', 'Dynamic archives only'), ('all', 'Dynamic publishing'), ('custom', 'Custom')], default='custom', max_length=20)),
                 ('changed_at', models.DateTimeField(default=django.utils.timezone.now)),
                 ('changed_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('site', models.OneToOneField(on_delete=django.db.models.deletion.CASCADE, related_name='publishing_profile', to='blog.blog')),
+                ('site', models.OneToOneField(on_delete=django.db.models.deletion.CASCADE, related_name='publishing_profile', to=SITE_MODEL)),
             ],
         ),
     ]
