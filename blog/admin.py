@@ -1,20 +1,37 @@
 from django.contrib import admin
+from django.core.exceptions import PermissionDenied
+from django.http import Http404, HttpResponse, HttpResponseNotAllowed
+from django.urls import path, reverse
 from django.utils import timezone
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 from django.utils.translation import gettext_lazy as _
 
+from publishqueue import profiles
 from publishqueue.admin import activity_url, report_after_commit
 from publishqueue.sites import SiteLocationAdminMixin
 
 from . import services
 from .dependencies import EntryState
 from .models import Blog, Category, Comment, Entry
+from .preview import PreviewError, preview_entry
 
 
 @admin.register(Blog)
 class BlogAdmin(SiteLocationAdminMixin, admin.ModelAdmin):
     list_display = ["name", "site_url", "site_root", "language", "time_zone", "comment_policy", "activity"]
     search_fields = ["name"]
+    readonly_fields = ["publishing"]
+
+    @admin.display(description="Publishing")
+    def publishing(self, obj) -> str:
+        """The blog's publishing profile (MT's), set on its own page, which lists what it changes first."""
+        if not obj.pk:
+            return "-"
+        profile = profiles.Profile(profiles.current(obj)).label
+        change = reverse("admin:publishqueue_template_profile") + f"?site={obj.pk}"
+        publish = reverse("admin:publishqueue_publishrun_add") + f"?site={obj.pk}"
+        return format_html('{} (<a href="{}">change the profile</a>) · <a href="{}">Publish site</a>', profile,
+                           change, publish)
 
     @admin.display(description=_("publishing activity"))
     def activity(self, obj) -> str:
@@ -66,6 +83,40 @@ class EntryAdmin(admin.ModelAdmin):
             if hasattr(response, "render"):
                 response.render()  # a TemplateResponse renders after the view: the form's dates, in the zone
             return response
+    def get_urls(self):
+        view = self.admin_site.admin_view(self.preview_view)
+        return [
+            path("preview/", view, name="blog_entry_preview"),
+            path("<path:object_id>/preview/", view, name="blog_entry_preview_existing"),
+            *super().get_urls(),
+        ]
+
+    def preview_view(self, request, object_id=None):
+        """The entry's page with the changes in the form, rendered in memory: nothing is saved or published."""
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        entry = self.get_object(request, object_id) if object_id else None
+        if object_id and entry is None:
+            raise Http404("No such entry.")
+        allowed = self.has_change_permission(request, entry) if entry else self.has_add_permission(request)
+        if not allowed:
+            raise PermissionDenied
+        form = self.get_form(request, entry, change=entry is not None)(request.POST, request.FILES, instance=entry)
+        if not form.is_valid():
+            errors = format_html_join("", "<li>{}: {}</li>", ((f, "; ".join(e)) for f, e in form.errors.items()))
+            return HttpResponse(format_html("<h1>This entry cannot be previewed</h1><ul>{}</ul>", errors), status=400)
+        unsaved = form.save(commit=False)  # in memory only
+        if unsaved.author_id is None:
+            unsaved.author = request.user
+        try:
+            categories = list(form.cleaned_data.get("categories", []))
+            response = HttpResponse(preview_entry(entry=unsaved, categories=categories))
+        except PreviewError as exc:
+            return HttpResponse(str(exc), status=400, content_type="text/plain")
+        # Templates are untrusted code, and this page is served from the admin's origin: no scripts, its own origin
+        # (the template preview's frames are sandboxed likewise).
+        response["Content-Security-Policy"] = "sandbox"
+        return response
 
     def save_model(self, request, obj, form, change) -> None:
         request._entry_before = EntryState.load(obj.pk)

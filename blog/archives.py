@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,6 +17,7 @@ from django.db.models import Count, Q
 from django.db.models.functions import TruncMonth
 from django.urls import get_script_prefix, get_urlconf, reverse
 from django.utils import dateformat, timezone
+from django.utils.text import slugify
 from django.utils.translation import pgettext_lazy
 
 from publishqueue.registry import ArchiveContext, ArchiveType, Page, register_archive_type, register_site_variables
@@ -23,7 +25,7 @@ from publishqueue.rendering import Links
 
 from .conf import get_config
 from .models import Blog, Category, Comment, Entry, attach_categories, categories_of
-from .sandbox import ViewList, blog_view, category_view, comment_view, documentation, entry_view
+from .sandbox import ViewList, author_view, blog_view, category_view, comment_view, documentation, entry_view
 
 
 class Archive(models.TextChoices):
@@ -33,9 +35,12 @@ class Archive(models.TextChoices):
     MONTHLY = "monthly", "Monthly"
     YEARLY = "yearly", "Yearly"
     DAILY = "daily", "Daily"
+    WEEKLY = "weekly", "Weekly"
+    AUTHOR = "author", "Author"
+    CATEGORY_MONTHLY = "category-monthly", "Category-Monthly"
 
 
-DATE_TYPES = (Archive.MONTHLY, Archive.YEARLY, Archive.DAILY)
+DATE_TYPES = (Archive.MONTHLY, Archive.YEARLY, Archive.DAILY, Archive.WEEKLY)
 
 
 def index_context() -> ArchiveContext:
@@ -54,23 +59,35 @@ def period_context(archive_type: str, start: dt.date) -> ArchiveContext:
     return ArchiveContext(archive_type, period_start=start)
 
 
+def author_context(user_id: int) -> ArchiveContext:
+    return ArchiveContext(Archive.AUTHOR, object_id=user_id)
+
+
+def category_month_context(category_id: int, day: dt.date) -> ArchiveContext:
+    return ArchiveContext(Archive.CATEGORY_MONTHLY, object_id=category_id, period_start=day.replace(day=1))
+
+
 # -- periods -------------------------------------------------------------------------------------------
 
 
 def period_start(archive_type: str, day: dt.date) -> dt.date:
-    if archive_type == Archive.MONTHLY:
+    if archive_type in (Archive.MONTHLY, Archive.CATEGORY_MONTHLY):
         return day.replace(day=1)
     if archive_type == Archive.YEARLY:
         return day.replace(month=1, day=1)
+    if archive_type == Archive.WEEKLY:  # MT's weeks start on Sunday
+        return day - dt.timedelta(days=(day.weekday() + 1) % 7)
     return day
 
 
 def period_end(archive_type: str, start: dt.date) -> dt.date:
     """The first day after the period."""
-    if archive_type == Archive.MONTHLY:
+    if archive_type in (Archive.MONTHLY, Archive.CATEGORY_MONTHLY):
         return (start.replace(day=28) + dt.timedelta(days=4)).replace(day=1)
     if archive_type == Archive.YEARLY:
         return start.replace(year=start.year + 1)
+    if archive_type == Archive.WEEKLY:
+        return start + dt.timedelta(days=7)
     return start + dt.timedelta(days=1)
 
 
@@ -101,6 +118,8 @@ PERIOD_TITLES = {
     Archive.MONTHLY: pgettext_lazy("monthly archive title (date format)", "F Y"),
     Archive.YEARLY: pgettext_lazy("yearly archive title (date format)", "Y"),
     Archive.DAILY: pgettext_lazy("daily archive title (date format)", "F j, Y"),
+    Archive.WEEKLY: pgettext_lazy("weekly archive title (date format)", "\\W\\e\\e\\k \\o\\f F j, Y"),
+    Archive.CATEGORY_MONTHLY: pgettext_lazy("category-monthly archive title (date format)", "F Y"),
 }
 
 
@@ -277,6 +296,48 @@ def _entry_variables(page: Page) -> dict[str, Any] | None:
     }
 
 
+def unsaved_entry_variables(blog: Blog, entry: Entry, categories: list[Category], links: Links) -> dict[str, Any]:
+    """The variables of the page of an entry as edited and not saved (a preview): its neighbours at its edited date,
+    its approved comments if it exists. Nothing is stored."""
+    entry._prefetched_objects_cache = {"categories": list(categories)}
+    before, after = Entry.objects.neighbour_ids(blog.pk, entry.published_on, entry.pk or 0)
+    near = Entry.objects.in_bulk([pk for pk in (before, after) if pk and pk != entry.pk])
+    attach_categories(near.values())
+    comments = Comment.objects.filter(entry_id=entry.pk, status=Comment.Status.APPROVED) if entry.pk else []
+    return {
+        "entry": view(entry, links),
+        "previous_entry": view(near.get(before), links),
+        "next_entry": view(near.get(after), links),
+        "comments": ViewList(comment_view(c) for c in comments),
+        "archive_title": entry.title,
+        "comments_open": blog.comment_policy != Blog.CommentPolicy.CLOSED,
+    }
+
+
+def _author_variables(page: Page) -> dict[str, Any] | None:
+    user = get_user_model().objects.filter(pk=page.context.object_id).first()
+    entries = _listed(_live_entries(page.site).filter(author=user), page.links) if user else []
+    if not entries:
+        return None
+    author = author_view(user)
+    return {"author": author, "entries": entries, "archive_title": author.display_name}
+
+
+def _category_month_variables(page: Page) -> dict[str, Any] | None:
+    category = Category.objects.filter(blog=page.site, pk=page.context.object_id).first()
+    if category is None:
+        return None
+    start, end = period_bounds(Archive.CATEGORY_MONTHLY, page.context.period_start)
+    live = _live_entries(page.site).filter(categories=category, published_on__gte=start, published_on__lt=end)
+    entries = _listed(live, page.links)
+    if not entries:
+        return None
+    category.archive_url = category_url(page.links, category)
+    title = f"{category.label}: {_period_title(Archive.MONTHLY, page.context.period_start)}"
+    return {"category": category_view(category), "entries": entries, "period_start": start, "period_end": end,
+            "archive_title": title}
+
+
 def _category_variables(page: Page) -> dict[str, Any] | None:
     category = Category.objects.filter(blog=page.site, pk=page.context.object_id).first()
     entries = _listed(_live_entries(page.site).filter(categories=category), page.links) if category else []
@@ -323,6 +384,41 @@ def _all_periods(archive_type: str):
         return {period_context(archive_type, start) for start in {period_start(archive_type, day) for day in days}}
 
     return contexts
+
+
+def _all_authors(blog: Blog) -> list[ArchiveContext]:
+    ids = _live_entries(blog).exclude(author=None).values_list("author_id", flat=True).distinct()
+    return [author_context(pk) for pk in ids]
+
+
+def _all_category_months(blog: Blog) -> set[ArchiveContext]:
+    through = Entry.categories.through.objects.filter(entry__in=_live_entries(blog))
+    return {
+        category_month_context(category_id, timezone.localdate(when))
+        for category_id, when in through.values_list("category_id", "entry__published_on")
+    }
+
+
+def author_slug(user) -> str:
+    return slugify(user.get_username()) or str(user.pk)
+
+
+def _author_fields(blog: Blog, contexts: Sequence[ArchiveContext], wanted: frozenset[str]) -> dict:
+    users = get_user_model().objects.in_bulk([c.object_id for c in contexts if c.object_id])
+    return {
+        c.key: {"author": author_slug(users[c.object_id]), "author_id": str(c.object_id)}
+        if c.object_id in users else None
+        for c in contexts
+    }
+
+
+def _category_month_fields(blog: Blog, contexts: Sequence[ArchiveContext], wanted: frozenset[str]) -> dict:
+    categories = Category.objects.filter(pk__in=[c.object_id for c in contexts if c.object_id]).in_bulk()
+    return {
+        c.key: {"category": categories[c.object_id].slug, **date_fields(c.period_start)}
+        if c.object_id in categories else None
+        for c in contexts
+    }
 
 
 def _entry_fields(blog: Blog, contexts: Sequence[ArchiveContext], wanted: frozenset[str]) -> dict:
@@ -418,6 +514,11 @@ DOCS = {
         "comments_open": "whether the comment form is shown", "archive_title": "the entry's title",
     },
     Archive.CATEGORY: {**LISTING, "category": "the category (CategoryView)"},
+    Archive.AUTHOR: {**LISTING, "author": "the author (AuthorView)"},
+    Archive.CATEGORY_MONTHLY: {
+        **LISTING, "category": "the category (CategoryView)", "period_start": "the first moment of the month",
+        "period_end": "the first moment after it",
+    },
     "period": {**LISTING, "period_start": "the first moment of the period", "period_end": "the first moment after"},
 }
 SITE_DOCS = {
@@ -426,25 +527,51 @@ SITE_DOCS = {
 }
 
 
+# MT's queue_build_file_filter: index files named index, default, atom or feed 9, other index files 8.
+MT_MAIN_INDEX = re.compile(r"(^|/)(index|default|atom|feed)", re.IGNORECASE)
+
+
+def index_priority(path: str, preferred: bool) -> int:
+    return 9 if MT_MAIN_INDEX.search(path) else 8
+
+
+def entry_priority(path: str, preferred: bool) -> int:
+    """MT: an entry's permalink page (its preferred mapping's) 10, its other pages 5."""
+    return 10 if preferred else 5
+
+
 def register() -> None:
-    """Tell publishqueue about the blog's archive types and blog-wide variables (BlogConfig.ready)."""
+    """Tell publishqueue about the blog's archive types and blog-wide variables (BlogConfig.ready). Priorities are
+    MT's (WeblogPublisher's queue_build_file_filter)."""
     register_archive_type(ArchiveType(
         Archive.INDEX, "Index", "single", all_contexts=lambda blog: [index_context()], variables=_index_variables,
-        priority=9, documentation=DOCS[Archive.INDEX],
+        priority=9, priority_of=index_priority, documentation=DOCS[Archive.INDEX],
     ))
     register_archive_type(ArchiveType(
         Archive.INDIVIDUAL, "Entry", "object", all_contexts=_all_entries, variables=_entry_variables,
         fields=frozenset({"year", "month", "day", "slug", "id", "category"}), path_fields=_entry_fields,
-        preload=_preload_entries, priority=10, key_prefix="entry", ordered=True, documentation=DOCS[Archive.INDIVIDUAL],
+        preload=_preload_entries, priority=10, priority_of=entry_priority, key_prefix="entry", ordered=True,
+        documentation=DOCS[Archive.INDIVIDUAL],
     ))
     register_archive_type(ArchiveType(
         Archive.CATEGORY, "Category", "object", all_contexts=_all_categories, variables=_category_variables,
         fields=frozenset({"category"}), path_fields=_category_fields, priority=1, documentation=DOCS[Archive.CATEGORY],
     ))
+    register_archive_type(ArchiveType(
+        Archive.AUTHOR, "Author", "object", all_contexts=_all_authors, variables=_author_variables,
+        fields=frozenset({"author", "author_id"}), path_fields=_author_fields, priority=1,
+        documentation=DOCS[Archive.AUTHOR],
+    ))
+    register_archive_type(ArchiveType(
+        Archive.CATEGORY_MONTHLY, "Category-Monthly", "object", all_contexts=_all_category_months,
+        variables=_category_month_variables, fields=frozenset({"category", "year", "month"}),
+        path_fields=_category_month_fields, priority=1, documentation=DOCS[Archive.CATEGORY_MONTHLY],
+    ))
     for archive_type, fields, priority in (
         (Archive.MONTHLY, frozenset({"year", "month"}), 2),
-        (Archive.YEARLY, frozenset({"year"}), 0),
-        (Archive.DAILY, DATE_FIELDS, 0),
+        (Archive.YEARLY, frozenset({"year"}), 1),
+        (Archive.DAILY, DATE_FIELDS, 4),
+        (Archive.WEEKLY, DATE_FIELDS, 3),
     ):
         register_archive_type(ArchiveType(
             archive_type, Archive(archive_type).label, "period", all_contexts=_all_periods(archive_type),

@@ -21,7 +21,9 @@ class DefaultTemplate:
     identifier: str
     kind: str
     source_file: str
-    mappings: tuple[tuple[str, str], ...] = ()
+    # (archive type, path pattern) or (archive type, path pattern, preferred): a second mapping of a type that
+    # another template maps (a category's feed) is not its permalink.
+    mappings: tuple[tuple, ...] = ()
     depends_on_comments: bool = False
 
 
@@ -46,23 +48,46 @@ DEFAULT_TEMPLATES = (
         "Monthly Archive", "monthly_archive", Template.Kind.ARCHIVE, "archive_list.html",
         ((ArchiveType.MONTHLY, "{year}/{month}/"),),
     ),
+    DefaultTemplate("RSS Feed", "feed_rss", Template.Kind.INDEX, "rss.xml", ((ArchiveType.INDEX, "rss.xml"),)),
+    DefaultTemplate(
+        "Category Feed", "category_feed", Template.Kind.ARCHIVE, "rss.xml",
+        ((ArchiveType.CATEGORY, "category/{category}/rss.xml", False),),
+    ),
+    DefaultTemplate(
+        "Weekly Archive", "weekly_archive", Template.Kind.ARCHIVE, "archive_list.html",
+        ((ArchiveType.WEEKLY, "{year}/{month}/{day}-week/"),),
+    ),
+    DefaultTemplate(
+        "Author Archive", "author_archive", Template.Kind.ARCHIVE, "archive_list.html",
+        ((ArchiveType.AUTHOR, "author/{author}/"),),
+    ),
+    DefaultTemplate(
+        "Category Monthly Archive", "category_monthly_archive", Template.Kind.ARCHIVE, "archive_list.html",
+        ((ArchiveType.CATEGORY_MONTHLY, "category/{category}/{year}/{month}/"),),
+    ),
 )
 
 
+# The set before the RSS feeds and the weekly, author and category-monthly archives (the tests' default blog).
+CORE_TEMPLATES = frozenset(spec.name for spec in DEFAULT_TEMPLATES[:9])
+
+
 @transaction.atomic
-def install_default_templates(*, blog: Blog, mode: str = "static") -> list[Template]:
-    """Create the default templates the blog does not have yet (by name), all in ``mode``."""
+def install_default_templates(*, blog: Blog, mode: str = "static", names=None) -> list[Template]:
+    """Create the default templates the blog does not have yet (by name; only ``names`` if given), all in ``mode``."""
     existing = set(blog.templates.values_list("name", flat=True))
     created = []
     for spec in DEFAULT_TEMPLATES:
-        if spec.name in existing:
+        if spec.name in existing or (names is not None and spec.name not in names):
             continue
         template = Template.objects.create(
             site=blog, name=spec.name, identifier=spec.identifier, kind=spec.kind,
             source=(SOURCE_DIR / spec.source_file).read_text(), depends_on_comments=spec.depends_on_comments,
             mode=mode,
         )
-        for archive_type, pattern in spec.mappings:
-            ArchiveMapping.objects.create(template=template, archive_type=archive_type, path_pattern=pattern)
+        for archive_type, pattern, *preferred in spec.mappings:
+            ArchiveMapping.objects.create(
+                template=template, archive_type=archive_type, path_pattern=pattern, is_preferred=all(preferred)
+            )
         created.append(template)
     return created

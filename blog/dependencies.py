@@ -1,4 +1,5 @@
-"""What a content change touches (MT's BuildDependencies), as archive contexts.
+"""What a content change touches (MT's BuildDependencies), as archive contexts: an entry's page, its neighbours'
+its category, date (daily, weekly, monthly, yearly), author and category-monthly archives, the indexes.
 
 Every function here costs the same whatever the blog's size (an entry save touches its page, its
 neighbours, its category and date archives, and the indexes).
@@ -8,10 +9,20 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
+from django.utils import timezone
+
 from publishqueue.models import ArchiveMapping
 from publishqueue.registry import ArchiveContext
 
-from .archives import Archive, category_context, date_contexts, entry_context, index_context
+from .archives import (
+    Archive,
+    author_context,
+    category_context,
+    category_month_context,
+    date_contexts,
+    entry_context,
+    index_context,
+)
 from .models import Entry
 
 
@@ -24,6 +35,7 @@ class EntryState:
     live: bool
     published_on: dt.datetime
     category_ids: frozenset[int]
+    author_id: int | None = None
 
     @classmethod
     def of(cls, entry: Entry) -> EntryState:
@@ -33,6 +45,7 @@ class EntryState:
             live=entry.status == Entry.Status.PUBLISHED,
             published_on=entry.published_on,
             category_ids=frozenset(entry.categories.values_list("pk", flat=True)),
+            author_id=entry.author_id,
         )
 
     @classmethod
@@ -58,6 +71,10 @@ def entry_change_contexts(before: EntryState | None, after: EntryState | None) -
         contexts |= {entry_context(pk) for pk in _neighbour_ids(state)}
         contexts |= {category_context(pk) for pk in state.category_ids}
         contexts |= date_contexts(state.published_on)
+        day = timezone.localdate(state.published_on)
+        contexts |= {category_month_context(pk, day) for pk in state.category_ids}
+        if state.author_id:
+            contexts.add(author_context(state.author_id))
     return contexts
 
 

@@ -109,6 +109,10 @@ class Entry(models.Model):
     published_on = models.DateTimeField(
         default=timezone.now, db_index=True, help_text="Publication date; a Scheduled entry goes live then."
     )
+    unpublished_on = models.DateTimeField(
+        null=True, blank=True, db_index=True,
+        help_text="Optional (MT 6's unpublish date): a Published entry is unpublished at this time.",
+    )
     categories = models.ManyToManyField(Category, blank=True, related_name="entries")
     author = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
     created = models.DateTimeField(auto_now_add=True)

@@ -19,6 +19,12 @@ def publish_scheduled_entries(now: dt.datetime) -> int:
         return publish_due_entries(now=now)
 
 
+def unpublish_due_entries(now: dt.datetime) -> int:
+    from .services import unpublish_due_entries
+
+    return unpublish_due_entries(now=now)
+
+
 def expire_junk_comments(now: dt.datetime) -> int:
     cutoff = now - dt.timedelta(days=get_config()["JUNK_EXPIRY_DAYS"])
     deleted, _ = Comment.objects.filter(status=Comment.Status.JUNK, created__lt=cutoff).delete()
@@ -26,5 +32,6 @@ def expire_junk_comments(now: dt.datetime) -> int:
 
 
 def register() -> None:
-    register_task(Periodic("publish-scheduled-entries", dt.timedelta(seconds=30), publish_scheduled_entries))
+    register_task(Periodic("publish-scheduled-entries", dt.timedelta(minutes=1), publish_scheduled_entries))
+    register_task(Periodic("unpublish-due-entries", dt.timedelta(seconds=60), unpublish_due_entries))
     register_task(Periodic("expire-junk-comments", dt.timedelta(hours=1), expire_junk_comments))

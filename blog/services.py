@@ -164,6 +164,26 @@ def publish_due_entries(*, now: dt.datetime | None = None) -> int:
     return count
 
 
+def unpublish_due_entries(*, now: dt.datetime | None = None) -> int:
+    """Published entries whose unpublish date has come (MT 6's unpublished_on) are unpublished, each as a save (a
+    periodic task): their pages go, their archives and indexes are republished."""
+    now = now or timezone.now()
+    count = 0
+    due = Entry.objects.filter(status=Entry.Status.PUBLISHED, unpublished_on__lte=now).select_related("blog")
+    for entry in due:
+        with transaction.atomic():
+            before = EntryState.of(entry)
+            # Only the worker that flips the status publishes (several may run this task at once).
+            if not Entry.objects.filter(pk=entry.pk, status=Entry.Status.PUBLISHED).update(
+                status=Entry.Status.UNPUBLISHED
+            ):
+                continue
+            entry.status = Entry.Status.UNPUBLISHED
+            entry_changed(entry=entry, before=before, blog=entry.blog)
+            count += 1
+    return count
+
+
 def comment_changed(*, comment: Comment, was_approved: bool) -> ChangeReport:
     """An approved comment appeared, changed or went away: republish the entry page and the indexes
     that show comments."""

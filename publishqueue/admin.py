@@ -4,19 +4,21 @@ from django.contrib.admin.helpers import ActionForm
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.db.models import Count, F, Q
-from django.http import HttpResponse, HttpResponseNotAllowed, HttpResponseRedirect
+from django.http import HttpResponse, HttpResponseNotAllowed, HttpResponseRedirect, JsonResponse
 from django.shortcuts import get_object_or_404
 from django.template import TemplateSyntaxError
+from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.translation import gettext_lazy as _
 
-from . import jobrows, services
-from .models import ArchiveMapping, FileInfo, Job, JobError, PublishActivity, Template
+from . import jobrows, preview, profiles, runs, services
+from .models import ArchiveMapping, FileInfo, Job, JobError, PublishActivity, PublishRun, Template
 from .overview import state_of
 from .registry import registry
-from .rendering import compile_source
+from .rendering import compile_source, permalink_patterns
+from .sites import get_site_model
 
 
 def report_after_commit(request, report: services.ChangeReport, what: str) -> None:
@@ -32,6 +34,12 @@ def report_after_commit(request, report: services.ChangeReport, what: str) -> No
 PAGE_VARIABLES = {"archive_type": "this page's archive type", "file_url": "this page's URL"}
 
 
+def normalize_newlines(source: str) -> str:
+    """Browsers send a textarea's lines ended by CRLF: stored as sent, an edit of one line changed every line of
+    every file the template writes."""
+    return source.replace("\r\n", "\n")
+
+
 class TemplateForm(forms.ModelForm):
     class Meta:
         model = Template
@@ -43,6 +51,9 @@ class TemplateForm(forms.ModelForm):
             "mode": forms.RadioSelect,
             "source": forms.Textarea(attrs={"rows": 30, "cols": 110, "style": "font-family: monospace"}),
         }
+
+    def clean_source(self) -> str:
+        return normalize_newlines(self.cleaned_data["source"])
 
     def clean(self):
         cleaned = super().clean()
@@ -58,7 +69,7 @@ class TemplateForm(forms.ModelForm):
 class ArchiveMappingForm(forms.ModelForm):
     class Meta:
         model = ArchiveMapping
-        fields = ["archive_type", "path_pattern", "is_preferred"]
+        fields = ["archive_type", "path_pattern", "is_preferred", "mode"]
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
@@ -72,11 +83,22 @@ class ArchiveMappingInline(admin.TabularInline):
     extra = 0
 
 
-@admin.action(description="Publish now (all files of the selected templates)")
+@admin.action(description="Publish the selected templates (a tracked run each)")
 def publish_now(modeladmin, request, queryset) -> None:
-    report = services.publish_templates(templates=queryset.select_related("site"), actor=request.user.get_username())
-    level = messages.WARNING if report.errors else messages.SUCCESS
-    modeladmin.message_user(request, f"Publish now: {report.summary()}.", level)
+    """MT's Publish on the template list, without rendering in the request: a publish run per template."""
+    started = [start_template_run(request, template) for template in queryset.select_related("site")]
+    links = format_html_join(", ", '<a href="{}">#{}</a>', ((run_url(run), run.pk) for run in started))
+    modeladmin.message_user(request, format_html("Started publish run(s) {}.", links), messages.SUCCESS)
+
+
+def run_url(run: PublishRun) -> str:
+    return reverse("admin:publishqueue_publishrun_change", args=[run.pk])
+
+
+def start_template_run(request, template: Template, reason: str = "Publish") -> PublishRun:
+    run = PublishRun(site=template.site, scope=PublishRun.Scope.TEMPLATE, template=template,
+                     started_by=request.user, reason=f"{reason}: template “{template}”")
+    return runs.start(run)
 
 
 @admin.action(description="Queue all files of the selected templates")
@@ -89,7 +111,7 @@ def queue_all(modeladmin, request, queryset) -> None:
 class TemplateAdmin(admin.ModelAdmin):
     form = TemplateForm
     inlines = [ArchiveMappingInline]
-    list_display = ["name", "site", "kind", "mode", "queued_jobs", "has_error", "modified"]
+    list_display = ["name", "site", "kind", "mode", "mapping_modes", "queued_jobs", "has_error", "modified"]
     list_display_links = ["name"]
     list_filter = ["site", "kind", "mode"]
     search_fields = ["name", "identifier", "source"]
@@ -105,7 +127,12 @@ class TemplateAdmin(admin.ModelAdmin):
     def get_queryset(self, request):
         return super().get_queryset(request).annotate(
             _queued=Count("fileinfos__jobs", filter=Q(fileinfos__jobs__failed_at__isnull=True))
-        )
+        ).prefetch_related("mappings")
+
+    @admin.display(description="Mappings' own modes")
+    def mapping_modes(self, obj) -> str:
+        own = [(m.path_pattern, m.get_mode_display()) for m in obj.mappings.all() if m.mode]
+        return format_html_join(", ", "{}: {}", own) if own else "-"
 
     @admin.display(description="Queued jobs", ordering="_queued")
     def queued_jobs(self, obj) -> str:
@@ -132,13 +159,15 @@ class TemplateAdmin(admin.ModelAdmin):
 
     @admin.display(description="Publish")
     def publish_button(self, obj) -> str:
-        if not obj.pk or obj.kind == Template.Kind.MODULE:
+        if not obj.pk:
             return "-"
         url = reverse("admin:publishqueue_template_publish", args=[obj.pk])
         # A submit button of the change form (which carries the CSRF token) posting to the publish view.
         return format_html(
-            '<button type="submit" class="button" formaction="{}" formnovalidate>Publish now</button>'
-            '<span class="help"> Writes every file of this template now (unsaved edits are not used).</span>',
+            '<button type="submit" class="button" formaction="{}" formnovalidate>Publish</button>'
+            '<span class="help"> Starts a publish run of every file of this template (a module: of the templates '
+            "that include it), done by the queue workers, and shows its progress. Unsaved edits are not used: "
+            "“Save and publish” saves them first.</span>",
             url,
         )
 
@@ -148,29 +177,121 @@ class TemplateAdmin(admin.ModelAdmin):
                 "<int:pk>/publish/",
                 self.admin_site.admin_view(self.publish_view),
                 name="publishqueue_template_publish",
-            )
+            ),
+            path("profile/", self.admin_site.admin_view(self.profile_view), name="publishqueue_template_profile"),
+            path("<int:pk>/preview/", self.admin_site.admin_view(self.preview_view),
+                 name="publishqueue_template_preview"),
+            path("<int:pk>/dryrun/", self.admin_site.admin_view(self.dry_run_view),
+                 name="publishqueue_template_dryrun"),
         ]
         return extra + super().get_urls()
+
+    def profile_view(self, request):
+        """Publishing profiles (MT's Publishing Profile dialog): choose one, see what it changes, apply it."""
+        if not self.has_change_permission(request):
+            raise PermissionDenied
+        sites = get_site_model().objects.order_by("pk")
+        site = sites.filter(pk=request.POST.get("site") or request.GET.get("site") or 0).first() or sites.first()
+        chosen = request.POST.get("profile") or request.GET.get("profile") or ""
+        if chosen and chosen not in profiles.Profile.values:
+            chosen = ""
+        if request.method == "POST" and site is not None and chosen:
+            done, run = profiles.apply(site, chosen, user=request.user)
+            text = f"Applied the profile “{profiles.Profile(chosen).label}” to {site}: {len(done.changes)} change(s)"
+            if run is not None:
+                text = format_html('{}; <a href="{}">publish run #{}</a> writes {} file(s) now written.', text,
+                                   run_url(run), run.pk, run.total)
+            self.message_user(request, text, messages.SUCCESS)
+            listing = reverse("admin:publishqueue_template_changelist")
+            return HttpResponseRedirect(f"{listing}?site__id__exact={site.pk}")
+        context = {
+            **self.admin_site.each_context(request), "opts": self.opts, "title": "Publishing profile", "sites": sites,
+            "site": site, "current": profiles.current(site) if site else "", "chosen": chosen,
+            "choices": [(value, label, profiles.HELP[value]) for value, label in profiles.Profile.choices],
+            "plan": profiles.plan(site, chosen) if site and chosen else None,
+        }
+        return TemplateResponse(request, "admin/publishqueue/template/profile.html", context)
 
     def publish_view(self, request, pk: int):
         if request.method != "POST":
             return HttpResponseNotAllowed(["POST"])
-        template = get_object_or_404(Template, pk=pk)
+        template = get_object_or_404(Template.objects.select_related("site"), pk=pk)
         if not self.has_change_permission(request, template):
             raise PermissionDenied
-        publish_now(self, request, Template.objects.filter(pk=pk))  # the list action, for one template
-        return HttpResponseRedirect(reverse("admin:publishqueue_template_change", args=[pk]))
+        return HttpResponseRedirect(run_url(start_template_run(request, template)))
+
+    def _edited(self, request, pk: int) -> tuple[Template, str]:
+        """The template and its source as edited in the form (unsaved)."""
+        if request.method != "POST":
+            raise PermissionDenied("Preview and dry run take the edited form (POST).")
+        template = get_object_or_404(Template.objects.select_related("site"), pk=pk)
+        if not self.has_change_permission(request, template):
+            raise PermissionDenied
+        return template, normalize_newlines(request.POST.get("source", template.source))  # as a save stores it
+
+    def preview_view(self, request, pk: int):
+        """The template's edited source on a sample page of each of its archive types, rendered in memory."""
+        template, source = self._edited(request, pk)
+        context = {
+            **self.admin_site.each_context(request), "opts": self.opts, "original": template,
+            "title": f"Preview of “{template}” with your edits (not saved)",
+            "samples": preview.template_samples(template, source),
+        }
+        return TemplateResponse(request, "admin/publishqueue/template/preview.html", context)
+
+    def dry_run_view(self, request, pk: int):
+        """How many of the template's files the edited source would change: a dry run (a background run, with
+        progress) rendering each in memory and comparing it with its stored content hash."""
+        template, source = self._edited(request, pk)
+        run = PublishRun(site=template.site, kind=PublishRun.Kind.DRY_RUN, scope=PublishRun.Scope.TEMPLATE,
+                         template=template, source=source, started_by=request.user,
+                         reason=f"Dry run of an edit of “{template}”")
+        runs.start(run, preview.dry_run_files(template))
+        return HttpResponseRedirect(run_url(run))
+
+    def response_add(self, request, obj, post_url_continue=None):
+        return self._to_run(request, obj) or super().response_add(request, obj, post_url_continue)
+
+    def response_change(self, request, obj):
+        return self._to_run(request, obj) or super().response_change(request, obj)
+
+    def _to_run(self, request, obj):
+        """Save and publish, or a save that started a run (a Statically published template with many files):
+        the run's progress page."""
+        run = getattr(request, "_template_run", None)
+        if "_saveandpublish" in request.POST:
+            if run is not None:  # the save's own run (its static files) is part of this one: one run to watch
+                run.delete()
+                request._template_report.run = None
+            run = start_template_run(request, obj, "Save and publish")
+        return HttpResponseRedirect(run_url(run)) if run is not None else None
 
     def save_model(self, request, obj, form, change) -> None:
         request._template_previous_mode = form.initial.get("mode") if change else None
+        # Its mappings may change the site's permalinks, which every page's links show.
+        request._template_previous_permalinks = permalink_patterns(obj.site_id)
         if change and "source" in form.changed_data:
             obj.version += 1
         super().save_model(request, obj, form, change)
 
     def save_related(self, request, form, formsets, change) -> None:
         super().save_related(request, form, formsets, change)
-        report = services.template_saved(template=form.instance, previous_mode=request._template_previous_mode)
+        report = services.template_saved(
+            template=form.instance, previous_mode=request._template_previous_mode,
+            previous_permalinks=request._template_previous_permalinks, started_by=request.user,
+        )
+        request._template_run, request._template_report = report.run, report
         report_after_commit(request, report, f"Saved template “{form.instance}”")
+
+    def delete_model(self, request, obj) -> None:
+        site, before = obj.site, permalink_patterns(obj.site_id)
+        super().delete_model(request, obj)
+        if before != permalink_patterns(site.pk):  # its mappings gave permalinks: the links on every page change
+            report_after_commit(request, services.republish_site(site=site), f"Deleted template “{obj}”")
+
+    def delete_queryset(self, request, queryset) -> None:
+        for template in queryset.select_related("site"):
+            self.delete_model(request, template)
 
 
 @admin.register(FileInfo)
@@ -374,3 +495,110 @@ class PublishActivityAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request, obj=None) -> bool:
         return False
+class PublishRunForm(forms.ModelForm):
+    """MT's Publish Site dialog: a site and a scope."""
+
+    class Meta:
+        model = PublishRun
+        fields = ["site", "scope", "archive_type", "template", "force"]
+        widgets = {"scope": forms.RadioSelect}
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["archive_type"] = forms.ChoiceField(
+            choices=[("", "---------"), *registry.choices()], required=False, label="Archive type",
+            help_text="For the scope “One archive type”: its files in every template that maps it.",
+        )
+        self.fields["template"].queryset = Template.objects.select_related("site").order_by("site", "kind", "name")
+        self.fields["template"].label_from_instance = lambda t: f"{t.site} — {t.name} ({t.get_kind_display()})"
+
+    def clean(self):
+        cleaned = super().clean()
+        scope, site, template = cleaned.get("scope"), cleaned.get("site"), cleaned.get("template")
+        if scope == PublishRun.Scope.ARCHIVE_TYPE and not cleaned.get("archive_type"):
+            self.add_error("archive_type", "Choose the archive type to publish.")
+        if scope == PublishRun.Scope.TEMPLATE:
+            if template is None:
+                self.add_error("template", "Choose the template to publish.")
+            elif site is not None and template.site_id != site.pk:
+                self.add_error("template", f"“{template}” is not a template of {site}.")
+        return cleaned
+
+
+@admin.register(PublishRun)
+class PublishRunAdmin(admin.ModelAdmin):
+    """Publish site (a tracked run with a scope) and every run's progress, polled from a JSON view."""
+
+    form = PublishRunForm
+    list_display = ["__str__", "site", "started_by", "created", "progress_summary", "reason"]
+    list_filter = ["kind", "site"]
+    list_select_related = ["site", "template", "started_by"]
+
+    def get_urls(self):
+        info = "publishqueue_publishrun"
+        return [
+            path("<int:pk>/progress.json", self.admin_site.admin_view(self.progress_view), name=f"{info}_progress"),
+            path("<int:pk>/step/", self.admin_site.admin_view(self.step_view), name=f"{info}_step"),
+            *super().get_urls(),
+        ]
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False  # a run is started, watched and deleted, never edited
+
+    @admin.display(description="Progress")
+    def progress_summary(self, obj) -> str:
+        found = runs.progress(obj)
+        text = f"{found.done}/{found.total} done" + (f", {found.failed} failed" if found.failed else "")
+        if obj.kind == PublishRun.Kind.DRY_RUN:
+            text += f", {obj.changed} would change"
+        return text + ("" if found.finished else " …")
+
+    def add_view(self, request, form_url="", extra_context=None):
+        return super().add_view(request, form_url, {**(extra_context or {}), "title": "Publish site"})
+
+    def get_changeform_initial_data(self, request):
+        initial = super().get_changeform_initial_data(request)
+        sites = get_site_model().objects.values_list("pk", flat=True)[:2]
+        if "site" not in initial and len(sites) == 1:  # the only site
+            initial["site"] = sites[0]
+        return initial
+
+    def save_model(self, request, obj, form, change) -> None:
+        obj.started_by = request.user
+        obj.reason = obj.reason or "Publish site"
+        runs.start(obj)
+
+    def response_add(self, request, obj, post_url_continue=None):
+        return HttpResponseRedirect(run_url(obj))
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        run = get_object_or_404(PublishRun.objects.select_related("site", "template", "started_by"), pk=object_id)
+        if not self.has_view_permission(request, run):
+            raise PermissionDenied
+        found = runs.progress(run)
+        context = {
+            **self.admin_site.each_context(request), "opts": self.opts, "run": run, "progress": found.as_dict(),
+            "title": str(run), "json_url": reverse("admin:publishqueue_publishrun_progress", args=[run.pk]),
+            "step_url": reverse("admin:publishqueue_publishrun_step", args=[run.pk]),
+            "job_url": reverse("admin:publishqueue_job_changelist"),
+            "errors_url": reverse("admin:publishqueue_joberror_changelist"),
+            "can_step": request.user.has_perm("publishqueue.add_publishrun"),
+        }
+        return TemplateResponse(request, "admin/publishqueue/publishrun/progress.html", context)
+
+    def progress_view(self, request, pk: int) -> JsonResponse:
+        run = get_object_or_404(PublishRun, pk=pk)
+        if not self.has_view_permission(request, run):
+            raise PermissionDenied
+        return JsonResponse(runs.progress(run).as_dict())
+
+    def step_view(self, request, pk: int) -> JsonResponse:
+        """No queue worker is running: the run's page publishes one of its files per request (a page, like a
+        preview's), as MT's rebuild dialog does in the browser."""
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        run = get_object_or_404(PublishRun, pk=pk)
+        if not request.user.has_perm("publishqueue.add_publishrun"):
+            raise PermissionDenied
+        ran = runs.step(run)
+        return JsonResponse({"ran": ran, **runs.progress(run).as_dict()})

@@ -23,6 +23,22 @@ class DjangoQBridge:
     def __init__(self) -> None:
         self.broker = get_broker()
         self._timer = multiprocessing.Value("f", -1)
+        self._synced = False
+
+    def schedule_due(self) -> int:
+        """django-q2's scheduler, in process: each due Schedule row (the periodic tasks among them) becomes a queued
+        task, taken once across workers (the scheduler locks the due rows and moves their next run in one
+        transaction). Returns how many tasks it queued."""
+        from django_q.scheduler import scheduler
+
+        from .periodic import sync_schedules
+
+        if not self._synced:
+            sync_schedules()
+            self._synced = True
+        before = self.pending()
+        scheduler(broker=self.broker)
+        return max(0, self.pending() - before)
 
     def pending(self) -> int:
         return self.broker.queue_size()

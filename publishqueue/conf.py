@@ -15,12 +15,25 @@ DEFAULTS: dict[str, Any] = {
         "ics", "csv", "webmanifest", "map",
     ],
     # Job priorities, higher first, by archive type name (overriding the priority each archive type registers),
-    # and "main_index" for the index templates named in MAIN_INDEX_IDENTIFIERS (the main index and feeds go first).
-    "PRIORITIES": {"main_index": 11},
+    # and "main_index" for the index templates named in MAIN_INDEX_IDENTIFIERS. Empty: MT's table, as the content
+    # apps register it (the blog: preferred entry pages 10, other entry pages 5, index/default/atom/feed index files
+    # 9, other index files 8, daily 4, weekly 3, monthly 2, yearly, category, author and category-monthly 1).
+    "PRIORITIES": {},
     # Priority for the jobs a template save queues for all its files.
     "TEMPLATE_SAVE_PRIORITY": 0,
-    # Template identifiers treated as "main index and feeds" for priority.
+    # Priority of a publish run's jobs (Publish site, Save and publish, a Statically published template's save,
+    # dry runs): above every archive type's, as someone is watching its progress.
+    "RUN_PRIORITY": 20,
+    # A Statically published template's save writes its files in the request when they are at most this many (an
+    # index template's page, like a preview); more start a publish run that workers do (or the run's page, in the
+    # browser, one page per request, when no worker is running).
+    "STATIC_SAVE_MAX_FILES": 1,
+    # Template identifiers given PRIORITIES["main_index"] when it is set.
     "MAIN_INDEX_IDENTIFIERS": ["main_index", "feed_atom", "feed_rss"],
+    # The publishing profile "High-priority static + background" (MT's async_partial): these templates, and the
+    # preferred mapping of these archive types, are Statically published; the rest Via Publish Queue.
+    "PROFILE_STATIC_IDENTIFIERS": ["main_index", "feed_atom", "feed_rss"],
+    "PROFILE_STATIC_ARCHIVE_TYPES": ["individual", "page"],
     "JOB_MAX_ATTEMPTS": 5,
     # Extra or replacement job handlers: {"kind": "dotted.path.to.callable"} (called with the claimed job).
     "JOB_HANDLERS": {},

@@ -37,8 +37,9 @@ class NewJob:
 
 
 def default_priority(fileinfo: FileInfo) -> int:
-    """The template's priority if it has one; else the main index and feeds first; else the archive type's
-    (as registered, or as ``PRIORITIES`` says)."""
+    """The template's priority if it has one; else ``PRIORITIES`` ("main_index" for the templates named in
+    MAIN_INDEX_IDENTIFIERS, or the archive type's name); else the archive type's (MT's queue_build_file_filter: by
+    the file's path and whether its mapping is preferred, or one number per type)."""
     if fileinfo.template.priority is not None:
         return fileinfo.template.priority
     config = get_config()
@@ -48,7 +49,11 @@ def default_priority(fileinfo: FileInfo) -> int:
     if fileinfo.archive_type in priorities:
         return priorities[fileinfo.archive_type]
     known = registry.archive_types.get(fileinfo.archive_type)
-    return known.priority if known else 0
+    if known is None:
+        return 0
+    if known.priority_of is not None:
+        return known.priority_of(fileinfo.path, fileinfo.mapping.is_preferred)
+    return known.priority
 
 
 def publish_job(fileinfo: FileInfo, *, priority: int | None = None, force: bool = False) -> NewJob:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
-from .models import ArchiveMapping, FileInfo, PublishingMode, Template
+from .models import ArchiveMapping, FileInfo, PublishingMode, Template, mode_q
 from .paths import PathError, format_path
 from .registry import ArchiveContext, registry
 from .sites import AbstractSite, site_locale
@@ -55,7 +55,8 @@ def ensure_fileinfos(
     by_type: dict[str, list[ArchiveContext]] = {}
     for context in contexts:
         by_type.setdefault(context.archive_type, []).append(context)
-    mappings = ArchiveMapping.objects.filter(archive_type__in=list(by_type), template__mode__in=ACTIVE_MODES)
+    # Each mapping by its own mode (MT's templatemap build type), or its template's.
+    mappings = ArchiveMapping.objects.filter(mode_q(ACTIVE_MODES), archive_type__in=list(by_type))
     if templates is not None:
         mappings = mappings.filter(template__in=list(templates))
     else:

@@ -70,12 +70,14 @@ class _Row:
 
 
 def runnable(now: dt.datetime, *, kinds: Sequence[str] | None = None, floor: int | None = None,
-             pauses: controls.Pauses | None = None):
+             pauses: controls.Pauses | None = None, run: int | None = None):
     qs = Job.objects.filter(failed_at__isnull=True, run_after__lte=now).filter(
         Q(grabbed_until__isnull=True) | Q(grabbed_until__lt=now)
     )
     if pauses:
         qs = pauses.exclude(qs)
+    if run is not None:  # the jobs of one publish run (its page publishing in the browser)
+        qs = qs.filter(args__run=run)
     if kinds:
         qs = qs.filter(kind__in=list(kinds))
     if floor is not None:
@@ -93,6 +95,7 @@ def claim(
     share: int = 1,
     now: dt.datetime | None = None,
     pauses: controls.Pauses | None = None,
+    run: int | None = None,
 ) -> list[Claimed]:
     """Lease up to ``load`` runnable jobs to ``worker_id``. ``share``: how many workers drain the queue;
     near its end a worker takes only its share of what is left, so that the workers finish together
@@ -104,11 +107,11 @@ def claim(
     if pauses.everything:
         return []
     if share > 1:
-        left = runnable(now, kinds=kinds, floor=floor, pauses=pauses)[: load * share].count()
+        left = runnable(now, kinds=kinds, floor=floor, pauses=pauses, run=run)[: load * share].count()
         load = max(1, min(load, -(-left // share)))
     window = load * config["RANDOM_WINDOW"] if randomly else load
     with transaction.atomic():
-        qs = runnable(now, kinds=kinds, floor=floor, pauses=pauses)
+        qs = runnable(now, kinds=kinds, floor=floor, pauses=pauses, run=run)
         if connection.features.has_select_for_update_skip_locked:
             qs = qs.select_for_update(skip_locked=True)
         rows = [_Row.of(values) for values in qs.values_list(*_CLAIM_FIELDS)[:window]]

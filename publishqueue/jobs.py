@@ -12,7 +12,7 @@ from django.utils.module_loading import import_string
 
 from .conf import get_config
 from .jobrows import Claimed
-from .models import FileInfo, Template
+from .models import ArchiveMapping, FileInfo, Template
 from .publisher import StagedFiles, context_of, publish_file
 from .registry import registry
 from .sites import get_site_model, site_locale
@@ -63,9 +63,13 @@ def prepare_publish(jobs: Sequence[Claimed]) -> dict[int, PreparedPublish]:
     # One site and one Template object per batch, not a copy of each (with its source) per file.
     sites = get_site_model().objects.in_bulk({fileinfo.site_id for fileinfo in fileinfos.values()})
     templates = Template.objects.in_bulk({fileinfo.template_id for fileinfo in fileinfos.values()})
+    # Each file's mode is its mapping's or its template's (and its priority depends on the mapping).
+    mappings = ArchiveMapping.objects.in_bulk({fileinfo.mapping_id for fileinfo in fileinfos.values()})
     for pk, fileinfo in list(fileinfos.items()):
-        if fileinfo.site_id in sites and fileinfo.template_id in templates:
+        if fileinfo.site_id in sites and fileinfo.template_id in templates and fileinfo.mapping_id in mappings:
             fileinfo.site, fileinfo.template = sites[fileinfo.site_id], templates[fileinfo.template_id]
+            fileinfo.mapping = mappings[fileinfo.mapping_id]
+            fileinfo.mapping.template = fileinfo.template
         else:
             del fileinfos[pk]  # deleted since (with its site or template): nothing to publish
     groups: dict[tuple[int, str], list[FileInfo]] = {}
@@ -85,7 +89,9 @@ def prepare_publish(jobs: Sequence[Claimed]) -> dict[int, PreparedPublish]:
     return prepared
 
 
-PREPARERS: dict[str, Callable[[Sequence[Claimed]], dict[int, object]]] = {"publish": prepare_publish}
+PREPARERS: dict[str, Callable[[Sequence[Claimed]], dict[int, object]]] = {
+    "publish": prepare_publish, "dry-run": prepare_publish,
+}
 
 
 class Finisher(Protocol):
@@ -159,6 +165,21 @@ def publish(job: Claimed, prepared: PreparedPublish | None = None) -> object:
         return None
     force = bool((job.args or {}).get("force"))  # manage.py publish --queue --force: rewrite even if unchanged
     return publish_file(fileinfo=prepared.fileinfo, batch=prepared.batch, defer_record=True, force=force)
+
+
+@handles("dry-run")
+def dry_run(job: Claimed, prepared: PreparedPublish | None = None) -> None:
+    """One file of a dry run: would the run's template source change it? (Counted on the run; nothing written.)"""
+    from .models import PublishRun
+    from .preview import check_file
+
+    run = PublishRun.objects.select_related("template").filter(pk=job.args.get("run")).first()
+    if prepared is None:
+        prepared = prepare_publish([job])[job.id]
+    if run is None or run.template is None or prepared.fileinfo is None:
+        return None  # the run, its template or the file went away
+    check_file(run, prepared.fileinfo, prepared.batch)
+    return None
 
 
 @handles("republish-includers")

@@ -21,9 +21,12 @@ class PublishingMode(models.TextChoices):
 
 
 MODE_HELP = {
-    PublishingMode.STATIC: "written during the request that changed the content it shows.",
+    PublishingMode.STATIC: (
+        "written during the request that changed the content it shows (a template save with more files than an "
+        "index's starts a publish run instead)."
+    ),
     PublishingMode.QUEUE: "a change queues a job; a runworker process writes the file in the background.",
-    PublishingMode.MANUAL: "written only by Publish now or manage.py publish.",
+    PublishingMode.MANUAL: "written only by a publish run (Publish, Publish site) or manage.py publish.",
     PublishingMode.DYNAMIC: "never written; the app renders it at its URL on each request.",
     PublishingMode.DISABLED: "never written; files already published are removed.",
 }
@@ -31,6 +34,15 @@ MODE_HELP_TEXT = " ".join(f"{PublishingMode(mode).label}: {text}" for mode, text
 
 # Modes whose files are written to disk when their content changes.
 WRITTEN_MODES = (PublishingMode.STATIC, PublishingMode.QUEUE)
+# Modes whose files are never on the disk (those already written are removed).
+UNWRITTEN_MODES = (PublishingMode.DYNAMIC, PublishingMode.DISABLED)
+
+
+def mode_q(modes, *, via: str = "") -> Q:
+    """Rows whose effective mode (the mapping's if it has one, else its template's: MT's templatemap build_type)
+    is one of ``modes``. ``via``: the path to the mapping ("" on ArchiveMapping, "mapping__" on FileInfo)."""
+    modes = [str(m) for m in modes]
+    return Q(**{f"{via}mode__in": modes}) | Q(**{f"{via}mode": "", f"{via}template__mode__in": modes})
 
 
 class Template(models.Model):
@@ -91,12 +103,20 @@ class ArchiveMapping(models.Model):
         ),
     )
     is_preferred = models.BooleanField(default=True, help_text="Used for permalinks to this archive type.")
+    mode = models.CharField(
+        "publishing", max_length=10, choices=PublishingMode.choices, blank=True, default="",
+        help_text="This mapping's own publishing mode (MT's templatemap build type); blank: the template's.",
+    )
 
     class Meta:
         ordering = ["template", "archive_type"]
 
     def __str__(self) -> str:
         return f"{self.archive_type_label}: {self.path_pattern}"
+
+    @property
+    def effective_mode(self) -> str:
+        return self.mode or self.template.mode
 
     @property
     def archive_type_label(self) -> str:
@@ -156,6 +176,11 @@ class FileInfo(models.Model):
 
     def __str__(self) -> str:
         return self.path
+
+    @property
+    def mode(self) -> str:
+        """This file's publishing mode: its mapping's, or its template's when the mapping has none."""
+        return self.mapping.mode or self.template.mode
 
 
 class PublishedFile(models.Model):
@@ -397,3 +422,81 @@ class PublishActivity(models.Model):
     @property
     def total(self) -> int:
         return self.written + self.unchanged + self.removed + self.failed
+
+
+class PublishRun(models.Model):
+    """A tracked publish (MT's Publish Site dialog), or a dry run of a template change: a batch of high-priority
+    jobs whose args carry the run's id, so that its progress is counted from the queue (done = total - left -
+    failed). Never rendered in a request: workers run the jobs."""
+
+    class Kind(models.TextChoices):
+        PUBLISH = "publish", "Publish"
+        DRY_RUN = "dry-run", "Dry run"
+
+    class Scope(models.TextChoices):
+        ALL = "all", "Everything"
+        INDEXES = "indexes", "Index templates only"
+        ARCHIVE_TYPE = "archive_type", "One archive type"
+        TEMPLATE = "template", "One template"
+
+    site = models.ForeignKey(site_model_label(), on_delete=models.CASCADE, related_name="+")
+    kind = models.CharField(max_length=10, choices=Kind.choices, default=Kind.PUBLISH)
+    scope = models.CharField(max_length=20, choices=Scope.choices, default=Scope.ALL)
+    archive_type = models.CharField(max_length=20, blank=True, help_text="For the scope “One archive type”.")
+    template = models.ForeignKey(
+        Template, null=True, blank=True, on_delete=models.SET_NULL, related_name="publish_runs",
+        help_text="For the scope “One template” (a module: the templates that include it).",
+    )
+    force = models.BooleanField(default=False, help_text="Rewrite files even when their content did not change.")
+    started_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created = models.DateTimeField(default=timezone.now)
+    reason = models.CharField(max_length=200, blank=True)
+    total = models.PositiveIntegerField(default=0, help_text="Jobs queued for it.")
+    finished_at = models.DateTimeField(null=True, blank=True, help_text="When no job of it was left.")
+    # A dry run: the template source tried, how many files it would change, and a sample's diff.
+    source = models.TextField(blank=True)
+    changed = models.PositiveIntegerField(default=0)
+    sample_path = models.CharField(max_length=1024, blank=True)
+    sample_diff = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-created", "-id"]
+        verbose_name = "publish run"
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} #{self.pk}: {self.scope_label}"
+
+    @property
+    def scope_label(self) -> str:
+        if self.scope == self.Scope.ARCHIVE_TYPE:
+            from .registry import registry
+
+            known = registry.archive_types.get(self.archive_type)
+            return f"{known.label if known else self.archive_type} archives"
+        if self.scope == self.Scope.TEMPLATE:
+            return f"template “{self.template}”" if self.template_id else "a deleted template"
+        return self.get_scope_display()
+
+
+class PublishingProfile(models.Model):
+    """A site's publishing profile (MT's custom_dynamic_templates): the last one applied to its templates."""
+
+    class Profile(models.TextChoices):
+        STATIC = "none", "Static publishing"
+        BACKGROUND = "async_all", "Background publishing"
+        PARTIAL = "async_partial", "High-priority static and background publishing"
+        DYNAMIC_ARCHIVES = "archives", "Dynamic archives only"
+        DYNAMIC = "all", "Dynamic publishing"
+        CUSTOM = "custom", "Custom"
+
+    site = models.OneToOneField(site_model_label(), on_delete=models.CASCADE, related_name="publishing_profile")
+    profile = models.CharField(max_length=20, choices=Profile.choices, default=Profile.CUSTOM)
+    changed_at = models.DateTimeField(default=timezone.now)
+    changed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    def __str__(self) -> str:
+        return f"{self.site}: {self.get_profile_display()}"

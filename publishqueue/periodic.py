@@ -1,7 +1,9 @@
 """MT's periodic tasks, run by whichever worker (on any host) takes each run first.
 
-A run is taken by moving the task's ``next_run`` forward with a conditional UPDATE, so several workers on
-several hosts never run the same task twice for one period.
+With django-q2 installed (the project's setting), each task is a django-q2 Schedule row run by runworker's
+scheduler (``sync_schedules``, ``run_task``): the admin's Scheduled tasks change what runs. Without it, a run is
+taken by moving a PeriodicTask row's ``next_run`` forward with a conditional UPDATE (``run_due``). Either way
+several workers on several hosts never run the same task twice for one period.
 """
 from __future__ import annotations
 
@@ -33,6 +35,7 @@ def republish_interval_templates(now: dt.datetime) -> int:
     """Index templates with "republish every N minutes": queue their files when their interval is up."""
     from .enqueue import enqueue_publish
     from .fileinfos import template_fileinfos
+    from .services import written
 
     queued = 0
     templates = Template.objects.filter(
@@ -40,7 +43,7 @@ def republish_interval_templates(now: dt.datetime) -> int:
     ).select_related("site")
     for template in templates:
         if take_run(f"template-interval:{template.pk}", dt.timedelta(minutes=template.rebuild_interval_minutes), now):
-            queued += enqueue_publish(template_fileinfos(template))
+            queued += enqueue_publish(written(template_fileinfos(template)))
     return queued
 
 
@@ -83,6 +86,57 @@ TASKS: list[Periodic] = [
     Periodic("republish-interval-templates", dt.timedelta(seconds=60), republish_interval_templates),
     Periodic("purge-history", dt.timedelta(hours=1), purge_history),
 ]
+
+
+# django-q2 Schedules: each periodic task is a Schedule row (its admin: "Scheduled tasks") that runworker's
+# scheduler turns into a task when due; editing the row (its interval, next run, repeats 0 to stop it) changes
+# what runs. The scheduler takes each due row once across workers and hosts: it selects due rows FOR UPDATE and
+# moves their next run in one transaction (SQLite: a BEGIN IMMEDIATE transaction, one writer at a time).
+SCHEDULE_PREFIX = "mtdispatch: "
+RUN_TASK = "publishqueue.periodic.run_task"
+
+
+def schedule_name(task: Periodic) -> str:
+    return f"{SCHEDULE_PREFIX}{task.name}"
+
+
+def on_django_q(task: Periodic) -> bool:
+    """Tasks run every minute or less often are django-q2 Schedules; more frequent ones (the queue's samples every
+    few seconds) are below django-q2's smallest interval and are taken by the workers directly (``run_due``)."""
+    return not callable(task.every) and task.every >= dt.timedelta(minutes=1)
+
+
+def sync_schedules(now: dt.datetime | None = None) -> int:
+    """A django-q2 Schedule for each registered periodic task that has none (by name); rows that exist are left as
+    the admin set them. Returns how many were created. Intervals are whole minutes (django-q2's smallest)."""
+    from django_q.models import Schedule
+
+    now = now or timezone.now()
+    created = 0
+    for task in filter(on_django_q, TASKS):
+        _, made = Schedule.objects.get_or_create(
+            name=schedule_name(task),
+            defaults={
+                "func": RUN_TASK, "args": repr(task.name), "schedule_type": Schedule.MINUTES,
+                "minutes": max(1, round(task.every.total_seconds() / 60)), "repeats": -1, "next_run": now,
+            },
+        )
+        created += made
+    return created
+
+
+def run_task(name: str) -> object:
+    """What a periodic task's Schedule runs (through django-q2, in runworker): the task, now. Its result is django-q2's
+    (the admin's Successful / Failed tasks) and, as before, the PeriodicTask row's."""
+    task = next((t for t in TASKS if t.name == name), None)
+    if task is None:
+        raise LookupError(f"No periodic task {name!r} is registered in this process.")
+    now = timezone.now()
+    result = task.func(now)
+    PeriodicTask.objects.update_or_create(
+        name=name, defaults={"last_run": now, "next_run": now, "last_result": repr(result)[:2000]}
+    )
+    return result
 
 
 def register(task: Periodic) -> None:

@@ -21,7 +21,7 @@ from django.db import connection, transaction
 from django.template import TemplateDoesNotExist, TemplateSyntaxError
 from django.utils import timezone
 
-from .models import FileInfo, PublishingMode, Template
+from .models import UNWRITTEN_MODES, FileInfo, Template
 from .paths import PathError, resolve_output_path
 from .registry import ArchiveContext
 from .rendering import render
@@ -98,7 +98,7 @@ def publish_file(
     once per batch, in the background while it runs the next batch, and completes the jobs after it; fsynced
     one by one, the waits left it idle a third of its time). If that never happens, the job runs again.
     """
-    if fileinfo.template.mode in (PublishingMode.DYNAMIC, PublishingMode.DISABLED):
+    if fileinfo.mode in UNWRITTEN_MODES:
         return unpublish_file(fileinfo=fileinfo)
     content = render_fileinfo(fileinfo, batch)
     if content is None:

@@ -50,7 +50,9 @@ class ArchiveContext:
     def key(self) -> str:
         """Unique among a mapping's files: "index", "entry:12", "monthly:2026-03-01"."""
         if self.object_id is not None:
-            return f"{_key_prefixes.get(self.archive_type, self.archive_type)}:{self.object_id}"
+            prefix = f"{_key_prefixes.get(self.archive_type, self.archive_type)}:{self.object_id}"
+            # An object's period (MT's Category-Monthly): both.
+            return f"{prefix}:{self.period_start.isoformat()}" if self.period_start is not None else prefix
         if self.period_start is not None:
             return f"{self.archive_type}:{self.period_start.isoformat()}"
         return self.archive_type
@@ -71,8 +73,8 @@ class Page:
 class ArchiveType:
     name: str
     label: str
-    # "single": one file per template (an index); "object": one per object (context.object_id);
-    # "period": one per period (context.period_start).
+    # "single": one file per template (an index); "object": one per object (context.object_id), or per object
+    # and period when its contexts have both (MT's Category-Monthly); "period": one per period (context.period_start).
     identified_by: Literal["single", "object", "period"]
     # Every context a template of this type has on a site (a full publish).
     all_contexts: Callable[[AbstractSite], Iterable[ArchiveContext]]
@@ -88,6 +90,9 @@ class ArchiveType:
     preload: Callable[[AbstractSite, Sequence[ArchiveContext]], Any] | None = None
     # Default queue priority of its files (PUBLISHQUEUE["PRIORITIES"] overrides it).
     priority: int = 0
+    # Or a file's priority from its path and whether its mapping is the preferred one (MT gives an entry's
+    # permalink page 10 and its other pages 5, and index files named index, default, atom or feed 9, others 8).
+    priority_of: Callable[[str, bool], int] | None = None
     # Prefix of its context keys (kept per type so stored keys stay stable).
     key_prefix: str = ""
     # The variables its pages get, name -> description (the template admin's reference).

@@ -81,6 +81,8 @@ class RenderScope:
     site: AbstractSite
     renderer: SiteRenderer
     site_wide: tuple[str, ...]
+    # A preview or dry run (a private renderer): a module's output is not compared with the stored one.
+    preview: bool = False
 
     def render_cached(self, name: str, variables: Context) -> str:
         def render_fragment() -> str:
@@ -91,7 +93,8 @@ class RenderScope:
         def render_and_note() -> str:
             return _noting_change(self.site, name, render_fragment())
 
-        return self.renderer.fragment(name, (self.site.content_version, self.site.locale_key), render_and_note)
+        version = (self.site.content_version, self.site.locale_key)
+        return self.renderer.fragment(name, version, render_fragment if self.preview else render_and_note)
 
 
 def _noting_change(site: AbstractSite, name: str, output: str) -> str:
@@ -142,14 +145,21 @@ renderers = _LRU(lambda: get_config()["ENGINE_CACHE_SIZE"])
 
 
 def _load_renderer(site: AbstractSite) -> SiteRenderer:
-    from .models import ArchiveMapping, Template
+    from .models import Template
 
     sources = dict(Template.objects.filter(site=site).values_list("name", "source"))
+    return SiteRenderer(site.pk, site.templates_version, build_engine(sources), permalink_patterns(site.pk))
+
+
+def permalink_patterns(site_id: int) -> dict[str, str]:
+    """The pattern of each archive type's permalinks: its preferred mapping's (the first one's if none is)."""
+    from .models import ArchiveMapping
+
     patterns: dict[str, str] = {}
-    mappings = ArchiveMapping.objects.filter(template__site=site).order_by("-is_preferred", "id")
+    mappings = ArchiveMapping.objects.filter(template__site_id=site_id).order_by("-is_preferred", "id")
     for archive_type, pattern in mappings.values_list("archive_type", "path_pattern"):
         patterns.setdefault(archive_type, pattern)
-    return SiteRenderer(site.pk, site.templates_version, build_engine(sources), patterns)
+    return patterns
 
 
 def renderer_for(site: AbstractSite) -> SiteRenderer:
@@ -199,3 +209,45 @@ def render(
         scope = RenderScope(site, renderer, tuple(shared))
         variables.update(archive_type=context.archive_type, file_url=url, _mt=scope)
         return renderer.engine.get_template(template_name).render(Context(variables))
+
+
+# Private renderers of previews and dry runs (their sources include unsaved edits), by the caller's key.
+preview_renderers = _LRU(lambda: 8)
+
+
+def render_preview(
+    *,
+    site: AbstractSite,
+    template_name: str,
+    context: ArchiveContext,
+    url: str,
+    sources: dict[str, str] | None = None,
+    variables: dict[str, Any] | None = None,
+    batch: Any = None,
+    cache_key: tuple | None = None,
+) -> str | None:
+    """Render one page in memory and store nothing: with ``sources`` replacing the saved source of some templates
+    (unsaved edits; modules included), and ``variables`` replacing what the page's archive type gives (an unsaved
+    entry). A private engine compiles the sources (kept under ``cache_key`` when given: a dry run's pages share it);
+    cached modules are rendered in it and never compared with their stored output. None when the page's object is
+    gone."""
+    from .models import Template
+
+    def build() -> SiteRenderer:
+        known = dict(Template.objects.filter(site=site).values_list("name", "source"))
+        known.update(sources or {})
+        return SiteRenderer(site.pk, site.templates_version, build_engine(known), permalink_patterns(site.pk))
+
+    key = (*cache_key, site.pk, site.templates_version, site.content_version) if cache_key else None
+    renderer = preview_renderers.get(key, build) if key else build()
+    links = Links(site, renderer.patterns)
+    if variables is None:
+        variables = registry.archive_type(context.archive_type).variables(Page(site, context, links, batch))
+        if variables is None:
+            return None
+    shared = _site_variables(site, links)
+    variables = {**variables, **shared}
+    variables.update(
+        archive_type=context.archive_type, file_url=url, _mt=RenderScope(site, renderer, tuple(shared), preview=True)
+    )
+    return renderer.engine.get_template(template_name).render(Context(variables))

@@ -19,10 +19,21 @@ from . import activity
 from .conf import get_config
 from .enqueue import enqueue_publish
 from .fileinfos import ensure_fileinfos, template_fileinfos
-from .models import ArchiveMapping, FileInfo, PublishActivity, PublishingMode, Template
+from .models import (
+    UNWRITTEN_MODES,
+    WRITTEN_MODES,
+    ArchiveMapping,
+    FileInfo,
+    PublishActivity,
+    PublishingMode,
+    PublishRun,
+    Template,
+    mode_q,
+)
 from .paths import PathError, resolve_output_path
 from .publisher import PublishError, PublishResult, publish_file, unpublish_file
 from .registry import ArchiveContext
+from .rendering import permalink_patterns
 from .sites import AbstractSite
 
 logger = logging.getLogger("mtdispatch.publish")
@@ -34,6 +45,8 @@ class ChangeReport:
 
     published: list[PublishResult] = field(default_factory=list)
     queued: int = 0
+    # The publish run a change started (a Statically published template with more files than a request writes).
+    run: PublishRun | None = None
     skipped: dict[str, int] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
     # The files that failed (site id, path, message), for the activity log.
@@ -49,6 +62,8 @@ class ChangeReport:
             parts.append(f"published {self.written} file(s), {len(self.published) - self.written} unchanged or removed")
         if self.queued:
             parts.append(f"queued {self.queued} file(s) for the publish queue")
+        if self.run is not None:
+            parts.append(f"publish run #{self.run.pk} started for {self.run.total} file(s)")
         parts += [f"{count} {mode} file(s) not written" for mode, count in sorted(self.skipped.items())]
         parts += self.errors
         return "; ".join(parts) or "no published files affected"
@@ -71,7 +86,7 @@ def apply_change(fileinfos: Iterable[FileInfo], *, priority: int | None = None) 
     static: list[FileInfo] = []
     queued: list[FileInfo] = []
     for fileinfo in fileinfos:
-        mode = fileinfo.template.mode
+        mode = fileinfo.mode  # the mapping's, or its template's
         if mode == PublishingMode.STATIC:
             static.append(fileinfo)
         elif mode == PublishingMode.QUEUE:
@@ -108,9 +123,19 @@ def republish_site(*, site: AbstractSite) -> ChangeReport:
     report = ChangeReport()
     priority = get_config()["TEMPLATE_SAVE_PRIORITY"]
     for template in site.templates.exclude(kind=Template.Kind.MODULE).select_related("site"):
-        if template.writes_files:
-            report.queued += enqueue_publish(template_fileinfos(template), priority=priority)
+        if writes_files(template):
+            report.queued += enqueue_publish(written(template_fileinfos(template)), priority=priority)
     return report
+
+
+def writes_files(template: Template) -> bool:
+    """Whether any of the template's files is written (its mode, or one of its mappings' own)."""
+    return template.writes_files or template.mappings.filter(mode__in=WRITTEN_MODES).exists()
+
+
+def written(fileinfos: Iterable[FileInfo]) -> list[FileInfo]:
+    """The files among ``fileinfos`` whose mode (their mapping's or their template's) writes them."""
+    return [fileinfo for fileinfo in fileinfos if fileinfo.mode in WRITTEN_MODES]
 
 
 def republish_includers(*, site_id: int, module: str) -> int:
@@ -120,8 +145,8 @@ def republish_includers(*, site_id: int, module: str) -> int:
     if found is None:
         return 0
     priority = get_config()["TEMPLATE_SAVE_PRIORITY"]
-    targets = [t for t in _templates_affected_by(found) if t.writes_files]
-    return sum(enqueue_publish(template_fileinfos(t), priority=priority) for t in targets)
+    targets = [t for t in templates_affected_by(found) if writes_files(t)]
+    return sum(enqueue_publish(written(template_fileinfos(t)), priority=priority) for t in targets)
 
 
 def remove_files_of(fileinfos) -> None:
@@ -143,18 +168,44 @@ def remove_files_of(fileinfos) -> None:
         transaction.on_commit(remove)
 
 
-def template_saved(*, template: Template, previous_mode: str | None) -> ChangeReport:
-    """A template (or module) changed: republish its files, queued at low priority (SPEC 1). Switched to
-    Dynamically or Do Not Publish: its written files go."""
+def template_saved(
+    *, template: Template, previous_mode: str | None = None, previous_permalinks: dict[str, str] | None = None,
+    started_by=None,
+) -> ChangeReport:
+    """A template (or module) changed: republish its files, queued at low priority (SPEC 1). Files whose mode
+    (their mapping's or the template's) is now Dynamically or Do Not Publish leave the disk. If the permalink
+    patterns changed (``previous_permalinks``, from ``permalink_patterns`` before the change: a preferred mapping's
+    pattern, a mapping added or removed), every page showing a link may have changed: the site is republished."""
     report = ChangeReport()
-    unwritten = (PublishingMode.DYNAMIC, PublishingMode.DISABLED)
-    if template.mode in unwritten and previous_mode not in unwritten:
-        _unpublish_static_files(template)
-    for target in _templates_affected_by(template):
-        fileinfos = template_fileinfos(target)
-        if target.writes_files:
-            report.queued += enqueue_publish(fileinfos, priority=get_config()["TEMPLATE_SAVE_PRIORITY"])
+    _unpublish_unwritten_files(template)
+    if previous_permalinks is not None and previous_permalinks != permalink_patterns(template.site_id):
+        report.queued += republish_site(site=template.site).queued
+    static: list[FileInfo] = []
+    for target in templates_affected_by(template):
+        if writes_files(target):
+            fileinfos = written(template_fileinfos(target))
+            static += [fi for fi in fileinfos if fi.mode == PublishingMode.STATIC]
+            queued = [fi for fi in fileinfos if fi.mode == PublishingMode.QUEUE]
+            report.queued += enqueue_publish(queued, priority=get_config()["TEMPLATE_SAVE_PRIORITY"])
+    _publish_static_files(template, static, report, started_by)
     return report
+
+
+def _publish_static_files(template: Template, static: list[FileInfo], report: ChangeReport, started_by) -> None:
+    """A Statically published template's files must appear without waiting for the queue's low-priority work, but a
+    request must not render thousands of them: as many as ``STATIC_SAVE_MAX_FILES`` (an index template's page) are
+    written when the save commits, as MT does; more start a publish run (high priority; its page shows progress and
+    publishes in the browser when no worker runs)."""
+    if not static:
+        return
+    if len(static) <= get_config()["STATIC_SAVE_MAX_FILES"]:
+        transaction.on_commit(lambda: publish_many(static, report))
+        return
+    from .runs import start
+
+    run = PublishRun(site=template.site, scope=PublishRun.Scope.TEMPLATE, template=template, started_by=started_by,
+                     reason=f"Template “{template}” saved")
+    report.run = start(run, static)
 
 
 def _includes(source: str, names: set[str]) -> bool:
@@ -163,7 +214,7 @@ def _includes(source: str, names: set[str]) -> bool:
     return re.search(tag, source) is not None
 
 
-def _templates_affected_by(template: Template) -> list[Template]:
+def templates_affected_by(template: Template) -> list[Template]:
     """The template itself, or for a module every page template that includes it, directly or through
     other modules."""
     if template.kind != Template.Kind.MODULE:
@@ -179,27 +230,25 @@ def _templates_affected_by(template: Template) -> list[Template]:
     return [t for t in everything if t.pk in reached and t.kind != Template.Kind.MODULE]
 
 
-def _unpublish_static_files(template: Template) -> None:
-    """Switching to Dynamically or Do Not Publish: the written files must go, or the web server would keep
-    serving them."""
-    for fileinfo in template.fileinfos.exclude(published_path="").select_related("site", "template"):
+def _unpublish_unwritten_files(template: Template) -> None:
+    """Files switched (by their template or their mapping) to Dynamically or Do Not Publish: the written ones
+    must go, or the web server would keep serving them."""
+    going = template.fileinfos.exclude(published_path="").filter(mode_q(UNWRITTEN_MODES, via="mapping__"))
+    for fileinfo in going.select_related("site", "template", "mapping"):
         unpublish_file(fileinfo=fileinfo)
 
 
 def publish_templates(
     *, templates: Iterable[Template], queue: bool = False, force: bool = False, progress=None, actor: str | None = None
 ) -> ChangeReport:
-    """Publish every file of ``templates`` now (or queue them): Publish now and manage.py publish. What it
-    published goes to the sites' activity logs as one run (by ``actor``: the current one if None)."""
+    """Publish every file of ``templates`` now (or queue them): manage.py publish (the admin starts publish runs).
+    What it published goes to the sites' activity logs as one run (by ``actor``: the current one if None)."""
     report = ChangeReport()
     started = timezone.now()
     for template in templates:
-        if template.kind == Template.Kind.MODULE or template.mode == PublishingMode.DISABLED:
+        if template.kind == Template.Kind.MODULE:
             continue
-        fileinfos = template_fileinfos(template)
-        if template.mode == PublishingMode.DYNAMIC:
-            report.skipped["dynamic"] = report.skipped.get("dynamic", 0) + len(fileinfos)
-            continue
+        fileinfos = _written_files(template, report)
         if queue:
             report.queued += enqueue_publish(fileinfos, force=force)
             continue
@@ -215,6 +264,17 @@ def publish_templates(
             report.published, report.failures, kind=PublishActivity.Kind.PUBLISH, actor=actor, started=started
         )
     return report
+
+
+def _written_files(template: Template, report: ChangeReport) -> list[FileInfo]:
+    """A template's files that are written (by each file's own mode); the Dynamic ones are counted as skipped."""
+    fileinfos = []
+    for fileinfo in template_fileinfos(template):
+        if fileinfo.mode == PublishingMode.DYNAMIC:
+            report.skipped["dynamic"] = report.skipped.get("dynamic", 0) + 1
+        elif fileinfo.mode != PublishingMode.DISABLED:
+            fileinfos.append(fileinfo)
+    return fileinfos
 
 
 def site_templates(site: AbstractSite) -> list[Template]:

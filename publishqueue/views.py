@@ -9,7 +9,7 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.views.static import serve
 
 from .conf import get_config
-from .models import FileInfo, PublishingMode
+from .models import FileInfo, PublishingMode, mode_q
 from .paths import PathError, check_relative_path, resolve_output_path
 from .publisher import PublishError, render_fileinfo
 from .sites import AbstractSite, get_site_model, normal_host
@@ -77,8 +77,8 @@ def serve_site(request: HttpRequest, path: str = "") -> HttpResponse:
     except PathError as exc:
         raise Http404(str(exc)) from exc
     fileinfo = (
-        FileInfo.objects.filter(site=blog, path=relative, template__mode=PublishingMode.DYNAMIC)
-        .select_related("template", "site")
+        FileInfo.objects.filter(mode_q([PublishingMode.DYNAMIC], via="mapping__"), site=blog, path=relative)
+        .select_related("template", "site", "mapping")
         .first()
     )
     if fileinfo is not None:

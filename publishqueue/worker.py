@@ -406,9 +406,22 @@ class Worker:
         if not self.options.periodic or time.monotonic() < self._next_periodic:
             return
         self._next_periodic = time.monotonic() + get_config()["PERIODIC_CHECK_SECONDS"]
-        for name, result in periodic.run_due(worker_id=self.worker_id).items():
+        tasks = periodic.TASKS
+        if apps.is_installed("django_q"):
+            # django-q2 Schedules (periodic tasks among them): queued here when due, run by _maybe_background (this
+            # worker's or another's); tasks more frequent than django-q2 allows are taken here.
+            self._django_q().schedule_due()
+            tasks = [task for task in tasks if not periodic.on_django_q(task)]
+        for name, result in periodic.run_due(worker_id=self.worker_id, tasks=tasks).items():
             if result:  # a count of things done, or the exception it raised
                 self.log(f"periodic task {name}: {result!r}")
+
+    def _django_q(self):
+        if self._bridge is None:
+            from .background import DjangoQBridge
+
+            self._bridge = DjangoQBridge()
+        return self._bridge
 
     def _maybe_background(self) -> None:
         if not self.options.background or time.monotonic() < self._next_background:
@@ -416,11 +429,7 @@ class Worker:
         if not apps.is_installed("django_q"):
             return  # a project without django-q2 has no background tasks
         self._next_background = time.monotonic() + get_config()["BACKGROUND_CHECK_SECONDS"]
-        if self._bridge is None:
-            from .background import DjangoQBridge
-
-            self._bridge = DjangoQBridge()
-        self.result.background += self._bridge.run_pending()
+        self.result.background += self._django_q().run_pending()
 
 
 class _Heartbeat:

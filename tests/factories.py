@@ -7,7 +7,7 @@ import factory
 from django.contrib.auth import get_user_model
 from django.utils import timezone
 
-from blog.defaults import install_default_templates
+from blog.defaults import CORE_TEMPLATES, install_default_templates
 from blog.models import Blog, Category, Comment, Entry
 
 BASE_DATE = dt.datetime(2026, 3, 10, 12, 0, tzinfo=dt.UTC)
@@ -66,9 +66,12 @@ class CommentFactory(factory.django.DjangoModelFactory):
     created = factory.LazyFunction(timezone.now)
 
 
-def blog_with_templates(site_root, *, mode: str = "static", **kwargs) -> Blog:
+def blog_with_templates(site_root, *, mode: str = "static", all_templates: bool = False, **kwargs) -> Blog:
+    """A blog with the default templates: the core set (index, feed, entry, category and monthly archives, so that
+    tests counting files stay put), or with ``all_templates`` every default (RSS, category feeds, weekly, author and
+    category-monthly archives too)."""
     blog = BlogFactory(site_root=str(site_root), **kwargs)
-    install_default_templates(blog=blog, mode=mode)
+    install_default_templates(blog=blog, mode=mode, names=None if all_templates else CORE_TEMPLATES)
     blog.refresh_from_db()
     return blog
 

@@ -73,9 +73,14 @@ def test_publish_now_and_manage_py_publish_say_who(tmp_path, client):
     admin = UserFactory(username="editor", is_staff=True, is_superuser=True)
     client.force_login(admin)
     main = Template.objects.get(site=blog, name="Main Index")
-    client.post(reverse("admin:publishqueue_template_publish", args=[main.pk]))
+    client.post(reverse("admin:publishqueue_template_publish", args=[main.pk]))  # a publish run: the queue's
+    from publishqueue.models import PublishRun
+    from publishqueue.worker import Worker, WorkerOptions
+
+    assert PublishRun.objects.get().started_by == admin
+    Worker(WorkerOptions(periodic=False, background=False), worker_id="test:1:1").run()
     run = PublishActivity.objects.get()
-    assert (run.kind, run.actor, run.written, run.files) == ("publish", "editor", 1, [["index.html", "written"]])
+    assert (run.kind, run.actor, run.written, run.files) == ("queue", "test:1:1", 1, [["index.html", "written"]])
     call_command("publish", "--site", str(blog.pk), verbosity=0)
     run = PublishActivity.objects.first()
     assert run.kind == "publish" and run.actor.startswith("manage.py publish (")

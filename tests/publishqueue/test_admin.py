@@ -3,6 +3,7 @@ import pytest
 from django.urls import reverse
 
 from publishqueue.models import Job, Template
+from publishqueue.worker import Worker, WorkerOptions
 from tests.factories import EntryFactory, blog_with_templates
 from tests.helpers import admin_form_data
 
@@ -67,15 +68,19 @@ def test_a_template_that_does_not_compile_is_refused_with_its_error(admin_client
     assert template.source != "{% if %}"
 
 
-def test_publish_now_writes_a_manual_template(admin_client, blog, tmp_path):
+def test_publish_starts_a_run_that_writes_a_manual_template(admin_client, blog, tmp_path):
+    """The template's Publish button no longer renders in the request: it starts a run, which the workers (or the
+    run's page) do."""
     EntryFactory(blog=blog)
     template = blog.templates.get(identifier="monthly_archive")
     template.mode = "manual"
     template.save()
     url = reverse("admin:publishqueue_template_publish", args=[template.pk])
     assert admin_client.get(url).status_code == 405
-    response = admin_client.post(url, follow=True)
-    assert "Publish now: published 1 file(s)" in response.content.decode()
+    response = admin_client.post(url)
+    assert response.status_code == 302 and "/publishrun/" in response["Location"]
+    assert not list((tmp_path / "site").glob("*/*/index.html"))
+    Worker(WorkerOptions(periodic=False, background=False), worker_id="test:1:1").run()
     assert list((tmp_path / "site").glob("*/*/index.html"))
 
 
@@ -84,3 +89,18 @@ def test_render_errors_show_in_the_admin(admin_client, blog):
     Template.objects.filter(pk=template.pk).update(last_error="Template 'Entry' failed to render 'x.html': boom")
     html = admin_client.get(reverse("admin:publishqueue_template_change", args=[template.pk])).content.decode()
     assert "failed to render" in html
+
+
+def test_a_new_permalink_pattern_republishes_every_page_that_links_to_it(admin_client, tmp_path):
+    """The entry pages move: the index, the archives and the neighbours link to the new URLs (the oracle found the
+    main index and category pages left linking to the old ones)."""
+    blog = blog_with_templates(tmp_path / "site", mode="queue")
+    EntryFactory(blog=blog)
+    template = blog.templates.get(identifier="entry")
+    response = change_template(admin_client, template, **{"mappings-0-path_pattern": "entries/{id}.html"})
+    assert response.status_code == 302, response.content[:3000]
+    queued = set(Job.objects.values_list("fileinfo__path", flat=True))
+    assert {"index.html", "atom.xml"} <= queued
+    Job.objects.all().delete()
+    response = change_template(admin_client, Template.objects.get(pk=template.pk), source="{{ entry.title }}")
+    assert set(Job.objects.values_list("fileinfo__template__identifier", flat=True)) == {"entry"}  # links unchanged

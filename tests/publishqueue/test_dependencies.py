@@ -8,7 +8,7 @@ from blog.dependencies import EntryState, entry_change_contexts
 from publishqueue.fileinfos import all_template_contexts
 from publishqueue.models import Job, Template
 from publishqueue.registry import ArchiveContext
-from tests.factories import CategoryFactory, CommentFactory, EntryFactory, blog_with_templates, set_mode
+from tests.factories import CategoryFactory, CommentFactory, EntryFactory, UserFactory, blog_with_templates, set_mode
 
 pytestmark = pytest.mark.django_db
 
@@ -46,7 +46,21 @@ def test_entry_save_touches_its_page_neighbours_archives_and_indexes(blog, three
         "monthly:2026-03-01",
         "yearly:2026-01-01",
         f"daily:{middle.published_on.date().isoformat()}",
+        "weekly:2026-03-08",  # MT's weeks start on Sunday
+        f"category-monthly:{news.pk}:2026-03-01",
     }
+
+
+def test_an_entry_save_touches_its_old_and_new_authors_archives(blog, three):
+    first, middle, last = three
+    ann, bob = UserFactory(username="ann"), UserFactory(username="bob")
+    middle.author = ann
+    middle.save()
+    before = EntryState.of(middle)
+    middle.author = bob
+    middle.save()
+    touched = keys(entry_change_contexts(before, EntryState.of(middle)))
+    assert {f"author:{ann.pk}", f"author:{bob.pk}"} <= touched
 
 
 def test_a_moved_entry_touches_old_and_new_archives_and_neighbours(blog, three):
@@ -60,6 +74,7 @@ def test_a_moved_entry_touches_old_and_new_archives_and_neighbours(blog, three):
     touched = keys(entry_change_contexts(before, EntryState.of(first)))
     assert {"monthly:2026-03-01", "monthly:2026-06-01"} <= touched
     assert {f"category:{middle.categories.get().pk}", f"category:{other.pk}"} <= touched
+    assert {f"category-monthly:{other.pk}:2026-06-01"} <= touched
     # Old neighbour (middle) and new neighbours (last before it, late after it).
     assert {f"entry:{middle.pk}", f"entry:{last.pk}", f"entry:{late.pk}"} <= touched
 

@@ -6,7 +6,7 @@ import pytest
 from blog import services
 from publishqueue.models import FileInfo, Job
 from publishqueue.services import publish_templates
-from tests.factories import EntryFactory, blog_with_templates, set_mode
+from tests.factories import CategoryFactory, EntryFactory, UserFactory, blog_with_templates, set_mode
 
 pytestmark = pytest.mark.django_db(transaction=True)  # static publishing runs on commit
 
@@ -42,9 +42,30 @@ def test_queue_inserts_jobs_with_mt_priorities_and_writes_nothing(site):
     assert not entry_page(site, entry).exists()
     priorities = {j.fileinfo.template.identifier: j.priority for j in Job.objects.select_related("fileinfo__template")}
     assert priorities == {
-        "main_index": 11, "feed_atom": 11, "styles": 9, "entry": 10, "monthly_archive": 2,
+        "main_index": 9, "feed_atom": 9, "styles": 8, "entry": 10, "monthly_archive": 2,
     }
     assert report.queued == len(priorities)
+
+
+def test_the_priorities_are_mts_queue_build_file_filter(tmp_path):
+    """MT's table: preferred entry pages 10, other entry pages 5, index/default/atom/feed index files 9, other index
+    files 8, daily 4, weekly 3, monthly 2, yearly, category, author and category-monthly 1."""
+    blog = blog_with_templates(tmp_path / "site", mode="queue", all_templates=True)
+    entry_template = blog.templates.get(identifier="entry")
+    entry_template.mappings.create(archive_type="individual", path_pattern="e/{id}.html", is_preferred=False)
+    monthly = blog.templates.get(identifier="monthly_archive")
+    for archive_type, pattern in (("daily", "{year}/{month}/{day}/"), ("yearly", "{year}/")):
+        monthly.mappings.create(archive_type=archive_type, path_pattern=pattern)
+    entry = EntryFactory.build(blog=blog, published_on=dt.datetime(2026, 5, 4, 9, tzinfo=dt.UTC),
+                               author=UserFactory(username="ann"))
+    services.save_entry(entry=entry, categories=[CategoryFactory(blog=blog, slug="news")])
+    priorities = {j.fileinfo.path: j.priority for j in Job.objects.select_related("fileinfo")}
+    assert priorities == {
+        f"2026/05/{entry.slug}.html": 10, f"e/{entry.pk}.html": 5, "index.html": 9, "atom.xml": 9, "rss.xml": 8,
+        "styles.css": 8, "2026/05/04/index.html": 4, "2026/05/03-week/index.html": 3, "2026/05/index.html": 2,
+        "2026/index.html": 1, "author/ann/index.html": 1, "category/news/index.html": 1,
+        "category/news/rss.xml": 1, "category/news/2026/05/index.html": 1,
+    }
 
 
 def test_queue_coalesces_and_bumps_the_generation(site):

@@ -388,3 +388,61 @@ def test_a_cron_worker_does_not_exit_while_its_last_batch_gave_jobs_back():
     result = w.run()
     assert (result.requeued, result.done) == (3, 6)  # each job run twice: given back once for its change
     assert not Job.objects.exists()
+def test_a_last_batch_that_queues_its_own_jobs_again_is_run_again_before_the_worker_calls_the_queue_empty():
+    """A cached module's includers job re-queues files of its own batch (their generation moves while they run):
+    they are given back when the batch is completed, after the next claim found nothing. A cron worker ran them no
+    more and exited with jobs left (the oracle found it)."""
+    noops(3)
+    runs = []
+
+    def runner(job, prepared):
+        runs.append(job.unique_key)
+        if len(runs) == 1:  # the first job re-queues the whole batch, as republish-includers can
+            noops(3)
+        return None
+
+    result = Worker(WorkerOptions(load=10, periodic=False, background=False), worker_id="test:1:1",
+                    job_runner=runner).run()
+    assert result.reason == "queue empty" and result.requeued == 3
+    assert not Job.objects.exists()
+    assert sorted(runs) == ["0", "0", "1", "1", "2", "2"]
+
+
+def test_periodic_tasks_are_django_q2_schedules_that_the_worker_runs_and_the_admin_edits(tmp_path):
+    """Each periodic task is a django-q2 Schedule row; runworker's scheduler queues it when due and runs it; a
+    row edited in the admin (here: stopped with repeats 0, or moved to later) changes what runs."""
+    from django_q.models import Schedule, Success
+
+    blog = blog_with_templates(tmp_path / "site", mode="queue")
+    due = EntryFactory(blog=blog, status="scheduled", published_on=timezone.now() - dt.timedelta(minutes=1))
+    result = worker(periodic=True, background=True).run()
+    names = set(Schedule.objects.values_list("name", flat=True))
+    assert {"mtdispatch: publish-scheduled-entries", "mtdispatch: unpublish-due-entries",
+            "mtdispatch: purge-history"} <= names
+    schedule = Schedule.objects.get(name="mtdispatch: publish-scheduled-entries")
+    assert (schedule.func, schedule.schedule_type, schedule.minutes) == ("publishqueue.periodic.run_task", "I", 1)
+    assert schedule.next_run > timezone.now()  # taken: its next run moved a minute on
+    assert Entry.objects.get(pk=due.pk).status == "published"
+    assert result.background >= len(names)
+    assert Success.objects.filter(func="publishqueue.periodic.run_task", result=1).exists()
+
+    later = EntryFactory(blog=blog, status="scheduled", published_on=timezone.now() - dt.timedelta(minutes=1))
+    Schedule.objects.filter(name__startswith="mtdispatch: ").update(next_run=timezone.now() - dt.timedelta(minutes=5))
+    Schedule.objects.filter(pk=schedule.pk).update(repeats=0)  # stopped in the admin
+    worker(periodic=True, background=True).run()
+    assert Entry.objects.get(pk=later.pk).status == "scheduled"
+    Schedule.objects.filter(pk=schedule.pk).update(repeats=-1)
+    worker(periodic=True, background=True).run()
+    assert Entry.objects.get(pk=later.pk).status == "published"
+
+
+def test_a_due_schedule_is_taken_once_across_workers(tmp_path):
+    """Two workers' schedulers in the same period queue each due task once."""
+    from django_q.models import OrmQ, Schedule
+
+    from publishqueue.background import DjangoQBridge
+
+    first, second = DjangoQBridge(), DjangoQBridge()
+    queued = first.schedule_due()
+    assert queued == Schedule.objects.filter(name__startswith="mtdispatch: ").count() == OrmQ.objects.count()
+    assert second.schedule_due() == 0 and OrmQ.objects.count() == queued
