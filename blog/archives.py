@@ -323,13 +323,43 @@ def _author_variables(page: Page) -> dict[str, Any] | None:
     return {"author": author, "entries": entries, "archive_title": author.display_name}
 
 
+@dataclass
+class CategoryMonths:
+    """What a batch of category-monthly pages shows, in two queries: their categories, and the live entries of
+    every (category, month) in it, newest first."""
+
+    categories: dict[int, Category]
+    entries: dict[tuple[int, dt.date], list[Entry]]
+
+
+def _preload_category_months(blog: Blog, contexts: Sequence[ArchiveContext]) -> CategoryMonths:
+    wanted = {(c.object_id, c.period_start) for c in contexts if c.object_id and c.period_start}
+    if not wanted:
+        return CategoryMonths({}, {})
+    category_ids = {pk for pk, _ in wanted}
+    lo = period_bounds(Archive.CATEGORY_MONTHLY, min(start for _, start in wanted))[0]
+    hi = period_bounds(Archive.CATEGORY_MONTHLY, max(start for _, start in wanted))[1]
+    live = Entry.objects.live().filter(blog=blog, categories__in=category_ids)
+    live = live.filter(published_on__gte=lo, published_on__lt=hi)
+    found: dict[tuple[int, dt.date], list[Entry]] = {key: [] for key in wanted}
+    for entry in attach_categories(live.distinct()):
+        month = timezone.localdate(entry.published_on).replace(day=1)
+        for category in categories_of(entry):
+            if (category.pk, month) in found:
+                found[(category.pk, month)].append(entry)
+    return CategoryMonths(Category.objects.filter(blog=blog, pk__in=category_ids).in_bulk(), found)
+
+
 def _category_month_variables(page: Page) -> dict[str, Any] | None:
-    category = Category.objects.filter(blog=page.site, pk=page.context.object_id).first()
+    key = (page.context.object_id, page.context.period_start)
+    batch = page.batch if isinstance(page.batch, CategoryMonths) and key in page.batch.entries else None
+    if batch is None:  # a single page is a batch of one
+        batch = _preload_category_months(page.site, [page.context])
+    category = batch.categories.get(page.context.object_id)
     if category is None:
         return None
     start, end = period_bounds(Archive.CATEGORY_MONTHLY, page.context.period_start)
-    live = _live_entries(page.site).filter(categories=category, published_on__gte=start, published_on__lt=end)
-    entries = _listed(live, page.links)
+    entries = views(batch.entries.get(key, []), page.links)
     if not entries:
         return None
     category.archive_url = category_url(page.links, category)
@@ -565,6 +595,7 @@ def register() -> None:
     register_archive_type(ArchiveType(
         Archive.CATEGORY_MONTHLY, "Category-Monthly", "object", all_contexts=_all_category_months,
         variables=_category_month_variables, fields=frozenset({"category", "year", "month"}),
+        preload=_preload_category_months,
         path_fields=_category_month_fields, priority=1, documentation=DOCS[Archive.CATEGORY_MONTHLY],
     ))
     for archive_type, fields, priority in (
