@@ -77,7 +77,10 @@ def test_a_profile_changes_the_modes_and_a_scoped_run_shows_its_progress_while_a
     own = page.locator("#result_list tbody tr", has_text="Entry").first.locator("td.field-mapping_modes").inner_text()
     assert own == "{year}/{month}/{slug}.html: Statically"
 
-    # Publish site, scope: one archive type (the entries), done by the queue worker while the page watches.
+    # Publish site, scope: one archive type (the entries), done by the queue worker while the page watches. The
+    # queue is paused until the page has shown the run's start (a fast worker could finish before the first poll).
+    query(runfcgi, "from publishqueue.models import QueuePause\n"
+                   "print(json.dumps(QueuePause.objects.create(scope='all', note='test').pk))")
     page.goto(f"{base}/admin/publishqueue/publishrun/add/")
     page.check("input[name=scope][value=archive_type]")
     page.select_option("#id_archive_type", "individual")
@@ -86,6 +89,9 @@ def test_a_profile_changes_the_modes_and_a_scoped_run_shows_its_progress_while_a
     page.wait_for_selector("#pq-run")
     watch_done(page)
     assert page.inner_text("[data-field=total]") == str(ENTRIES)
+    assert page.evaluate("window.seenDone")[0] < ENTRIES
+    query(runfcgi, "from publishqueue.models import QueuePause\n"
+                   "print(json.dumps(QueuePause.objects.filter(note='test').delete()[0]))")
     page.wait_for_function("document.getElementById('pq-run').dataset.finished === '1'", timeout=60000)
     seen = page.evaluate("window.seenDone")
     page.screenshot(path=ARTIFACTS / "03-run-finished.png", full_page=True)
