@@ -199,7 +199,7 @@ def test_a_job_that_kills_its_worker_fails_after_max_attempts_with_a_visible_err
         deaths.extend(p.pid for p in procs if p.poll() is not None)
         cluster.respawn_dead(procs, "--load", "5", "--sleep", "0.1")
 
-    cluster.wait_until(lambda s: s["failed"] == 1 and s["jobs"] == 1, 120, "the pill to fail", tick=supervise)
+    cluster.wait_until(lambda s: s["failed"] == 1 and s["jobs"] == 1, 300, "the pill to fail", tick=supervise)
     supervise()
     report = cluster.call("errors")
     assert report["failed"] == [{"kind": "crash", "unique_key": "pill", "attempts": 3}]
