@@ -147,38 +147,27 @@ def delete_entry(*, entry: Entry) -> ChangeReport:
 
 def publish_due_entries(*, now: dt.datetime | None = None) -> int:
     """Scheduled entries whose time has come go live, each as a save (a periodic task)."""
-    now = now or timezone.now()
-    count = 0
-    due = Entry.objects.filter(status=Entry.Status.SCHEDULED, published_on__lte=now).select_related("blog")
-    for entry in due:
-        with transaction.atomic():
-            before = EntryState.of(entry)
-            # Only the worker that flips the status publishes (several may run this task at once).
-            if not Entry.objects.filter(pk=entry.pk, status=Entry.Status.SCHEDULED).update(
-                status=Entry.Status.PUBLISHED
-            ):
-                continue
-            entry.status = Entry.Status.PUBLISHED
-            entry_changed(entry=entry, before=before, blog=entry.blog)
-            count += 1
-    return count
+    due = Entry.objects.filter(status=Entry.Status.SCHEDULED, published_on__lte=now or timezone.now())
+    return _flip_due(due, Entry.Status.SCHEDULED, Entry.Status.PUBLISHED)
 
 
 def unpublish_due_entries(*, now: dt.datetime | None = None) -> int:
     """Published entries whose unpublish date has come (MT 6's unpublished_on) are unpublished, each as a save (a
     periodic task): their pages go, their archives and indexes are republished."""
-    now = now or timezone.now()
+    due = Entry.objects.filter(status=Entry.Status.PUBLISHED, unpublished_on__lte=now or timezone.now())
+    return _flip_due(due, Entry.Status.PUBLISHED, Entry.Status.UNPUBLISHED)
+
+
+def _flip_due(due, old: str, new: str) -> int:
+    """Move each due entry from status ``old`` to ``new`` as a save; returns how many this process moved."""
     count = 0
-    due = Entry.objects.filter(status=Entry.Status.PUBLISHED, unpublished_on__lte=now).select_related("blog")
-    for entry in due:
+    for entry in due.select_related("blog"):
         with transaction.atomic():
             before = EntryState.of(entry)
             # Only the worker that flips the status publishes (several may run this task at once).
-            if not Entry.objects.filter(pk=entry.pk, status=Entry.Status.PUBLISHED).update(
-                status=Entry.Status.UNPUBLISHED
-            ):
+            if not Entry.objects.filter(pk=entry.pk, status=old).update(status=new):
                 continue
-            entry.status = Entry.Status.UNPUBLISHED
+            entry.status = new
             entry_changed(entry=entry, before=before, blog=entry.blog)
             count += 1
     return count
