@@ -6,14 +6,14 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import models
-from django.db.models import Count, Q
+from django.db.models import Count
 from django.db.models.functions import TruncMonth
 from django.urls import get_script_prefix, get_urlconf, reverse
 from django.utils import dateformat, timezone
@@ -198,8 +198,29 @@ def _live_entries(blog: Blog):
 
 # -- what a batch of pages shows -----------------------------------------------------------------------
 
-# Date ranges OR-ed in one query (SQLite limits an expression's depth to 1,000).
-PERIODS_PER_QUERY = 200
+def live_dates_in(blog_id: int, periods: Sequence[tuple[str, dt.date]]) -> dict[int, dt.date]:
+    """The live entries published in any of ``periods`` (archive type, start): their ids and local dates. One
+    narrow query over the periods' overall span (the blog/status/date index covers it), the periods picked out
+    here: the periods' date ranges OR-ed in SQL made SQLite test every range on every row of the blog (0.28 s for
+    a batch of 100 periods of a 10,000-entry blog, against 13 ms)."""
+    if not periods:
+        return {}
+    bounds = [period_bounds(archive_type, start) for archive_type, start in periods]
+    lo, hi = min(b[0] for b in bounds), max(b[1] for b in bounds)
+    wanted = set(periods)
+    types = {archive_type for archive_type, _ in periods}
+    rows = Entry.objects.live().filter(blog_id=blog_id, published_on__gte=lo, published_on__lt=hi)
+    found = {}
+    for pk, when in rows.order_by().values_list("pk", "published_on"):
+        day = timezone.localdate(when)
+        if any((t, period_start(t, day)) in wanted for t in types):
+            found[pk] = day
+    return found
+
+
+def newest_first(entries: Iterable[Entry]) -> list[Entry]:
+    """Entries in the blog's order (``Entry.Meta.ordering``)."""
+    return sorted(entries, key=lambda e: (e.published_on, e.pk), reverse=True)
 
 
 @dataclass
@@ -220,8 +241,8 @@ class BatchPages:
         pages = cls()
         if entry_ids:
             pages._load_entry_pages(blog_id, set(entry_ids))
-        for start in range(0, len(periods := sorted(set(periods))), PERIODS_PER_QUERY):
-            pages._load_periods(blog_id, periods[start : start + PERIODS_PER_QUERY])
+        if periods:
+            pages._load_periods(blog_id, sorted(set(periods)))
         return pages
 
     def _load_entry_pages(self, blog_id: int, ids: set[int]) -> None:
@@ -244,15 +265,12 @@ class BatchPages:
         self.comments.update(comments)
 
     def _load_periods(self, blog_id: int, periods: list[tuple[str, dt.date]]) -> None:
-        """One query for the entries of many periods (each an indexed date range), shared out by local date."""
-        ranges = Q()
-        for archive_type, start in periods:
-            lo, hi = period_bounds(archive_type, start)
-            ranges |= Q(published_on__gte=lo, published_on__lt=hi)
+        """The entries of many periods in a few queries, shared out by local date."""
+        dates = live_dates_in(blog_id, periods)
         listed: dict[tuple[str, dt.date], list[Entry]] = {key: [] for key in periods}
         types = {archive_type for archive_type, _ in periods}
-        for entry in attach_categories(Entry.objects.live().filter(ranges, blog_id=blog_id)):
-            day = timezone.localdate(entry.published_on)
+        for entry in attach_categories(newest_first(Entry.objects.in_bulk(list(dates)).values())):
+            day = dates[entry.pk]
             for archive_type in types:
                 found = listed.get((archive_type, period_start(archive_type, day)))
                 if found is not None:
@@ -337,12 +355,20 @@ def _preload_category_months(blog: Blog, contexts: Sequence[ArchiveContext]) -> 
     if not wanted:
         return CategoryMonths({}, {})
     category_ids = {pk for pk, _ in wanted}
-    lo = period_bounds(Archive.CATEGORY_MONTHLY, min(start for _, start in wanted))[0]
-    hi = period_bounds(Archive.CATEGORY_MONTHLY, max(start for _, start in wanted))[1]
-    live = Entry.objects.live().filter(blog=blog, categories__in=category_ids)
-    live = live.filter(published_on__gte=lo, published_on__lt=hi)
+    # Only the entries of the batch's (category, month) pairs: the live entries of its months (ids and dates), those
+    # of them in its categories (the link table), then those entries. A range from the batch's first month to its
+    # last loaded most of the blog for every batch; a join of the months' ranges with the links made SQLite scan.
+    dated = {pk: day.replace(day=1) for pk, day in live_dates_in(
+        blog.pk, [(Archive.CATEGORY_MONTHLY, start) for start in {start for _, start in wanted}]).items()}
+    through = Entry.categories.through.objects
+    ids = list(dated)
+    needed = set()
+    for first in range(0, len(ids), 500):
+        links = through.filter(entry_id__in=ids[first : first + 500], category_id__in=category_ids)
+        needed.update(e for e, c in links.values_list("entry_id", "category_id") if (c, dated[e]) in wanted)
+    loaded = Entry.objects.in_bulk(sorted(needed)) if needed else {}
     found: dict[tuple[int, dt.date], list[Entry]] = {key: [] for key in wanted}
-    for entry in attach_categories(live.distinct()):
+    for entry in attach_categories(newest_first(loaded.values())):
         month = timezone.localdate(entry.published_on).replace(day=1)
         for category in categories_of(entry):
             if (category.pk, month) in found:
