@@ -83,10 +83,17 @@ class Cluster:
             if predicate(state):
                 return state
             if time.monotonic() > deadline:
-                raise AssertionError(f"timed out waiting for {what}: {state}")
+                raise AssertionError(f"timed out waiting for {what}: {state}\n{self.diagnosis()}")
             if tick is not None:
                 tick()
             time.sleep(0.5)
+
+    def diagnosis(self) -> str:
+        """What a timed-out wait reports: the workers' exit codes, free disk space, the end of their log."""
+        codes = [(p.pid, p.poll()) for p in self.workers]
+        disk = shutil.disk_usage(self.tmp)
+        return (f"workers (pid, exit code): {codes}\nfree disk: {disk.free // 2**20} MiB\n"
+                f"workers.log, last lines:\n{self.log()[-4000:]}")
 
     def stop_all(self) -> None:
         for proc in self.workers:

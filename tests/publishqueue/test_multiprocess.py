@@ -1,5 +1,6 @@
 """Real worker processes on a real database: never twice at once, SIGTERM bound, SIGHUP restart, chaos."""
 import random
+import re
 import signal
 import socket
 import subprocess
@@ -120,12 +121,17 @@ def _frozen(proc: subprocess.Popen) -> bool:
         return handle.read().rsplit(")", 1)[1].split()[0] == "T"
 
 
-def _wait_for(predicate, timeout: float, what: str) -> None:
+def _wait_for(predicate, timeout: float, what: str, cluster=None) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
+            raise AssertionError(f"timed out waiting for {what}" + (f"\n{cluster.diagnosis()}" if cluster else ""))
         time.sleep(0.1)
+
+
+def _noticed_outage(log: str) -> set[str]:
+    """The pids of the workers that logged a database outage (a worker id is host:pid:start)."""
+    return set(re.findall(r"^[^\s:]+:(\d+):\d+: (?:heartbeat: )?database unavailable", log, re.MULTILINE))
 
 
 @pytest.mark.parametrize("cluster", database_params(), indirect=True)
@@ -165,8 +171,8 @@ def test_workers_ride_out_a_database_restart_and_drain_without_waiting_for_lease
     procs = [cluster.spawn("--load", "5", "--sleep", "0.1") for _ in range(4)]
     cluster.wait_until(lambda s: s["jobs"] < queued - 40, 120, "the drain to be under way")
     cluster.server.stop()
-    _wait_for(lambda: len({line.split(":")[1] for line in cluster.log().splitlines()
-                           if "database unavailable" in line}) == 4, 60, "every worker to notice the outage")
+    _wait_for(lambda: _noticed_outage(cluster.log()) == {str(p.pid) for p in procs}, 60,
+              "every worker to notice the outage", cluster)
     assert [p.poll() for p in procs] == [None] * 4
     cluster.server.start()
     back = time.monotonic()
