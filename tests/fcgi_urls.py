@@ -18,6 +18,15 @@ def slow(request):
     return HttpResponse(f"slept {os.getpid()}")
 
 
+def hold(request):
+    """Busy until the file named by ?f= exists (at most ?s= seconds): a request that lasts as long as the test needs,
+    however slowly the machine starts the pool's other children."""
+    deadline = time.monotonic() + float(request.GET.get("s", "120"))
+    while not os.path.exists(request.GET["f"]) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return HttpResponse(f"held {os.getpid()}")
+
+
 def boom(request):
     raise RuntimeError("boom from the application")
 
@@ -59,7 +68,7 @@ def body(request):
 urlpatterns = [
     path("t/slow", slow), path("t/boom", boom), path("t/latin1", latin1), path("t/pid", pid),
     path("t/version", code_version), path("t/grow", grow), path("t/meta", meta), path("t/body", body),
-    path("t/big", big),
+    path("t/big", big), path("t/hold", hold),
     path("", include(project_urls)),
 ]
 

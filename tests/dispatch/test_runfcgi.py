@@ -261,15 +261,19 @@ def test_a_dynamic_pool_keeps_spare_children_within_bounds(runfcgi):
     # One idle child satisfies --min-spare 1; the readiness ping may have made it busy for a moment,
     # which rightly starts a second (still within --max-spare 2).
     assert 1 <= len(runfcgi.children()) <= 2
-    threads = [threading.Thread(target=runfcgi.get, args=("/t/slow?s=6",)) for _ in range(3)]
+    # Three requests held until the pool has grown (a fixed sleep ended before a loaded machine started the children).
+    release = runfcgi.log.parent / "release"
+    threads = [threading.Thread(target=runfcgi.get, args=(f"/t/hold?f={release}",), kwargs={"timeout": 150})
+               for _ in range(3)]
     for thread in threads:
         thread.start()
     # Each busy child leaves no idle one: the pool grows, one child at a time, up to --max-children.
-    runfcgi.wait_for(lambda: len(runfcgi.children()) == 4, what="the pool to grow to --max-children")
+    runfcgi.wait_for(lambda: len(runfcgi.children()) == 4, what="the pool to grow to --max-children", timeout=120)
+    release.touch()
     for thread in threads:
-        thread.join(20)
+        thread.join(60)
     # All idle now: more than --max-spare, so it shrinks back to two idle children.
-    runfcgi.wait_for(lambda: len(runfcgi.children()) == 2, what="the pool to shrink to --max-spare")
+    runfcgi.wait_for(lambda: len(runfcgi.children()) == 2, what="the pool to shrink to --max-spare", timeout=60)
     assert "more than --max-spare 2 idle" in runfcgi.log.read_text()
 
 
