@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from django.db import transaction
 from django.utils import timezone
 
-from . import activity
+from . import activity, purge
 from .conf import get_config
 from .enqueue import enqueue_publish
 from .fileinfos import ensure_fileinfos, template_fileinfos
@@ -71,13 +71,19 @@ class ChangeReport:
 
 def publish_many(fileinfos: Iterable[FileInfo], report: ChangeReport, *, force: bool = False) -> None:
     """Publish each file now; one failure is reported and does not stop the others."""
+    changed = []
     for fileinfo in fileinfos:
         try:
-            report.published.append(publish_file(fileinfo=fileinfo, force=force))
+            result = publish_file(fileinfo=fileinfo, force=force)
         except PublishError as exc:
             logger.warning("%s", exc)
             report.errors.append(str(exc))
             report.failures.append((fileinfo.site_id, fileinfo.path, str(exc)))
+        else:
+            report.published.append(result)
+            if result.status != "unchanged":
+                changed.append(result)
+    purge.purge_results(changed)
 
 
 def apply_change(fileinfos: Iterable[FileInfo], *, priority: int | None = None) -> ChangeReport:
@@ -153,15 +159,22 @@ def remove_files_of(fileinfos) -> None:
     """The files of these FileInfo rows are going away with them (their template, mapping or site is being
     deleted): remove them from the disk once the deletion commits, and from the ledger of written files."""
     from . import ledger
+    from .targets import get_target
 
-    rows = list(fileinfos.exclude(published_path="").values_list("site_id", "site__site_root", "published_path"))
+    rows = list(fileinfos.exclude(published_path="").values_list(
+        "site_id", "site__site_root", "site__publish_target", "published_path"
+    ))
 
     def remove() -> None:
-        for site_id, site_root, path in rows:
-            try:
-                os.unlink(resolve_output_path(site_root, path))
-            except (PathError, OSError):
-                pass
+        for site_id, site_root, target_name, path in rows:
+            target = get_target(target_name)
+            if not target.local:
+                target.delete(path)
+            else:
+                try:
+                    os.unlink(resolve_output_path(site_root, path))
+                except (PathError, OSError):
+                    pass
             ledger.forget(site_id, [path])
 
     if rows:
