@@ -7,12 +7,15 @@
    first publish into an empty site (cron mode: the workers start, drain and exit), then with daemon workers
    already running, from saving a change to the Header module to an empty queue (every file rewritten);
    pages/s, and the share of one worker's time spent outside rendering.
+4. (``--parts s3``) The same blog published, then rebuilt for a Header change, to the file system and to an S3
+   bucket (``rclone serve s3`` on this machine, through django-storages' S3Storage), alternating, each round on
+   a fresh blog: pages/s of each, median with the spread over ``--repeat`` rounds, and their ratio.
 
 The machine's speed is printed with the results (a fixed pure-Python loop, timed before and after): on
 shared machines it moves, and every figure moves with it.
 
     python bench/queue.py [--jobs 20000] [--q2-jobs 3000] [--workers 2] [--large 10000] [--load 100]
-                          [--repeat 1] [--dir DIR] [--parts queue,save,rebuild] [--quick]
+                          [--repeat 1] [--dir DIR] [--parts queue,save,rebuild,s3] [--quick]
 """
 from __future__ import annotations
 
@@ -100,6 +103,18 @@ def phase_save_time(samples: int) -> dict:
     return {"median_ms": statistics.median(times) * 1000}
 
 
+def phase_use_target(name: str) -> dict:
+    from blog.models import Blog
+
+    return {"blogs": Blog.objects.update(publish_target=name)}
+
+
+def phase_published_count() -> dict:
+    from publishqueue.models import FileInfo
+
+    return {"files": FileInfo.objects.exclude(content_hash="").count()}
+
+
 def phase_queue_all() -> dict:
     from publishqueue.models import Template
     from publishqueue.services import publish_templates
@@ -149,6 +164,7 @@ def phase_render_share(jobs: int, load: int) -> dict:
 
 
 PHASES = {
+    "use_target": phase_use_target, "published_count": phase_published_count,
     "ours_enqueue": phase_ours_enqueue, "q2_enqueue": phase_q2_enqueue,
     "blog": phase_blog, "save_time": phase_save_time, "queue_all": phase_queue_all,
     "render_share": phase_render_share, "touch_header": phase_touch_header,
@@ -347,7 +363,57 @@ def bench_rebuild(tmp: Path, args) -> None:
     ]))
 
 
-PARTS = {"queue": bench_queue, "save": bench_save, "rebuild": bench_rebuild}
+def bench_s3(tmp: Path, args) -> None:
+    """File system against S3, alternating, each round on a fresh blog and bucket."""
+    sys.path.insert(0, str(ROOT))
+    from tests.s3 import ACCESS_KEY, SECRET_KEY, start_s3_server
+
+    w = args.workers
+    server = start_s3_server(tmp / "s3" / "root", debug=False)
+    rounds: dict[str, dict[str, list[float]]] = {kind: {"first": [], "again": []} for kind in ("fs", "s3")}
+    sizes = {}
+    try:
+        for run in range(args.repeat):
+            for kind in ("fs", "s3"):
+                db = Database(tmp, f"{kind}{run}", w)
+                if kind == "s3":
+                    db.env.update(MTDISPATCH_S3_BUCKET=server.new_bucket(), MTDISPATCH_S3_ENDPOINT=server.endpoint,
+                                  AWS_ACCESS_KEY_ID=ACCESS_KEY, AWS_SECRET_ACCESS_KEY=SECRET_KEY)
+                db.phase("blog", args.large, db.site)
+                if kind == "s3":
+                    db.phase("use_target", "s3")
+                queued = db.phase("queue_all")["queued"]
+                rounds[kind]["first"].append(queued / drain_ours(db, w, args.load))
+                requeued, seconds = rebuild_with_daemons(db, w, args.load)
+                rounds[kind]["again"].append(requeued / seconds)
+                published = db.phase("published_count")["files"]
+                sizes = {"queued": queued, "requeued": requeued}
+                if kind == "s3":
+                    stored = sum(1 for p in (server.root / db.env["MTDISPATCH_S3_BUCKET"]).rglob("*") if p.is_file())
+                    if stored != published:
+                        raise SystemExit(f"S3 holds {stored} objects, {published} files were published")
+                elif not any(Path(db.site).rglob("*.html")):
+                    raise SystemExit("nothing was written to the file system")
+    finally:
+        server.stop()
+
+    def cell(values: list[float]) -> str:
+        med = statistics.median(values)
+        return f"{med:.0f} ({min(values):.0f}-{max(values):.0f})" if len(values) > 1 else f"{med:.0f}"
+
+    print(f"\nA {args.large}-entry blog ({sizes['queued']} files) to the file system and to S3 (rclone serve s3 on "
+          f"this machine), {w} runworker processes with --load {args.load}, {os.cpu_count()} cores, "
+          f"{args.repeat} round(s): pages/s, median (min-max)\n")
+    print(table([
+        ("measure", "file system", "S3", "S3 / file system"),
+        *[(label, cell(rounds["fs"][key]), cell(rounds["s3"][key]),
+           f"{statistics.median(rounds['s3'][key]) / statistics.median(rounds['fs'][key]):.2f}x")
+          for label, key in (("first publish (cron workers)", "first"),
+                             (f"Header changed, {sizes['requeued']} files (daemons)", "again"))],
+    ]))
+
+
+PARTS = {"queue": bench_queue, "save": bench_save, "rebuild": bench_rebuild, "s3": bench_s3}
 
 
 def main() -> None:

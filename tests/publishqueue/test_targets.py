@@ -180,3 +180,43 @@ def test_the_admins_static_publishing_uploads_in_the_request(tmp_path, s3_target
     stored = s3_target.objects()
     assert any(entry.slug in key for key in stored)
     assert {key: obj["body"] for key, obj in stored.items()} == fresh_renders(blog)
+
+
+def file_storage_target(settings, location, *, overwrite=True):
+    settings.PUBLISHQUEUE = {**settings.PUBLISHQUEUE, "TARGETS": {"files": {
+        "BACKEND": "publishqueue.targets.StorageTarget",
+        "STORAGE": {"BACKEND": "django.core.files.storage.FileSystemStorage",
+                    "OPTIONS": {"location": str(location), "allow_overwrite": overwrite}},
+    }}}
+
+
+def stored_files(location) -> dict[str, bytes]:
+    return {str(p.relative_to(location)): p.read_bytes() for p in location.rglob("*") if p.is_file()}
+
+
+def test_any_django_storage_that_overwrites_is_a_target(tmp_path, settings):
+    store = tmp_path / "store"
+    file_storage_target(settings, store)
+    blog = blog_with_templates(tmp_path / "site", mode="queue", publish_target="files")
+    entry = EntryFactory(blog=blog, title="First")
+    services.save_entry(entry=entry)
+    worker().run()
+    entry.title = "Second"
+    services.save_entry(entry=entry)
+    assert worker().run().failed == 0
+    assert stored_files(store) == fresh_renders(blog)
+    assert b"Second" in next(data for path, data in stored_files(store).items() if entry.slug in path)
+
+
+def test_a_storage_that_would_save_beside_the_file_is_refused_with_a_clear_error(tmp_path, settings):
+    store = tmp_path / "store"
+    file_storage_target(settings, store, overwrite=False)
+    blog = blog_with_templates(tmp_path / "site", mode="queue", publish_target="files")
+    entry = EntryFactory(blog=blog, title="First")
+    services.save_entry(entry=entry)
+    worker().run()
+    entry.title = "Second"
+    services.save_entry(entry=entry)
+    assert worker().run().failed > 0
+    assert "it must overwrite in place" in JobError.objects.first().message
+    assert set(stored_files(store)) == set(fresh_renders(blog))  # no copies beside the files left behind
