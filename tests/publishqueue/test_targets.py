@@ -220,3 +220,15 @@ def test_a_storage_that_would_save_beside_the_file_is_refused_with_a_clear_error
     assert worker().run().failed > 0
     assert "it must overwrite in place" in JobError.objects.first().message
     assert set(stored_files(store)) == set(fresh_renders(blog))  # no copies beside the files left behind
+
+
+def test_the_system_check_skips_the_site_root_of_a_site_on_object_storage_and_names_an_unknown_target(
+    tmp_path, s3_target
+):
+    from publishqueue.checks import check_site_roots
+
+    on_s3 = blog_with_templates(tmp_path / "not-created", publish_target="s3")
+    assert not [e for e in check_site_roots(databases=["default"]) if on_s3.name in e.msg]
+    type(on_s3).objects.filter(pk=on_s3.pk).update(publish_target="gone")
+    [error] = [e for e in check_site_roots(databases=["default"]) if on_s3.name in e.msg]
+    assert error.id == "publishqueue.E004" and "No publish target 'gone'" in error.msg
