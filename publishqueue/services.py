@@ -134,6 +134,14 @@ def republish_site(*, site: AbstractSite) -> ChangeReport:
     return report
 
 
+def target_changed(*, site: AbstractSite) -> ChangeReport:
+    """The site publishes to another target now (publishqueue.targets): nothing of it is there yet, whatever the
+    stored hashes say (they are of the files at the old target, which stay where they are): forget them and queue
+    every file."""
+    FileInfo.objects.filter(site=site).update(content_hash="")
+    return republish_site(site=site)
+
+
 def writes_files(template: Template) -> bool:
     """Whether any of the template's files is written (its mode, or one of its mappings' own)."""
     return template.writes_files or template.mappings.filter(mode__in=WRITTEN_MODES).exists()

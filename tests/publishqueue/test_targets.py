@@ -232,3 +232,16 @@ def test_the_system_check_skips_the_site_root_of_a_site_on_object_storage_and_na
     type(on_s3).objects.filter(pk=on_s3.pk).update(publish_target="gone")
     [error] = [e for e in check_site_roots(databases=["default"]) if on_s3.name in e.msg]
     assert error.id == "publishqueue.E004" and "No publish target 'gone'" in error.msg
+
+
+def test_a_blog_moved_to_another_target_is_published_there_in_full(tmp_path, s3_target):
+    """The stored hashes are of the files at the old target: moving a blog must not skip its files as unchanged."""
+    blog = blog_with_templates(tmp_path / "site", mode="queue")
+    services.save_entry(entry=EntryFactory(blog=blog, title="Moved along"))
+    worker().run()
+    assert (tmp_path / "site" / "index.html").exists()
+    before = services.shown_state(blog)
+    blog.publish_target = "s3"
+    assert services.save_blog(blog=blog, before=before).queued > 0
+    worker().run()
+    assert {key: obj["body"] for key, obj in s3_target.objects().items()} == fresh_renders(blog)
