@@ -81,6 +81,20 @@ def hosts() -> dict:
     return {"hosts": sorted({p.host for p in processes.live("queue worker")})}
 
 
+def recycle() -> dict:
+    """A recycle request, as the dashboard's button makes it."""
+    from dispatch.control import request_recycle
+
+    return {"id": request_recycle(note="test").pk}
+
+
+def acked(request_id: int) -> dict:
+    """The hosts whose processes acknowledged a recycle request."""
+    from dispatch.models import RecycleAck
+
+    return {"hosts": sorted(set(RecycleAck.objects.filter(request_id=request_id).values_list("host", flat=True)))}
+
+
 def verify_target() -> dict:
     """Every file at the site's publish target (object storage) has exactly the content its template renders
     from the database now, and its stored hash is the object's."""
@@ -147,6 +161,7 @@ if __name__ == "__main__":
     functions = {
         "setup": setup, "edit": edit, "edit_all": edit_all, "pill": pill, "errors": errors, "status": status,
         "verify": verify, "use_target": use_target, "hosts": hosts, "verify_target": verify_target,
+        "recycle": recycle, "acked": acked,
     }
     parsed = [int(a) if a.isdigit() else a for a in args]
     print(json.dumps(functions[command](*parsed)))

@@ -1,6 +1,7 @@
 """Two "hosts" (distinct host ids, separate process groups of runworker) on one PostgreSQL database publishing a
 blog to one S3 bucket (rclone serve s3), with kill -9 chaos and concurrent edits: every object ends equal to a
-fresh render, its hash recorded, nothing left in the queue."""
+fresh render, its hash recorded, nothing left in the queue; the dashboard lists both hosts, and a recycle request
+is acknowledged by both."""
 import random
 import subprocess
 import sys
@@ -49,7 +50,10 @@ def test_two_hosts_publish_one_bucket_through_kill_9_and_concurrent_edits(cluste
                 workers[index] = (host, spawn(host))
 
     cluster.wait_until(lambda s: s["jobs"] == 0, 300, "the queue to drain after the chaos", tick=respawn)
-    assert cluster.call("hosts")["hosts"] == list(HOSTS)
+    assert cluster.call("hosts")["hosts"] == list(HOSTS)  # the dashboard lists both
+    request = cluster.call("recycle")["id"]
+    cluster.wait_until(lambda s: cluster.call("acked", request)["hosts"] == list(HOSTS), 60,
+                       "the workers of both hosts to acknowledge a recycle request")
     cluster.stop_all()
     result = cluster.call("verify_target")
     assert result["files"] >= queued * 0.9 and result["jobs_left"] == 0
