@@ -7,12 +7,17 @@
    first publish into an empty site (cron mode: the workers start, drain and exit), then with daemon workers
    already running, from saving a change to the Header module to an empty queue (every file rewritten);
    pages/s, and the share of one worker's time spent outside rendering.
+4. (``--parts s3``) The same blog published, then rebuilt for a Header change, to the file system and to an S3
+   bucket (``rclone serve s3`` on this machine, through django-storages' S3Storage), alternating, each round on
+   a fresh blog: pages/s of each, median with the spread over ``--repeat`` rounds, and their ratio.
+5. (``--parts claims``, with ``MTDISPATCH_TEST_PG``) No-op jobs drained on PostgreSQL: claims/s with one job per
+   claim, and jobs/s with a hundred.
 
 The machine's speed is printed with the results (a fixed pure-Python loop, timed before and after): on
 shared machines it moves, and every figure moves with it.
 
     python bench/queue.py [--jobs 20000] [--q2-jobs 3000] [--workers 2] [--large 10000] [--load 100]
-                          [--repeat 1] [--dir DIR] [--parts queue,save,rebuild] [--quick]
+                          [--repeat 1] [--dir DIR] [--parts queue,save,rebuild,s3] [--quick]
 """
 from __future__ import annotations
 
@@ -65,6 +70,13 @@ def phase_ours_enqueue(n: int) -> dict:
     return {"single": single, "bulk": bulk, "queued": 2 * n}
 
 
+def phase_noops(n: int) -> dict:
+    from publishqueue.enqueue import NewJob, enqueue
+
+    enqueue(NewJob(kind="noop", unique_key=f"n{i}") for i in range(n))
+    return {"queued": n}
+
+
 def phase_q2_enqueue(n: int) -> dict:
     from django_q.tasks import async_task
 
@@ -98,6 +110,18 @@ def phase_save_time(samples: int) -> dict:
         save_entry(entry=entry)
         times.append(time.perf_counter() - t)
     return {"median_ms": statistics.median(times) * 1000}
+
+
+def phase_use_target(name: str) -> dict:
+    from blog.models import Blog
+
+    return {"blogs": Blog.objects.update(publish_target=name)}
+
+
+def phase_published_count() -> dict:
+    from publishqueue.models import FileInfo
+
+    return {"files": FileInfo.objects.exclude(content_hash="").count()}
 
 
 def phase_queue_all() -> dict:
@@ -149,6 +173,7 @@ def phase_render_share(jobs: int, load: int) -> dict:
 
 
 PHASES = {
+    "use_target": phase_use_target, "noops": phase_noops, "published_count": phase_published_count,
     "ours_enqueue": phase_ours_enqueue, "q2_enqueue": phase_q2_enqueue,
     "blog": phase_blog, "save_time": phase_save_time, "queue_all": phase_queue_all,
     "render_share": phase_render_share, "touch_header": phase_touch_header,
@@ -169,6 +194,25 @@ class Database:
         }
         self.env.pop("DATABASE_URL", None)
         self.site = str(self.dir / "site")
+        self.pg_url = ""
+
+    def on_postgres(self, admin_url: str) -> None:
+        """Use a new database on the PostgreSQL server of ``admin_url`` instead of SQLite (dropped by ``drop``)."""
+        import psycopg
+
+        name = f"mtd_bench_{os.getpid()}_{self.dir.name}"
+        with psycopg.connect(admin_url, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
+            conn.execute(f'CREATE DATABASE "{name}"')
+        self.admin_url, self.pg_url = admin_url, admin_url.rsplit("/", 1)[0] + f"/{name}"
+        self.env["DATABASE_URL"] = self.pg_url
+
+    def drop(self) -> None:
+        if self.pg_url:
+            import psycopg
+
+            with psycopg.connect(self.admin_url, autocommit=True) as conn:
+                conn.execute(f'DROP DATABASE IF EXISTS "{self.pg_url.rsplit("/", 1)[1]}" WITH (FORCE)')
 
     def phase(self, name: str, *args) -> dict:
         out = subprocess.run([PY, __file__, "--phase", name, *map(str, args)], env=self.env, cwd=ROOT,
@@ -180,6 +224,11 @@ class Database:
     def count(self, sql: str) -> int:
         """One number from the database, read directly: a Django process per poll would take CPU from the
         workers being measured."""
+        if self.pg_url:
+            import psycopg
+
+            with psycopg.connect(self.pg_url, autocommit=True) as conn:
+                return conn.execute(sql).fetchone()[0]
         with contextlib.closing(sqlite3.connect(self.dir / "db.sqlite3", timeout=30)) as conn:
             return conn.execute(sql).fetchone()[0]
 
@@ -347,13 +396,115 @@ def bench_rebuild(tmp: Path, args) -> None:
     ]))
 
 
-PARTS = {"queue": bench_queue, "save": bench_save, "rebuild": bench_rebuild}
+def s3_round(tmp: Path, args, server, kind: str, run: int) -> dict:
+    """One blog built and published to the file system or to a new bucket of ``server``, then rebuilt for a
+    Header change; the objects in the bucket are counted against the files recorded as published."""
+    from tests.s3 import ACCESS_KEY, SECRET_KEY
+
+    w = args.workers
+    db = Database(tmp, f"{kind}{run}", w)
+    if args.postgres:
+        db.on_postgres(_pg_admin_url())
+    try:
+        if kind == "s3":
+            db.env.update(MTDISPATCH_S3_BUCKET=server.new_bucket(), MTDISPATCH_S3_ENDPOINT=server.endpoint,
+                          AWS_ACCESS_KEY_ID=ACCESS_KEY, AWS_SECRET_ACCESS_KEY=SECRET_KEY)
+        db.phase("blog", args.large, db.site)
+        if kind == "s3":
+            db.phase("use_target", "s3")
+        queued = db.phase("queue_all")["queued"]
+        first = queued / drain_ours(db, w, args.load)
+        requeued, seconds = rebuild_with_daemons(db, w, args.load)
+        published = db.phase("published_count")["files"]
+        if kind == "s3":
+            stored = sum(1 for p in (server.root / db.env["MTDISPATCH_S3_BUCKET"]).rglob("*") if p.is_file())
+        else:
+            stored = sum(1 for p in Path(db.site).rglob("*") if p.is_file())
+        if stored != published:
+            raise SystemExit(f"{kind}: {stored} files stored, {published} recorded as published")
+        return {"first": first, "again": requeued / seconds, "queued": queued, "requeued": requeued}
+    finally:
+        db.drop()
+
+
+def bench_s3(tmp: Path, args) -> None:
+    """File system against S3, alternating, each round on a fresh blog and bucket."""
+    sys.path.insert(0, str(ROOT))
+    from tests.s3 import start_s3_server
+
+    server = start_s3_server(tmp / "s3" / "root", debug=False)
+    try:
+        rounds = {"fs": [], "s3": []}
+        for run in range(args.repeat):
+            for kind in rounds:
+                rounds[kind].append(s3_round(tmp, args, server, kind, run))
+    finally:
+        server.stop()
+
+    def values(kind: str, key: str) -> list[float]:
+        return [r[key] for r in rounds[kind]]
+
+    def row(label: str, key: str) -> tuple:
+        ratio = statistics.median(values("s3", key)) / statistics.median(values("fs", key))
+        return (label, _spread(values("fs", key)), _spread(values("s3", key)), f"{ratio:.2f}x")
+
+    database = "PostgreSQL" if args.postgres else "SQLite"
+    print(f"\nA {args.large}-entry blog ({rounds['fs'][0]['queued']} files) to the file system and to S3 "
+          f"(rclone serve s3 on this machine), {database}, {args.workers} runworker processes with --load "
+          f"{args.load}, {os.cpu_count()} cores, {args.repeat} round(s): pages/s, median (min-max)\n")
+    print(table([
+        ("measure", "file system", "S3", "S3 / file system"),
+        row("first publish (cron workers)", "first"),
+        row(f"Header changed, {rounds['fs'][0]['requeued']} files (daemons)", "again"),
+    ]))
+
+
+def bench_claims(tmp: Path, args) -> None:
+    """No-op jobs drained on PostgreSQL (claims FOR UPDATE SKIP LOCKED): with --load 1 every job is a claim of its
+    own (claims/s), with --load 100 a claim takes a hundred; each measure on a fresh database, ``--repeat`` rounds."""
+    admin = _pg_admin_url()
+    w, n = args.workers, args.claim_jobs
+    results: dict[int, list[float]] = {1: [], 100: []}
+    for run in range(args.repeat):
+        for load in results:
+            db = Database(tmp, f"claims{load}-{run}", w)
+            db.on_postgres(admin)
+            try:
+                queued = db.phase("noops", n)["queued"]
+                results[load].append(queued / drain_ours(db, w, load))
+            finally:
+                db.drop()
+    print(f"\nNo-op jobs on PostgreSQL, {n} per round, {w} runworker processes, {os.cpu_count()} cores, "
+          f"{args.repeat} round(s): median (min-max)\n")
+    print(table([
+        ("measure", "per second"),
+        ("claims (--load 1: one job per claim)", _spread(results[1])),
+        ("jobs (--load 100)", _spread(results[100])),
+    ]))
+
+
+def _pg_admin_url() -> str:
+    admin = os.environ.get("MTDISPATCH_TEST_PG") or os.environ.get("DATABASE_URL")
+    if not admin:
+        raise SystemExit("PostgreSQL measures need a server: set MTDISPATCH_TEST_PG (an admin URL)")
+    return admin
+
+
+def _spread(values: list[float]) -> str:
+    med = statistics.median(values)
+    return f"{med:.0f} ({min(values):.0f}-{max(values):.0f})" if len(values) > 1 else f"{med:.0f}"
+
+
+PARTS = {"claims": bench_claims, "queue": bench_queue, "save": bench_save, "rebuild": bench_rebuild, "s3": bench_s3}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--jobs", type=int, default=20000)
     parser.add_argument("--q2-jobs", type=int, default=3000)
+    parser.add_argument("--postgres", action="store_true",
+                        help="--parts s3 on PostgreSQL (MTDISPATCH_TEST_PG) instead of SQLite.")
+    parser.add_argument("--claim-jobs", type=int, default=5000, help="No-op jobs per round of --parts claims.")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--small", type=int, default=100)
     parser.add_argument("--large", type=int, default=10000)

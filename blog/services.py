@@ -11,7 +11,7 @@ from django.utils.html import linebreaks
 from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
 
-from publishqueue.services import ChangeReport, publish_contexts, republish_site
+from publishqueue.services import ChangeReport, publish_contexts, republish_site, target_changed
 from publishqueue.sites import site_locale
 
 from .conf import get_config
@@ -33,7 +33,7 @@ def entry_changed(*, entry: Entry | None, before: EntryState | None, blog: Blog)
 # What every page may show of a blog (its name in the header, its URL in every link, the comment form, dates
 # and words in its time zone and language) and of a category (the sidebar lists them on every page): a change
 # to one of these republishes the whole blog (a time zone moves entries and periods to other paths).
-BLOG_SHOWN = ("name", "description", "site_url", "comment_policy", "time_zone", "language")
+BLOG_SHOWN = ("name", "description", "site_url", "comment_policy", "time_zone", "language", "publish_target")
 CATEGORY_SHOWN = ("label", "slug", "description", "blog_id")
 
 
@@ -53,6 +53,8 @@ def save_blog(*, blog: Blog, before: dict | None = None) -> ChangeReport:
 def blog_changed(*, blog: Blog, before: dict | None) -> ChangeReport:
     if before is None or before == shown_state(blog):
         return ChangeReport()
+    if before.get("publish_target", blog.publish_target) != blog.publish_target:
+        return target_changed(site=blog)  # every file goes to the new target
     return republish_site(site=blog)
 
 

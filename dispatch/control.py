@@ -5,12 +5,12 @@ import datetime as dt
 import logging
 import os
 import signal
-import socket
 
 from django.utils import timezone
 
 from .conf import get_config
 from .models import ManagerStatus, ProcessHeartbeat, RecycleAck, RecycleRequest
+from .processes import host_id
 
 logger = logging.getLogger("mtdispatch.control")
 
@@ -18,7 +18,7 @@ logger = logging.getLogger("mtdispatch.control")
 def request_recycle(*, user=None, note: str = "") -> RecycleRequest:
     """Record a recycle request and SIGHUP the live managers on this host (others poll the database)."""
     request = RecycleRequest.objects.create(requested_by=user, note=note[:200])
-    for manager in live_managers().filter(host=socket.gethostname()):
+    for manager in live_managers().filter(host=host_id()):
         try:
             os.kill(manager.pid, signal.SIGHUP)
         except (ProcessLookupError, PermissionError) as exc:
@@ -54,7 +54,7 @@ class RecycleWatch:
 
 def acknowledge(*, request_id: int, kind: str, old_pids: list[int], new_pids: list[int]) -> None:
     RecycleAck.objects.create(
-        request_id=request_id, kind=kind, host=socket.gethostname(), pid=os.getpid(),
+        request_id=request_id, kind=kind, host=host_id(), pid=os.getpid(),
         old_pids=old_pids, new_pids=new_pids,
     )
 

@@ -17,8 +17,14 @@ from .models import ProcessHeartbeat
 State = ProcessHeartbeat.State
 
 
+def host_id() -> str:
+    """This host's name in process ids: ``MTDISPATCH_HOST`` if set (containers whose hostnames repeat), else the
+    host name."""
+    return os.environ.get("MTDISPATCH_HOST") or socket.gethostname()
+
+
 def make_process_id() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}:{int(time.time())}"
+    return f"{host_id()}:{os.getpid()}:{int(time.time())}"
 
 
 class Registration:

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import os
-import socket
 
 import psutil
 from django.utils import timezone
@@ -10,13 +9,14 @@ from django.utils import timezone
 from .conf import get_config
 from .control import live_managers
 from .models import ManagerStatus, ProcessHeartbeat
+from .processes import host_id
 
 
 def publish_manager(manager) -> None:
     """Write the manager's pool (per child: pid, state, requests, current request and age, RSS, CPU)."""
     pool = manager.pool
     ManagerStatus.objects.update_or_create(
-        host=socket.gethostname(), pid=os.getpid(),
+        host=host_id(), pid=os.getpid(),
         defaults={
             "started": manager.started, "last_seen": timezone.now(), "address": manager.options.listen.describe(),
             "state": pool.stopping and "stopping" or ("recycling" if pool.recycle_state else "running"),
@@ -43,7 +43,7 @@ def _own_usage() -> dict:
 
 
 def forget_manager() -> None:
-    ManagerStatus.objects.filter(host=socket.gethostname(), pid=os.getpid()).delete()
+    ManagerStatus.objects.filter(host=host_id(), pid=os.getpid()).delete()
 
 
 def pool() -> dict:

@@ -150,6 +150,25 @@ SITE_ROOTS = [p for p in os.environ.get("MTDISPATCH_SITE_ROOTS", str(SITES_DIR))
 # The apps' settings namespaces; their defaults are in dispatch/conf.py, publishqueue/conf.py and blog/conf.py.
 DISPATCH: dict = {}
 PUBLISHQUEUE: dict = {"SITE_ROOTS": SITE_ROOTS}
+# Object storage (publishqueue/targets.py): with MTDISPATCH_S3_BUCKET set, sites whose publish target is "s3"
+# publish to that bucket through django-storages' S3Storage (credentials: boto3's, e.g. AWS_ACCESS_KEY_ID and
+# AWS_SECRET_ACCESS_KEY; MTDISPATCH_S3_ENDPOINT for an S3-compatible server other than AWS).
+if os.environ.get("MTDISPATCH_S3_BUCKET"):
+    STORAGES = {
+        "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+        "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+        "published": {"BACKEND": "storages.backends.s3.S3Storage", "OPTIONS": {
+            "bucket_name": os.environ["MTDISPATCH_S3_BUCKET"],
+            "endpoint_url": os.environ.get("MTDISPATCH_S3_ENDPOINT") or None,
+            "region_name": os.environ.get("AWS_DEFAULT_REGION", "us-east-1"),
+            "addressing_style": "path" if os.environ.get("MTDISPATCH_S3_ENDPOINT") else None,
+            "file_overwrite": True, "querystring_auth": False,
+        }},
+    }
+    PUBLISHQUEUE["TARGETS"] = {"s3": {
+        "BACKEND": "publishqueue.targets.StorageTarget", "STORAGE": "published",
+        "CACHE_CONTROL": os.environ.get("MTDISPATCH_S3_CACHE_CONTROL", "public, max-age=300"),
+    }}
 BLOG: dict = {}
 # The model that owns a site root, a site URL and templates (publishqueue.sites.AbstractSite).
 PUBLISHQUEUE_SITE_MODEL = "blog.Blog"

@@ -15,7 +15,7 @@ def check_site_roots(app_configs=None, databases=None, **kwargs):
 
     errors = []
     try:
-        sites = list(get_site_model().objects.only("id", "name", "site_root", "site_url"))
+        sites = list(get_site_model().objects.only("id", "name", "site_root", "site_url", "publish_target"))
     except DatabaseError:
         return []  # not migrated yet
     errors += _hosts_not_allowed(sites)
@@ -25,8 +25,17 @@ def check_site_roots(app_configs=None, databases=None, **kwargs):
 
 
 def _check_site(site) -> list[Error]:
-    from .paths import PathError, check_site_root
+    from django.core.exceptions import ImproperlyConfigured
 
+    from .paths import PathError, check_site_root
+    from .targets import get_target
+
+    try:
+        if not get_target(site.publish_target).local:
+            return []  # published elsewhere (object storage): its site root is not written
+    except ImproperlyConfigured as exc:
+        return [Error(f"Site {site.name!r}: {exc}", hint="Add it to PUBLISHQUEUE['TARGETS'] or pick another.",
+                      id="publishqueue.E004")]
     root = site.site_root
     if not os.path.isabs(root):
         return [Error(f"Site {site.name!r}: site root {root!r} is not absolute.", id="publishqueue.E002")]

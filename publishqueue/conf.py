@@ -62,6 +62,13 @@ DEFAULTS: dict[str, Any] = {
     # Serve files from each blog's site root through Django (development and the demo; in
     # production the web server serves them and passes only misses to the app).
     "SERVE_PUBLISHED_FILES": True,
+    # Where sites' files go, by name (publishqueue/targets.py): a site picks one in its publish_target field (blank:
+    # "default"). {"name": {"BACKEND": "dotted.path", ...options}}; StorageTarget takes STORAGE (a STORAGES alias)
+    # and CACHE_CONTROL.
+    "TARGETS": {"default": {"BACKEND": "publishqueue.targets.FileSystemTarget"}},
+    # Front-end caches told to drop the URLs whose content a publish changed (publishqueue/purge.py), by name:
+    # {"varnish": {"BACKEND": "publishqueue.purge.HTTPPurgeBackend", "LOCATION": "http://127.0.0.1:6081"}}.
+    "PURGE_BACKENDS": {},
     # Compiled template engines kept in memory (one per blog and template version).
     "ENGINE_CACHE_SIZE": 64,
 }

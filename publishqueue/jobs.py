@@ -13,9 +13,10 @@ from django.utils.module_loading import import_string
 from .conf import get_config
 from .jobrows import Claimed
 from .models import ArchiveMapping, FileInfo, Template
-from .publisher import StagedFiles, context_of, publish_file
+from .publisher import context_of, publish_file
 from .registry import registry
 from .sites import get_site_model, site_locale
+from .targets import PublishFinishing
 
 Handler = Callable[[Claimed], object]
 HANDLERS: dict[str, Handler] = {}
@@ -107,7 +108,7 @@ class Finisher(Protocol):
     def discard(self) -> None: ...
 
 
-FINISHERS: dict[str, Callable[[list], Finisher]] = {"publish": StagedFiles}
+FINISHERS: dict[str, Callable[[list], Finisher]] = {"publish": PublishFinishing}
 
 
 def _by_kind(pairs: Iterable[tuple[str, object]]) -> dict[str, list]:

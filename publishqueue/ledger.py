@@ -13,6 +13,7 @@ from django.utils import timezone
 from .models import FileInfo, PublishedFile
 from .paths import PathError, resolve_output_path
 from .sites import AbstractSite
+from .targets import target_for
 
 logger = logging.getLogger("mtdispatch.publisher")
 
@@ -52,7 +53,11 @@ def sweep(site: AbstractSite, *, dry_run: bool = False) -> list[str]:
     found = orphans(site)
     if dry_run:
         return found
+    elsewhere = target_for(site)
     for path in found:
+        if not elsewhere.local:
+            elsewhere.delete(path)
+            continue
         try:
             target = resolve_output_path(site.site_root, path)
         except PathError as exc:

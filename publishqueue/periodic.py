@@ -114,14 +114,19 @@ def sync_schedules(now: dt.datetime | None = None) -> int:
     now = now or timezone.now()
     created = 0
     for task in filter(on_django_q, TASKS):
-        _, made = Schedule.objects.get_or_create(
-            name=schedule_name(task),
-            defaults={
-                "func": RUN_TASK, "args": repr(task.name), "schedule_type": Schedule.MINUTES,
-                "minutes": max(1, round(task.every.total_seconds() / 60)), "repeats": -1, "next_run": now,
-            },
+        name = schedule_name(task)
+        found = list(Schedule.objects.filter(name=name).order_by("pk").values_list("pk", flat=True))
+        if found:
+            # Workers starting at once may both have created it (the name is not unique): the first one stays.
+            # (get_or_create raised MultipleObjectsReturned then, in every worker's loop, for good.)
+            if len(found) > 1:
+                Schedule.objects.filter(pk__in=found[1:]).delete()
+            continue
+        Schedule.objects.create(
+            name=name, func=RUN_TASK, args=repr(task.name), schedule_type=Schedule.MINUTES,
+            minutes=max(1, round(task.every.total_seconds() / 60)), repeats=-1, next_run=now,
         )
-        created += made
+        created += 1
     return created
 
 

@@ -19,6 +19,7 @@ from .paths import PathError, format_path, resolve_output_path
 from .registry import ArchiveContext, registry
 from .rendering import render_preview
 from .sites import AbstractSite
+from .targets import target_for
 
 MAX_SAMPLES = 8
 DIFF_MAX_CHARS = 20000
@@ -117,6 +118,10 @@ def check_file(run: PublishRun, fileinfo: FileInfo, batch: object = None) -> boo
 def _published(fileinfo: FileInfo) -> str:
     if not fileinfo.published_path:
         return ""
+    elsewhere = target_for(fileinfo.site)
+    if not elsewhere.local:
+        data = elsewhere.read(fileinfo.published_path)
+        return data.decode("utf-8", "replace") if data is not None else ""
     try:
         with open(resolve_output_path(fileinfo.site.site_root, fileinfo.published_path), encoding="utf-8") as handle:
             return handle.read()

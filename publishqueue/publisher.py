@@ -14,7 +14,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 from django.db import connection, transaction
@@ -25,6 +25,7 @@ from .models import UNWRITTEN_MODES, FileInfo, Template
 from .paths import PathError, resolve_output_path
 from .registry import ArchiveContext
 from .rendering import render
+from .targets import Upload, target_for
 
 logger = logging.getLogger("mtdispatch.publisher")
 
@@ -57,6 +58,8 @@ class PublishResult:
     site_id: int = 0
     new_path: bool = False
     moved_from: str = ""
+    # For a storage target (publishqueue.targets): the object to upload, fenced, when the batch is finished.
+    upload: Upload | None = field(default=None, compare=False, repr=False)
 
 
 def context_of(fileinfo: FileInfo) -> ArchiveContext:
@@ -107,6 +110,12 @@ def publish_file(
         return PublishResult(fileinfo.pk, fileinfo.path, "removed", site_id=fileinfo.site_id)
     data = content.encode("utf-8")
     digest = hashlib.sha256(data).hexdigest()
+    elsewhere = target_for(fileinfo.site)
+    if not elsewhere.local:  # object storage (publishqueue.targets): uploaded, not written here
+        result = elsewhere.publish(fileinfo, data, digest, force=force, defer_record=defer_record)
+        if result.status == "written" and fileinfo.template.last_error:
+            _clear_template_error(fileinfo.template)
+        return result
     try:
         target = resolve_output_path(fileinfo.site.site_root, fileinfo.path)
     except PathError as exc:
@@ -444,6 +453,10 @@ def _resolved_quietly(fileinfo: FileInfo, relative: str) -> str:
 
 
 def _unlink_quietly(fileinfo: FileInfo, relative: str) -> None:
+    elsewhere = target_for(fileinfo.site)
+    if not elsewhere.local:
+        elsewhere.delete(relative)
+        return
     if path := _resolved_quietly(fileinfo, relative):
         _silent_unlink(path)
 

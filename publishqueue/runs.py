@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-import socket
 import traceback
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -141,7 +140,7 @@ def progress(run: PublishRun, *, now: dt.datetime | None = None) -> Progress:
 def step(run: PublishRun) -> int:
     """Run one runnable job of ``run`` here and now (the run's page does this, one request per page, when no queue
     worker is running). Returns how many jobs ran (0: none was runnable)."""
-    worker_id = f"{socket.gethostname()}:{os.getpid()}:browser-{run.pk}"
+    worker_id = f"{processes.host_id()}:{os.getpid()}:browser-{run.pk}"
     claimed = jobrows.claim(worker_id=worker_id, load=1, run=run.pk)
     for job in claimed:
         try:

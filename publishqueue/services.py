@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from django.db import transaction
 from django.utils import timezone
 
-from . import activity
+from . import activity, purge
 from .conf import get_config
 from .enqueue import enqueue_publish
 from .fileinfos import ensure_fileinfos, template_fileinfos
@@ -71,13 +71,19 @@ class ChangeReport:
 
 def publish_many(fileinfos: Iterable[FileInfo], report: ChangeReport, *, force: bool = False) -> None:
     """Publish each file now; one failure is reported and does not stop the others."""
+    changed = []
     for fileinfo in fileinfos:
         try:
-            report.published.append(publish_file(fileinfo=fileinfo, force=force))
+            result = publish_file(fileinfo=fileinfo, force=force)
         except PublishError as exc:
             logger.warning("%s", exc)
             report.errors.append(str(exc))
             report.failures.append((fileinfo.site_id, fileinfo.path, str(exc)))
+        else:
+            report.published.append(result)
+            if result.status != "unchanged":
+                changed.append(result)
+    purge.purge_results(changed)
 
 
 def apply_change(fileinfos: Iterable[FileInfo], *, priority: int | None = None) -> ChangeReport:
@@ -128,6 +134,14 @@ def republish_site(*, site: AbstractSite) -> ChangeReport:
     return report
 
 
+def target_changed(*, site: AbstractSite) -> ChangeReport:
+    """The site publishes to another target now (publishqueue.targets): nothing of it is there yet, whatever the
+    stored hashes say (they are of the files at the old target, which stay where they are): forget them and queue
+    every file."""
+    FileInfo.objects.filter(site=site).update(content_hash="")
+    return republish_site(site=site)
+
+
 def writes_files(template: Template) -> bool:
     """Whether any of the template's files is written (its mode, or one of its mappings' own)."""
     return template.writes_files or template.mappings.filter(mode__in=WRITTEN_MODES).exists()
@@ -153,15 +167,22 @@ def remove_files_of(fileinfos) -> None:
     """The files of these FileInfo rows are going away with them (their template, mapping or site is being
     deleted): remove them from the disk once the deletion commits, and from the ledger of written files."""
     from . import ledger
+    from .targets import get_target
 
-    rows = list(fileinfos.exclude(published_path="").values_list("site_id", "site__site_root", "published_path"))
+    rows = list(fileinfos.exclude(published_path="").values_list(
+        "site_id", "site__site_root", "site__publish_target", "published_path"
+    ))
 
     def remove() -> None:
-        for site_id, site_root, path in rows:
-            try:
-                os.unlink(resolve_output_path(site_root, path))
-            except (PathError, OSError):
-                pass
+        for site_id, site_root, target_name, path in rows:
+            target = get_target(target_name)
+            if not target.local:
+                target.delete(path)
+            else:
+                try:
+                    os.unlink(resolve_output_path(site_root, path))
+                except (PathError, OSError):
+                    pass
             ledger.forget(site_id, [path])
 
     if rows:

@@ -35,7 +35,7 @@ class SiteLocationAdminMixin:
     """For the site model's ModelAdmin: the site root and URL are read-only (and new sites refused) without
     the ``change_site_location`` permission, which a template editor or blog administrator need not have."""
 
-    location_fields = ("site_root", "site_url")
+    location_fields = ("site_root", "site_url", "publish_target")
 
     def _may_move(self, request) -> bool:
         opts = self.model._meta
@@ -73,6 +73,12 @@ def normal_host(host: str) -> str:
     return host
 
 
+def _target_choices() -> list[tuple[str, str]]:
+    from .targets import target_choices
+
+    return target_choices()
+
+
 class AbstractSite(models.Model):
     name = models.CharField(max_length=255)
     site_url = models.URLField(
@@ -81,6 +87,11 @@ class AbstractSite(models.Model):
     site_root = models.CharField(
         max_length=1024,
         help_text="Absolute directory the published files are written to. Output never leaves it.",
+    )
+    publish_target = models.CharField(
+        _("publish target"), max_length=64, blank=True, default="", choices=_target_choices,
+        help_text=_("Where the published files go: a target of PUBLISHQUEUE['TARGETS'] (blank: the default, the site "
+                    "root on this machine's file system)."),
     )
     templates_version = models.PositiveIntegerField(
         default=0, editable=False, help_text="Bumped whenever any template of the blog changes."
@@ -117,6 +128,14 @@ class AbstractSite(models.Model):
             check_site_root(self.site_root)
         except PathError as exc:
             raise ValidationError({"site_root": str(exc)}) from exc
+        from django.core.exceptions import ImproperlyConfigured
+
+        from .targets import check_target_name
+
+        try:
+            check_target_name(self.publish_target)
+        except ImproperlyConfigured as exc:
+            raise ValidationError({"publish_target": str(exc)}) from exc
 
     @property
     def zone(self) -> dt.tzinfo:

@@ -4,6 +4,8 @@ from publishqueue.rendering import renderers, site_variables
 from tests.fcgi import runfcgi  # noqa: F401 - fixture: a real runfcgi process
 from tests.multiproc import cluster, pg_cluster  # noqa: F401 - fixtures for multi-process tests
 from tests.nginx import nginx_for  # noqa: F401 - fixture: nginx in front of runfcgi
+from tests.s3 import s3_server, s3_target  # noqa: F401 - fixtures: a real S3 server (rclone serve s3)
+from tests.varnish import varnish  # noqa: F401 - fixture: Varnish in front of a static file server
 
 
 @pytest.fixture(autouse=True)

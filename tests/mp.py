@@ -68,6 +68,59 @@ def errors() -> dict:
     }
 
 
+def use_target(name: str) -> dict:
+    from blog.models import Blog
+
+    return {"blogs": Blog.objects.update(publish_target=name)}
+
+
+def hosts() -> dict:
+    """The hosts of the live queue workers, as the dashboard lists them."""
+    from dispatch import processes
+
+    return {"hosts": sorted({p.host for p in processes.live("queue worker")})}
+
+
+def recycle() -> dict:
+    """A recycle request, as the dashboard's button makes it."""
+    from dispatch.control import request_recycle
+
+    return {"id": request_recycle(note="test").pk}
+
+
+def acked(request_id: int) -> dict:
+    """The hosts whose processes acknowledged a recycle request."""
+    from dispatch.models import RecycleAck
+
+    return {"hosts": sorted(set(RecycleAck.objects.filter(request_id=request_id).values_list("host", flat=True)))}
+
+
+def verify_target() -> dict:
+    """Every file at the site's publish target (object storage) has exactly the content its template renders
+    from the database now, and its stored hash is the object's."""
+    from publishqueue.models import FileInfo, Job, JobError
+    from publishqueue.publisher import render_fileinfo
+    from publishqueue.targets import target_for
+
+    stale, missing, unrecorded = [], [], []
+    fileinfos = FileInfo.objects.select_related("site", "template")
+    for fileinfo in fileinfos:
+        want = render_fileinfo(fileinfo)
+        data = target_for(fileinfo.site).read(fileinfo.path)
+        if data is None:
+            missing.append(fileinfo.path)
+            continue
+        if data.decode("utf-8") != want:
+            stale.append(fileinfo.path)
+        if hashlib.sha256(data).hexdigest() != fileinfo.content_hash:
+            unrecorded.append(fileinfo.path)
+    return {
+        "files": fileinfos.count(), "stale": stale[:20], "n_stale": len(stale), "missing": missing[:20],
+        "unrecorded": unrecorded[:20], "jobs_left": Job.objects.count(),
+        "errors": list(JobError.objects.values_list("message", flat=True)[:5]),
+    }
+
+
 def status() -> dict:
     from publishqueue.models import Job
 
@@ -107,7 +160,8 @@ if __name__ == "__main__":
     command, *args = sys.argv[1:]
     functions = {
         "setup": setup, "edit": edit, "edit_all": edit_all, "pill": pill, "errors": errors, "status": status,
-        "verify": verify,
+        "verify": verify, "use_target": use_target, "hosts": hosts, "verify_target": verify_target,
+        "recycle": recycle, "acked": acked,
     }
     parsed = [int(a) if a.isdigit() else a for a in args]
     print(json.dumps(functions[command](*parsed)))

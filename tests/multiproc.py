@@ -44,11 +44,11 @@ class Cluster:
         assert out.returncode == 0, out.stderr[-3000:]
         return json.loads(out.stdout.strip().splitlines()[-1])
 
-    def spawn(self, *extra: str, env: dict | None = None) -> subprocess.Popen:
+    def spawn(self, *extra: str, env: dict | None = None, new_session: bool = False) -> subprocess.Popen:
         proc = subprocess.Popen(
             [sys.executable, "manage.py", "runworker", "--daemon", "--no-background", *extra],
             env={**self.env, **(env or {})}, cwd=ROOT, stdout=subprocess.DEVNULL,
-            stderr=open(self.tmp / "workers.log", "a"),
+            stderr=open(self.tmp / "workers.log", "a"), start_new_session=new_session,
         )
         self.workers.append(proc)
         return proc
