@@ -8,8 +8,11 @@ Every server runs for the whole benchmark (an idle server costs nothing), each b
 port. A round measures every server once, for each endpoint, in an order that rotates from round to
 round, so drift of a shared machine spreads over all servers. Printed per server: the median req/s over
 the rounds with its min-max, and the median of the per-round ratios of runfcgi to it (ratios of
-measurements seconds apart, so the machine's drift largely cancels) with their min-max. A fixed CPU loop
-timed before and after the run shows how fast the machine was.
+measurements seconds apart, so the machine's drift largely cancels) with their min-max; then the same for
+the CPU time the server's processes and nginx spent per request (user + system, from /proc): on a machine
+that other work keeps busy, throughput measures the contention as much as the server, while the CPU a
+request costs moves much less. A fixed CPU loop timed before and after the run shows how fast the
+machine was.
 
 Needs nginx and wrk (Debian packages) and gunicorn and pyuwsgi (pip). Pages: a Dynamically published
 blog index (Django renders it from the database on each request) and /dispatch/ping (server overhead).
@@ -28,6 +31,8 @@ import tempfile
 import time
 import urllib.request
 from pathlib import Path
+
+import psutil
 
 ROOT = Path(__file__).resolve().parent.parent
 PY = sys.executable
@@ -93,15 +98,36 @@ def wait_http(url: str, timeout: float = 60) -> None:
     raise RuntimeError(f"{url} did not answer")
 
 
-def wrk(url: str, seconds: float, connections: int) -> tuple[float, int]:
-    out = subprocess.run(["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", url], capture_output=True, text=True,
-                         check=True).stdout
+def wrk(url: str, seconds: float, connections: int, processes: list[psutil.Process] = ()) -> tuple[float, int, float]:
+    """Requests per second, failed requests, and CPU microseconds the processes spent per request."""
+    before = cpu_seconds(processes)
+    out = subprocess.run(["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--timeout", "30s", url],
+                         capture_output=True, text=True, check=True).stdout
+    spent = cpu_seconds(processes) - before
+    requests = int(re.search(r"(\d+) requests in", out).group(1))
     rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     socket_errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
     count = int(errors.group(1)) if errors else 0
     count += sum(int(x) for x in socket_errors.groups()) if socket_errors else 0
-    return rate, count
+    return rate, count, spent * 1e6 / requests if requests else 0.0
+
+
+def cpu_seconds(processes: list[psutil.Process]) -> float:
+    total = 0.0
+    for proc in processes:
+        try:
+            times = proc.cpu_times()
+        except psutil.Error:
+            continue  # a child that left: its time went to its parent's children_* fields
+        total += times.user + times.system + times.children_user + times.children_system
+    return total
+
+
+def tree(pid: int) -> list[psutil.Process]:
+    """A process and its descendants now (a server's workers; nginx's workers)."""
+    proc = psutil.Process(pid)
+    return [proc, *proc.children(recursive=True)]
 
 
 def cpu_probe() -> float:
@@ -145,7 +171,7 @@ def run(tmp: Path, args) -> None:
     probe_before = cpu_probe()
     apps, nginx = start_servers(chosen, tmp, env)
     try:
-        results, errors = measure(chosen, apps, args)
+        results, errors, cpu = measure(chosen, apps, nginx.pid, args)
     finally:
         nginx.terminate()
         nginx.wait()
@@ -158,6 +184,7 @@ def run(tmp: Path, args) -> None:
                 os.killpg(app.pid, 9)
                 app.wait()
     print_table(results, errors, args, probe_before, cpu_probe())
+    print_cpu_table(cpu)
 
 
 def start_servers(chosen: dict, tmp: Path, env: dict) -> tuple[list, subprocess.Popen]:
@@ -169,8 +196,12 @@ def start_servers(chosen: dict, tmp: Path, env: dict) -> tuple[list, subprocess.
             sock = spec.setdefault("sock", str(tmp / f"app{n}.sock"))
             command = [part.replace("{sock}", sock) for part in spec["command"]]
             log = open(tmp / f"app{n}.log", "w")
-            apps.append((name, subprocess.Popen(command, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=log,
-                                                start_new_session=True), tmp / f"app{n}.log"))
+            app = subprocess.Popen(command, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=log,
+                                   start_new_session=True)
+            spec["pid"] = app.pid
+            apps.append((name, app, tmp / f"app{n}.log"))
+        else:
+            spec["pid"] = chosen[spec["shares"]]["pid"]
         blocks.append(SERVER.format(n=n, sock=spec["sock"], keepalive=spec.get("keepalive", ""), port=spec["port"],
                                     backend=spec["backend"].format(n=n)))
     conf = tmp / "nginx.conf"
@@ -182,7 +213,7 @@ def start_servers(chosen: dict, tmp: Path, env: dict) -> tuple[list, subprocess.
 ENDPOINTS = {"page": "/blog/", "ping": "/dispatch/ping"}
 
 
-def measure(chosen: dict, apps: list, args) -> tuple[dict, dict]:
+def measure(chosen: dict, apps: list, nginx_pid: int, args) -> tuple[dict, dict, dict]:
     for name, spec in chosen.items():
         base = f"http://127.0.0.1:{spec['port']}"
         try:
@@ -194,18 +225,21 @@ def measure(chosen: dict, apps: list, args) -> tuple[dict, dict]:
             raise SystemExit(f"{name}: {exc}\n{logs}") from exc
     names = list(chosen)
     results = {name: {key: [] for key in ENDPOINTS} for name in names}
+    cpu = {name: {key: [] for key in ENDPOINTS} for name in names}
     errors = dict.fromkeys(names, 0)
     for r in range(args.rounds):
         order = names[r % len(names):] + names[:r % len(names)]
         for key, path in ENDPOINTS.items():
             for name in order:
-                rate, failed = wrk(f"http://127.0.0.1:{chosen[name]['port']}{path}", args.seconds, args.connections)
+                rate, failed, spent = wrk(f"http://127.0.0.1:{chosen[name]['port']}{path}", args.seconds,
+                                          args.connections, tree(chosen[name]["pid"]) + tree(nginx_pid))
                 results[name][key].append(rate)
+                cpu[name][key].append(spent)
                 errors[name] += failed
         print(f"round {r + 1}/{args.rounds}: " + ", ".join(
             f"{name} {results[name]['page'][-1]:.0f}/{results[name]['ping'][-1]:.0f}" for name in names),
             file=sys.stderr)
-    return results, errors
+    return results, errors, cpu
 
 
 def spread(values: list[float], fmt: str) -> str:
@@ -228,6 +262,28 @@ def print_table(results: dict, errors: dict, args, probe_before: float, probe_af
             for key in ("page", "ping"):
                 # a round where either served nothing (it failed: see the errors) gives no ratio
                 ratios = [a / b for a, b in zip(results[mine][key], r[key], strict=True) if a and b]
+                row.append(spread(ratios, ".2f") + "x" if ratios else "-")
+        rows.append(row)
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    for n, row in enumerate(rows):
+        print(" | ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)))
+        if n == 0:
+            print("-+-".join("-" * w for w in widths))
+
+
+def print_cpu_table(cpu: dict) -> None:
+    ours = [name for name in ("runfcgi", "runfcgi keepalive") if name in cpu]
+    print("\nCPU microseconds per request, the server's processes and nginx (user + system): median [min-max]; "
+          "cost ratio: this / runfcgi per round, above 1 when runfcgi costs less\n")
+    header = ["server", "blog index CPU us/req", "ping CPU us/req"]
+    for mine in ours:
+        header += [f"this / {mine} (index)", "(ping)"]
+    rows = [header]
+    for name, r in cpu.items():
+        row = [name, spread(r["page"], ".0f"), spread(r["ping"], ".0f")]
+        for mine in ours:
+            for key in ("page", "ping"):
+                ratios = [b / a for a, b in zip(cpu[mine][key], r[key], strict=True) if a and b]
                 row.append(spread(ratios, ".2f") + "x" if ratios else "-")
         rows.append(row)
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
