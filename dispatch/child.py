@@ -24,7 +24,10 @@ requests that arrive on its connections and half-closes one once it has been idl
 the bottom, and nginx sees the end and drops it long before it would pick it again); busy connections are
 closed by nginx itself after ``keepalive_requests`` (race-free: it closes after a complete response). A
 connection still busy RETIRE_BUSY seconds after the child began to leave is half-closed right after its
-next response, so that a child always leaves.
+next response, so that a child always leaves; that can cross a request nginx sends just then (a send
+wakes nginx, which may read the response before our end arrives, cache the connection and pick it), so
+deploy/nginx.conf keeps keepalive_requests at most RETIRE_BUSY / RETIRE_IDLE (30): a connection used less
+often than every RETIRE_IDLE has idle gaps, one used more often reaches keepalive_requests in time.
 
 Signals: TERM/INT/HUP finish the current request and leave; QUIT exits at once; USR1 reopens logs.
 """
@@ -56,7 +59,7 @@ ORPHAN_GRACE_SECONDS = 1  # the manager died: a request in flight gets this long
 DRAINER_CHECK = 0.2
 # Kept-alive connections of a leaving child (see "Leaving with kept-alive connections" in the docstring).
 RETIRE_IDLE = 0.5
-RETIRE_BUSY = 5.0  # at most (and at most half the graceful timeout)
+RETIRE_BUSY = 15.0  # at most (and at most half the graceful timeout)
 
 
 class Child:

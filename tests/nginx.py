@@ -53,7 +53,7 @@ class Nginx:
         conf = tmp / "nginx.conf"
         # keepalive: as deploy/nginx.conf recommends (connections to the children kept open between requests)
         conf.write_text(CONF.format(tmp=tmp, user=user, upstream=upstream, port=self.port, site=site,
-                                    upstream_extra="keepalive 16; keepalive_requests 100;" if keepalive else "",
+                                    upstream_extra="keepalive 16; keepalive_requests 20;" if keepalive else "",
                                     location_extra="fastcgi_keep_conn on;" if keepalive else ""))
         self.proc = subprocess.Popen([shutil.which("nginx") or "/usr/sbin/nginx", "-c", str(conf)],
                                      stderr=subprocess.PIPE)
