@@ -398,21 +398,27 @@ class Poller:
         self.epoll = select.epoll()
         self.fds: dict[object, int] = {}
         self.data: dict[int, object] = {}
+        self.events: dict[int, int] = {}
 
     def register(self, fileobj, events: int, data, exclusive: bool = False) -> None:
         fd = fileobj if isinstance(fileobj, int) else fileobj.fileno()
         self.epoll.register(fd, events | (select.EPOLLEXCLUSIVE if exclusive else 0))
-        self.fds[fileobj], self.data[fd] = fd, data
+        self.fds[fileobj], self.data[fd], self.events[fd] = fd, data, events
 
     def modify(self, fileobj, events: int, data) -> None:
+        """A system call only when the events change (a kept-alive connection keeps READ from request to
+        request)."""
         fd = self.fds[fileobj]
-        self.epoll.modify(fd, events)
+        if self.events[fd] != events:
+            self.epoll.modify(fd, events)
+            self.events[fd] = events
         self.data[fd] = data
 
     def unregister(self, fileobj) -> None:
         """Also for a connection closed just now (its descriptor is gone from epoll already)."""
         fd = self.fds.pop(fileobj)
         self.data.pop(fd, None)
+        self.events.pop(fd, None)
         try:
             self.epoll.unregister(fd)
         except OSError:
