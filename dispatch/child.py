@@ -4,7 +4,7 @@ code), checks that it is ready (the URLconf and its views import, warm-up reques
 readiness.py), says ``R`` on the pipe, and keeps its slot of the shared scoreboard current (busy with
 which request since when, or idle, and requests served).
 
-It multiplexes the reading of many connections on a selector and runs the application only for a
+It multiplexes the reading of many connections on epoll and runs the application only for a
 complete request, so slow or half-open peers hold file descriptors, never the child; each phase has a
 timeout (see connection.py).
 
@@ -14,6 +14,20 @@ child of a pool waiting for its replacement), it hands over to a *drainer*: a fo
 until a ready child exists again, or, once the manager has exited (it unlinks a unix socket then, so no
 new connection can arrive; a TCP listener gets a drop-all filter), accepts until the backlog is empty.
 So a graceful stop answers every connection the kernel accepted instead of resetting the backlog.
+
+Leaving with kept-alive connections (nginx's ``fastcgi_keep_conn on``): FastCGI has no way to tell the
+web server "do not reuse this connection", and a connection closed by us can always cross a request the
+web server is just sending on it (nginx then retries a GET, but answers a POST 502). So a leaving child
+closes a connection only when the web server is unlikely to be sending on it: it keeps serving the
+requests that arrive on its connections and half-closes one once it has been idle RETIRE_IDLE seconds
+(nginx reuses its most recently used connections first, its cache is a stack, so one idle that long is at
+the bottom, and nginx sees the end and drops it long before it would pick it again); busy connections are
+closed by nginx itself after ``keepalive_requests`` (race-free: it closes after a complete response). A
+connection still busy RETIRE_BUSY seconds after the child began to leave is half-closed right after its
+next response, so that a child always leaves; that can cross a request nginx sends just then (a send
+wakes nginx, which may read the response before our end arrives, cache the connection and pick it), so
+deploy/nginx.conf keeps keepalive_requests at most RETIRE_BUSY / RETIRE_IDLE (30): a connection used less
+often than every RETIRE_IDLE has idle gaps, one used more often reaches keepalive_requests in time.
 
 Signals: TERM/INT/HUP finish the current request and leave; QUIT exits at once; USR1 reopens logs.
 """
@@ -25,14 +39,13 @@ import os
 import random
 import resource
 import select
-import selectors
 import signal
 import socket
 import struct
 import sys
 import time
 
-from dispatch.connection import HEAD, READY, Connection, Limits
+from dispatch.connection import HEAD, READY, WAITING, Connection, Limits
 from dispatch.lifeline import die_with_parent, orphaned
 from dispatch.scoreboard import BUSY, IDLE, LEAVING, SLOT, Scoreboard
 
@@ -44,6 +57,9 @@ FRESH = 0.003
 SILENT_FLOOD = 8
 ORPHAN_GRACE_SECONDS = 1  # the manager died: a request in flight gets this long to finish
 DRAINER_CHECK = 0.2
+# Kept-alive connections of a leaving child (see "Leaving with kept-alive connections" in the docstring).
+RETIRE_IDLE = 0.5
+RETIRE_BUSY = 15.0  # at most (and at most half the graceful timeout)
 
 
 class Child:
@@ -65,9 +81,10 @@ class Child:
         self.server = None
         self.limits = Limits(header_timeout=args.header_timeout, body_timeout=args.body_timeout,
                              send_timeout=args.send_timeout, linger_timeout=args.linger_timeout,
+                             keepalive_timeout=args.keepalive_timeout,
                              max_body=int(args.max_body * 1024 * 1024))
         self.max_conns = raise_fd_limit()
-        self.selector = selectors.DefaultSelector()
+        self.selector = Poller()
         self.conns: set[Connection] = set()
         self._registered: set[Connection] = set()
         self.accepting = False
@@ -77,6 +94,7 @@ class Child:
         self.master_fd: int | None = None
         self.drain_deadline = 0.0
         self.next_check = 0.0
+        self.left_at = 0.0  # monotonic: when it began to leave
 
     def report(self, line: str) -> None:
         try:
@@ -148,7 +166,7 @@ class Child:
         self.load()
         self.board.write(self.slot, IDLE, 0)
         self.report("R")
-        self.selector.register(self.wake_r, selectors.EVENT_READ, "wake")
+        self.selector.register(self.wake_r, READ, "wake")
         self.serve()
         # Asked to leave (a stop, or a retirement): hand the backlog over unless a ready child takes it. (A
         # child that served --max-requests is never the last: the manager replaces it and keeps the socket.)
@@ -163,14 +181,17 @@ class Child:
             if self.closing and not self.leaving and not self.drainer:
                 self.leaving = True
                 self.board.write(self.slot, LEAVING, self.served)
+                self.left_at = time.monotonic()
             self._set_accepting(not self.leaving and len(self.conns) < self.max_conns and not self._fresh())
             if self.leaving and not self.conns:
                 return
-            for key, mask in self.selector.select(self._timeout()):
-                self._event(key.data, mask)
+            for data, mask in self.selector.select(self._timeout()):
+                self._event(data, mask)
             now = time.monotonic()
             self._expire(now)
             self._run_ready()
+            if self.leaving or self.drainer:
+                self._end_idle(time.monotonic())
             if self.drainer:
                 self._drainer_check(now)
             elif os.getppid() != self.parent:
@@ -189,6 +210,10 @@ class Child:
             return 0
         limit = DRAINER_CHECK if self.drainer else CHECK_INTERVAL
         now = time.monotonic()
+        if self.leaving or self.drainer:
+            limit = min([limit, *(c.idle_since + RETIRE_IDLE - now for c in self.conns if c.state == WAITING)])
+            if self.leaving and now < self._reuse_until():
+                limit = min(limit, self._reuse_until() - now)
         fresh = self._fresh()
         if fresh is not None:
             limit = min(limit, fresh.accepted + FRESH - now)
@@ -203,16 +228,16 @@ class Child:
             pass  # the manager exited: _drainer_check sees it
         else:
             now = time.monotonic()
-            if mask & selectors.EVENT_READ:
+            if mask & ~select.EPOLLOUT:  # readable, or an error or hang-up to read
                 data.on_readable(now)
-            if mask & selectors.EVENT_WRITE and data.writing:
+            if mask & ~select.EPOLLIN and data.writing:
                 data.on_writable(now)
             self._update(data)
 
     def _set_accepting(self, accepting: bool) -> None:
         if accepting != self.accepting:
             if accepting:
-                self.selector.register(self.listen, selectors.EVENT_READ, "listen")
+                self.selector.register(self.listen, READ, "listen", exclusive=True)
             else:
                 self.selector.unregister(self.listen)
             self.accepting = accepting
@@ -237,6 +262,7 @@ class Child:
                 sock.close()
                 continue
             conn = Connection(sock, addr, self.limits)
+            conn.reuse = not (self.leaving or self.drainer)
             self.conns.add(conn)
             conn.on_readable(conn.now)  # the request is usually there already
             self._update(conn, new=True)
@@ -246,7 +272,7 @@ class Child:
 
     def _update(self, conn: Connection, new: bool = False) -> None:
         """Keep the selector in step with the connection's state."""
-        events = (selectors.EVENT_READ if conn.reading else 0) | (selectors.EVENT_WRITE if conn.writing else 0)
+        events = (READ if conn.reading else 0) | (WRITE if conn.writing else 0)
         registered = not new and conn in self._registered
         if conn.state == "closed":
             self.conns.discard(conn)
@@ -267,6 +293,22 @@ class Child:
     def _run_ready(self) -> None:
         for conn in sorted((c for c in self.conns if c.state == READY), key=lambda c: c.accepted):
             self.server.handle(conn)
+            self._update(conn)
+
+    def _reuse_until(self) -> float:
+        return self.left_at + min(RETIRE_BUSY, self.args.graceful_timeout / 2)
+
+    def _end_idle(self, now: float) -> None:
+        """Leaving: half-close the kept-alive connections idle for RETIRE_IDLE, unless a request arrived on
+        one just now (then it is answered first); after RETIRE_BUSY, end each after its next response (see
+        the docstring)."""
+        if self.leaving and now >= self._reuse_until():
+            for conn in self.conns:
+                conn.reuse = False
+        for conn in [c for c in self.conns if c.state == WAITING and now - c.idle_since >= RETIRE_IDLE]:
+            conn.on_readable(now)
+            if conn.state == WAITING:
+                conn.end()
             self._update(conn)
 
     def _abandon(self) -> None:
@@ -312,7 +354,7 @@ class Child:
         self.drain_deadline = time.monotonic() + self.args.graceful_timeout
         try:
             self.master_fd = os.pidfd_open(self.parent)
-            self.selector.register(self.master_fd, selectors.EVENT_READ, "manager")
+            self.selector.register(self.master_fd, READ, "manager")
         except OSError:
             self.master_fd = None
 
@@ -342,6 +384,53 @@ class Child:
             self.next_check = now + DRAINER_CHECK
             if self.others_accept():
                 self.leaving = True
+
+
+READ, WRITE = select.EPOLLIN, select.EPOLLOUT
+
+
+class Poller:
+    """epoll for the child's loop (lighter than ``selectors``). The listening socket is watched with
+    EPOLLEXCLUSIVE: a new connection wakes one of the children waiting, not all of them (the thundering
+    herd; each woken child accepts at least once, so none is woken for nothing)."""
+
+    def __init__(self) -> None:
+        self.epoll = select.epoll()
+        self.fds: dict[object, int] = {}
+        self.data: dict[int, object] = {}
+        self.events: dict[int, int] = {}
+
+    def register(self, fileobj, events: int, data, exclusive: bool = False) -> None:
+        fd = fileobj if isinstance(fileobj, int) else fileobj.fileno()
+        self.epoll.register(fd, events | (select.EPOLLEXCLUSIVE if exclusive else 0))
+        self.fds[fileobj], self.data[fd], self.events[fd] = fd, data, events
+
+    def modify(self, fileobj, events: int, data) -> None:
+        """A system call only when the events change (a kept-alive connection keeps READ from request to
+        request)."""
+        fd = self.fds[fileobj]
+        if self.events[fd] != events:
+            self.epoll.modify(fd, events)
+            self.events[fd] = events
+        self.data[fd] = data
+
+    def unregister(self, fileobj) -> None:
+        """Also for a connection closed just now (its descriptor is gone from epoll already)."""
+        fd = self.fds.pop(fileobj)
+        self.data.pop(fd, None)
+        self.events.pop(fd, None)
+        try:
+            self.epoll.unregister(fd)
+        except OSError:
+            pass
+
+    def select(self, timeout: float) -> list[tuple[object, int]]:
+        try:
+            events = self.epoll.poll(timeout)
+        except InterruptedError:
+            return []
+        data = self.data
+        return [(data[fd], mask) for fd, mask in events if fd in data]
 
 
 def refuse_new_connections(sock: socket.socket) -> None:
@@ -403,6 +492,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--body-timeout", type=float, default=Limits.body_timeout)
     parser.add_argument("--send-timeout", type=float, default=Limits.send_timeout)
     parser.add_argument("--linger-timeout", type=float, default=Limits.linger_timeout)
+    parser.add_argument("--keepalive-timeout", type=float, default=Limits.keepalive_timeout)
     parser.add_argument("--max-body", type=float, default=Limits.max_body / 1024 / 1024, help="MB")
     parser.add_argument("--warmup", default="/dispatch/ping", help="Comma-separated paths; empty: none.")
     parser.add_argument("--slowlog-timeout", type=float, default=0)

@@ -7,6 +7,12 @@ only for a complete request (BEGIN_REQUEST, the whole PARAMS stream, the whole S
 measured from the last progress), sending the response (from the last progress) and lingering after it
 (waiting for the peer to close before we do, so it never reads a reset instead of the response).
 
+Keep-alive: a request whose BEGIN_REQUEST has FCGI_KEEP_CONN (nginx's ``fastcgi_keep_conn on``) leaves
+the connection open once its response is sent; it waits (up to ``keepalive_timeout``, which should be
+longer than the web server's own idle timeout: the web server closes idle connections, we do not) for the
+next request. A leaving child decides when its connections end (see child.py): an idle one is half-closed
+(``end``), a busy one after its response once ``reuse`` is off; either then lingers as without keep-alive.
+
 PARAMS and STDIN are byte streams, as the FastCGI spec defines them: the PARAMS records are concatenated
 and the name-value pairs decoded once, at the empty record that ends the stream, so a pair may span
 records (flup decoded record by record: a pair split across two records was cut short and the rest of
@@ -32,6 +38,7 @@ from flup.server.fcgi_base import (
     FCGI_GET_VALUES,
     FCGI_GET_VALUES_RESULT,
     FCGI_HEADER_LEN,
+    FCGI_KEEP_CONN,
     FCGI_MAX_CONNS,
     FCGI_MAX_REQS,
     FCGI_MPXS_CONNS,
@@ -60,8 +67,12 @@ SPOOL_IN_MEMORY = 1 << 20  # request bodies above this go to a temporary file
 OUT_HIGH_WATER = 4 << 20
 READ_CHUNK = 65536
 
-# Connection states
+# Responses are sent when complete (one send for most), or once this much is queued.
+PUSH_AT = 1 << 16
+
+# Connection states (WAITING: kept alive, between requests)
 HEAD, BODY, READY, FLUSHING, LINGERING, CLOSED = "head", "body", "ready", "flushing", "lingering", "closed"
+WAITING = "waiting"
 
 
 class ProtocolError(Exception):
@@ -75,6 +86,7 @@ class Limits:
     send_timeout: float = 30.0  # the response: longest wait for the peer to take the next bytes
     linger_timeout: float = 5.0  # after the response: longest wait for the peer to close
     max_body: int = 64 << 20  # STDIN bytes; more is answered 413
+    keepalive_timeout: float = 300.0  # a kept-alive connection: longest wait for the next request
 
 
 def encode_record(rtype: int, request_id: int, data: bytes = b"") -> bytes:
@@ -93,27 +105,35 @@ def encode_params(params: dict[str, str]) -> bytes:
     return b"".join(encode_pair(k.encode("latin-1"), v.encode("latin-1")) for k, v in params.items())
 
 
-def _length(data: bytes | bytearray, pos: int) -> tuple[int, int]:
-    if pos >= len(data):
-        raise ProtocolError("name-value pair truncated")
-    if data[pos] < 128:
-        return data[pos], pos + 1
-    if pos + 4 > len(data):
-        raise ProtocolError("name-value pair length truncated")
-    return int.from_bytes(data[pos:pos + 4], "big") & 0x7FFFFFFF, pos + 4
-
-
 def decode_pairs(data: bytes | bytearray) -> dict[str, str]:
-    """Decode a whole name-value pair stream (PARAMS, GET_VALUES); strings are latin-1 (PEP 3333)."""
-    pairs, pos = {}, 0
-    while pos < len(data):
-        name_len, pos = _length(data, pos)
-        value_len, pos = _length(data, pos)
-        end = pos + name_len + value_len
-        if end > len(data):
+    """Decode a whole name-value pair stream (PARAMS, GET_VALUES); strings are latin-1 (PEP 3333). (Lengths
+    below 128 take one byte, others four with the high bit set.)"""
+    data = bytes(data)
+    pairs, pos, size = {}, 0, len(data)
+    while pos < size:
+        name_len = data[pos]
+        if name_len < 128:
+            pos += 1
+        elif pos + 4 > size:
+            raise ProtocolError("name-value pair length truncated")
+        else:
+            name_len = int.from_bytes(data[pos:pos + 4], "big") & 0x7FFFFFFF
+            pos += 4
+        if pos >= size:
+            raise ProtocolError("name-value pair truncated")
+        value_len = data[pos]
+        if value_len < 128:
+            pos += 1
+        elif pos + 4 > size:
+            raise ProtocolError("name-value pair length truncated")
+        else:
+            value_len = int.from_bytes(data[pos:pos + 4], "big") & 0x7FFFFFFF
+            pos += 4
+        middle = pos + name_len
+        end = middle + value_len
+        if end > size:
             raise ProtocolError("name-value pair runs past the end of the stream")
-        name = bytes(data[pos:pos + name_len]).decode("latin-1")
-        pairs[name] = bytes(data[pos + name_len:end]).decode("latin-1")
+        pairs[data[pos:middle].decode("latin-1")] = data[middle:end].decode("latin-1")
         pos = end
     return pairs
 
@@ -155,13 +175,18 @@ class Connection:
         self.error: tuple[int, str] | None = None  # answer this instead of running the application
         self.broken = False  # the peer went away while we were writing
         self.close_reason = ""
+        self.reuse = True  # keep the connection for another request if the web server asks (FCGI_KEEP_CONN)
+        self.requests = 0  # answered on this connection
+        self.idle_since = 0.0  # monotonic: when it went WAITING
 
     def fileno(self) -> int:
         return self.sock.fileno()
 
     @property
     def reading(self) -> bool:
-        return self.state in (HEAD, BODY, LINGERING)
+        # READY too: the connection stays registered for reading from its request to the next (no epoll_ctl
+        # per request); on_readable leaves a READY connection alone until its response is written.
+        return self.state in (HEAD, BODY, READY, LINGERING, WAITING)
 
     @property
     def writing(self) -> bool:
@@ -171,6 +196,8 @@ class Connection:
 
     def on_readable(self, now: float) -> None:
         """Read what the socket has (up to a bound, for fairness between connections) and parse it."""
+        if self.state == READY:
+            return  # read on after the response (a peer that closed early is noticed then, as before)
         self.now = now
         for _ in range(16):
             try:
@@ -180,10 +207,13 @@ class Connection:
             except OSError as exc:
                 return self.close(f"recv: {exc}")
             if not data:
-                return self.close("peer closed" if self.state != LINGERING else "")
+                return self.close("peer closed" if self.state not in (LINGERING, WAITING) else "")
             self.received += len(data)
             if self.state == LINGERING:
                 continue  # input after the response (e.g. the rest of a refused body): discarded
+            if self.state == WAITING:  # the next request on a kept-alive connection
+                self.state = HEAD
+                self.deadline = now + self.limits.header_timeout
             self.inbuf += data
             try:
                 self._parse()
@@ -193,7 +223,16 @@ class Connection:
             if self.state not in (HEAD, BODY) or len(data) < READ_CHUNK:
                 break
 
+    _parsing = False
+
     def _parse(self) -> None:
+        self._parsing = True
+        try:
+            self._parse_records()
+        finally:
+            self._parsing = False
+
+    def _parse_records(self) -> None:
         while self.state in (HEAD, BODY) and len(self.inbuf) >= FCGI_HEADER_LEN:
             version, rtype, request_id, length, padding = HEADER.unpack_from(self.inbuf)
             if version != FCGI_VERSION_1:
@@ -231,6 +270,7 @@ class Connection:
             self.send(encode_record(FCGI_GET_VALUES_RESULT, FCGI_NULL_REQUEST_ID, answer))
         else:
             self.send(encode_record(FCGI_UNKNOWN_TYPE, FCGI_NULL_REQUEST_ID, struct.pack(FCGI_UnknownTypeBody, rtype)))
+        self._push()  # answered at once, whatever the state of the request
 
     def _begin(self, request_id: int, content: bytes) -> None:
         if len(content) != BEGIN_BODY.size:
@@ -238,6 +278,7 @@ class Connection:
         if self.request_id:  # one request per connection: no multiplexing
             body = struct.pack(FCGI_EndRequestBody, 0, FCGI_CANT_MPX_CONN)
             self.send(encode_record(FCGI_END_REQUEST, request_id, body))
+            self._push()
             return
         self.request_id = request_id
         self.role, self.flags = BEGIN_BODY.unpack(content)
@@ -274,11 +315,18 @@ class Connection:
     # -- output -------------------------------------------------------------------------------------
 
     def send(self, data: bytes) -> None:
-        """Queue bytes and send what the socket takes now; while the application runs, wait (up to the
-        send timeout) only if a lot is unsent. A peer that went away makes further output a no-op."""
+        """Queue bytes; once PUSH_AT are queued send what the socket takes now, and while the application
+        runs wait (up to the send timeout) only if a lot is unsent. The rest goes with the end of the
+        response (``finish_response``): one send for most responses. A peer that went away makes further
+        output a no-op."""
         if self.broken or self.state == CLOSED:
             return
         self.outbuf += data
+        if len(self.outbuf) >= PUSH_AT:
+            self.push()
+
+    def push(self) -> None:
+        """Send what the socket takes now (a streamed response's chunk goes out as it is written)."""
         self._push()
         if len(self.outbuf) > OUT_HIGH_WATER:
             self.wait_writable(OUT_HIGH_WATER)
@@ -321,6 +369,9 @@ class Connection:
             return self.close(self.close_reason)
         self.state = FLUSHING
         self.deadline = self.now + self.limits.send_timeout
+        self._push()
+        if self.broken:
+            return self.close(self.close_reason)
         self._after_flush()
 
     def on_writable(self, now: float) -> None:
@@ -334,6 +385,31 @@ class Connection:
     def _after_flush(self) -> None:
         if self.outbuf:
             return
+        self.requests += 1
+        if self.reuse and self.flags & FCGI_KEEP_CONN:
+            return self._wait_for_next()
+        self.end()
+
+    def _wait_for_next(self) -> None:
+        """Kept alive: ready for the next request on this connection."""
+        self.request_id, self.role, self.flags = 0, 0, 0
+        self.params, self.error, self.stdin_length = {}, None, 0
+        self.state = WAITING
+        self.idle_since = self.now
+        self.deadline = self.now + self.limits.keepalive_timeout
+        if self.inbuf:  # the next request came with the end of this one (after an FCGI_ABORT_REQUEST)
+            self.state = HEAD
+            self.deadline = self.now + self.limits.header_timeout
+            if not self._parsing:  # else the loop parsing goes on with it
+                try:
+                    self._parse()
+                except ProtocolError as exc:
+                    logger.warning("Dropping a FastCGI connection after a protocol error: %s", exc)
+                    self.close(f"protocol error: {exc}")
+
+    def end(self) -> None:
+        """No further request on this connection: half-close it and linger until the peer closes (it reads
+        the end of the stream, never a reset)."""
         try:
             self.sock.shutdown(socket.SHUT_WR)
         except OSError:
@@ -348,7 +424,7 @@ class Connection:
 
     def timeout_reason(self) -> str:
         return {HEAD: "header timeout", BODY: "body timeout", FLUSHING: "send timeout",
-                LINGERING: ""}.get(self.state, "")
+                LINGERING: "", WAITING: ""}.get(self.state, "")
 
     def close(self, reason: str = "") -> None:
         if self.state == CLOSED:

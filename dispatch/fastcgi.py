@@ -194,6 +194,7 @@ class FastCGIServer:
             "wsgi.version": (1, 0), "wsgi.input": conn.stdin, "wsgi.errors": sys.stderr,
             "wsgi.multithread": False, "wsgi.multiprocess": True, "wsgi.run_once": False,
             "wsgi.url_scheme": "https" if environ.get("HTTPS", "off").lower() in ("on", "1") else "http",
+            "mtdispatch.connection_requests": conn.requests,  # answered on this connection before (keep-alive)
         })
         sanitize_environ(environ)
         return environ
@@ -202,14 +203,18 @@ class FastCGIServer:
         response = _Response(stdout)
         result = self.application(environ, response.start_response)
         try:
-            chunks = list(result) if isinstance(result, (list, tuple)) else result
+            # A list, or a response that says it is not streaming (Django's HttpResponse): sent whole with
+            # the end of the request, in one write. Other iterables: each chunk is sent as it comes.
+            whole = isinstance(result, (list, tuple)) or getattr(result, "streaming", None) is False
+            chunks = list(result) if whole else result
             if isinstance(chunks, list) and len(chunks) == 1:
                 response.set_length(len(chunks[0]))
             streaming = not isinstance(chunks, list)
             for chunk in chunks:
                 response.write(chunk)
-                if streaming:
+                if streaming:  # each chunk goes out as it comes
                     stdout.flush()
+                    stdout.conn.push()
             response.write(b"")  # headers, for an empty body
         finally:
             if hasattr(result, "close"):

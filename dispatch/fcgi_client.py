@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from flup.server.fcgi_base import (
     FCGI_BEGIN_REQUEST,
     FCGI_END_REQUEST,
+    FCGI_KEEP_CONN,
     FCGI_PARAMS,
     FCGI_RESPONDER,
     FCGI_STDERR,
@@ -43,11 +44,13 @@ def connect(address: Address, timeout: float | None = 30) -> socket.socket:
     return sock
 
 
-def request_bytes(params: dict[str, str], body: bytes = b"") -> bytes:
-    """The records of one FastCGI request (id 1, no keep-alive)."""
-    begin = encode_record(FCGI_BEGIN_REQUEST, 1, struct.pack(FCGI_BeginRequestBody, FCGI_RESPONDER, 0))
+def request_bytes(params: dict[str, str], body: bytes = b"", *, request_id: int = 1, keep: bool = False) -> bytes:
+    """The records of one FastCGI request (keep: FCGI_KEEP_CONN, the connection stays open after it)."""
+    flags = FCGI_KEEP_CONN if keep else 0
+    begin = encode_record(FCGI_BEGIN_REQUEST, request_id, struct.pack(FCGI_BeginRequestBody, FCGI_RESPONDER, flags))
     # PARAMS is one byte stream: encoded whole, then cut into records anywhere (a pair may span records).
-    return begin + encode_stream(FCGI_PARAMS, 1, encode_params(params)) + encode_stream(FCGI_STDIN, 1, body)
+    return (begin + encode_stream(FCGI_PARAMS, request_id, encode_params(params))
+            + encode_stream(FCGI_STDIN, request_id, body))
 
 
 def params_for(method: str, uri: str, *, body: bytes = b"", headers: dict[str, str] | None = None,

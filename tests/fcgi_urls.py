@@ -60,6 +60,11 @@ def big(request):
     return HttpResponse(b"b" * int(float(request.GET.get("mb", "2")) * 1024 * 1024))
 
 
+def connection_requests(request):
+    """How many requests the FastCGI connection of this one carried before it (kept alive: more than 0)."""
+    return HttpResponse(str(request.META.get("mtdispatch.connection_requests", "<missing>")))
+
+
 @csrf_exempt
 def body(request):
     return HttpResponse(str(len(request.body)))
@@ -68,7 +73,7 @@ def body(request):
 urlpatterns = [
     path("t/slow", slow), path("t/boom", boom), path("t/latin1", latin1), path("t/pid", pid),
     path("t/version", code_version), path("t/grow", grow), path("t/meta", meta), path("t/body", body),
-    path("t/big", big), path("t/hold", hold),
+    path("t/big", big), path("t/hold", hold), path("t/conn", connection_requests),
     path("", include(project_urls)),
 ]
 

@@ -26,7 +26,7 @@ http {{
     proxy_temp_path {tmp}/proxy;
     uwsgi_temp_path {tmp}/uwsgi;
     scgi_temp_path {tmp}/scgi;
-    upstream mtdispatch {{ server {upstream}; }}
+    upstream mtdispatch {{ server {upstream}; {upstream_extra} }}
     server {{
         listen 127.0.0.1:{port};
         root {site};
@@ -40,6 +40,7 @@ http {{
             fastcgi_param SCRIPT_NAME "";
             fastcgi_param PATH_INFO $uri;
             fastcgi_pass mtdispatch;
+            {location_extra}
         }}
     }}
 }}
@@ -47,10 +48,13 @@ http {{
 
 
 class Nginx:
-    def __init__(self, tmp: Path, upstream: str, site: Path, user: str = "root") -> None:
+    def __init__(self, tmp: Path, upstream: str, site: Path, user: str = "root", keepalive: bool = False) -> None:
         self.tmp, self.port = tmp, free_port()
         conf = tmp / "nginx.conf"
-        conf.write_text(CONF.format(tmp=tmp, user=user, upstream=upstream, port=self.port, site=site))
+        # keepalive: as deploy/nginx.conf recommends (connections to the children kept open between requests)
+        conf.write_text(CONF.format(tmp=tmp, user=user, upstream=upstream, port=self.port, site=site,
+                                    upstream_extra="keepalive 16; keepalive_requests 20;" if keepalive else "",
+                                    location_extra="fastcgi_keep_conn on;" if keepalive else ""))
         self.proc = subprocess.Popen([shutil.which("nginx") or "/usr/sbin/nginx", "-c", str(conf)],
                                      stderr=subprocess.PIPE)
         deadline = time.monotonic() + 10
@@ -86,8 +90,8 @@ def nginx_for(tmp_path):
         pytest.skip("nginx is not installed (.ci/run installs it)")
     started = []
 
-    def start(upstream: str, site: Path, user: str = "root") -> Nginx:
-        server = Nginx(tmp_path, upstream, site, user)
+    def start(upstream: str, site: Path, user: str = "root", keepalive: bool = False) -> Nginx:
+        server = Nginx(tmp_path, upstream, site, user, keepalive)
         started.append(server)
         return server
 

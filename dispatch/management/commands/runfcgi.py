@@ -57,6 +57,10 @@ class Command(BaseCommand):
                          help="Drop a response the peer takes no bytes of for this long (s).")
         req.add_argument("--linger-timeout", type=float, default=5,
                          help="After a response, wait this long for the peer to close (s).")
+        req.add_argument("--keepalive-timeout", type=float, default=300,
+                         help="A kept-alive connection (nginx: fastcgi_keep_conn on) idle this long is closed; keep "
+                              "the web server's own idle timeout (nginx's upstream keepalive_timeout, 60 s) below "
+                              "it, so that the web server closes idle connections, not runfcgi (s).")
         req.add_argument("--max-body", type=float, default=64, help="Request bodies above this are a 413 (MB).")
         req.add_argument("--warmup", default="/dispatch/ping",
                          help="Comma-separated paths a new child GETs in process before it is ready; "
@@ -119,11 +123,12 @@ class Command(BaseCommand):
 
 
 def child_args(o: dict) -> list[str]:
-    for name in ("header_timeout", "body_timeout", "send_timeout", "linger_timeout", "max_body"):
+    for name in ("header_timeout", "body_timeout", "send_timeout", "linger_timeout", "keepalive_timeout", "max_body"):
         if o[name] <= 0:
             raise CommandError(f"--{name.replace('_', '-')} must be positive.")
     return [f"--header-timeout={o['header_timeout']}", f"--body-timeout={o['body_timeout']}",
             f"--send-timeout={o['send_timeout']}", f"--linger-timeout={o['linger_timeout']}",
+            f"--keepalive-timeout={o['keepalive_timeout']}",
             f"--max-body={o['max_body']}", f"--warmup={o['warmup']}", f"--slowlog-timeout={o['slowlog_timeout']}"]
 
 
