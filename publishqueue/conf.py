@@ -59,6 +59,9 @@ DEFAULTS: dict[str, Any] = {
     # How often a worker looks for due periodic tasks and django-q2 tasks (seconds).
     "PERIODIC_CHECK_SECONDS": 5,
     "BACKGROUND_CHECK_SECONDS": 1,
+    # A worker running a batch looks for runnable jobs above the batch's rest when jobs were queued (it is woken at
+    # their commit: publishqueue.wakeup), and at least this often (seconds): they cut the batch short.
+    "PREEMPT_CHECK_SECONDS": 1.0,
     # Serve files from each blog's site root through Django (development and the demo; in
     # production the web server serves them and passes only misses to the app).
     "SERVE_PUBLISHED_FILES": True,
