@@ -7,12 +7,16 @@
    first publish into an empty site (cron mode: the workers start, drain and exit), then with daemon workers
    already running, from saving a change to the Header module to an empty queue (every file rewritten);
    pages/s, and the share of one worker's time spent outside rendering.
+4. Freshness under load: daemon workers drain full rebuilds (the Header changes again whenever the queue runs low)
+   while an entry is saved every 0.5-2 s; the time from the save to the entry's file on disk showing it, p50, p95
+   and max, on SQLite and on PostgreSQL (a scratch database on the server ``MTDISPATCH_TEST_PG`` names, if set).
 
 The machine's speed is printed with the results (a fixed pure-Python loop, timed before and after): on
 shared machines it moves, and every figure moves with it.
 
     python bench/queue.py [--jobs 20000] [--q2-jobs 3000] [--workers 2] [--large 10000] [--load 100]
-                          [--repeat 1] [--dir DIR] [--parts queue,save,rebuild] [--quick]
+                          [--repeat 1] [--dir DIR] [--parts queue,save,rebuild,freshness] [--quick]
+                          [--fresh-entries 3000] [--fresh-seconds 60]
 """
 from __future__ import annotations
 
@@ -148,10 +152,56 @@ def phase_render_share(jobs: int, load: int) -> dict:
     return {"jobs": worker.result.done, "seconds": total, "render_share": spent[0] / total}
 
 
+def phase_freshness(seconds: int, seed: int) -> dict:
+    """Save a random entry every 0.5-2 s for ``seconds`` while the workers drain full rebuilds (the Header changes
+    again, between two saves, whenever fewer than 500 jobs are left); for each save, the seconds from calling
+    save_entry to its entry page on disk showing the new title."""
+    import random
+
+    from blog.models import Entry
+    from blog.services import save_entry
+    from publishqueue.models import FileInfo, Job
+    from publishqueue.paths import resolve_output_path
+
+    rng = random.Random(seed)
+    pages = {
+        fi.object_id: resolve_output_path(fi.site.site_root, fi.path)
+        for fi in FileInfo.objects.filter(archive_type="individual").select_related("site")
+    }
+    ids = sorted(pages)
+    latencies, rebuilds, misses = [], 0, 0
+    end = time.monotonic() + seconds
+    n = 0
+    while time.monotonic() < end:
+        if Job.objects.count() < 500:
+            phase_touch_header()
+            rebuilds += 1
+        time.sleep(rng.uniform(0.5, 2.0))
+        n += 1
+        entry = Entry.objects.get(pk=rng.choice(ids))
+        entry.title = f"Fresh {seed}-{n} {entry.pk}"
+        wanted = entry.title.encode()
+        t = time.perf_counter()
+        save_entry(entry=entry)
+        while True:
+            try:
+                with open(pages[entry.pk], "rb") as f:
+                    if wanted in f.read():
+                        break
+            except FileNotFoundError:
+                pass
+            if time.perf_counter() - t > 30:
+                misses += 1
+                break
+            time.sleep(0.002)
+        latencies.append(time.perf_counter() - t)
+    return {"latencies": latencies, "rebuilds": rebuilds, "misses": misses, "left": Job.objects.count()}
+
+
 PHASES = {
     "ours_enqueue": phase_ours_enqueue, "q2_enqueue": phase_q2_enqueue,
     "blog": phase_blog, "save_time": phase_save_time, "queue_all": phase_queue_all,
-    "render_share": phase_render_share, "touch_header": phase_touch_header,
+    "render_share": phase_render_share, "touch_header": phase_touch_header, "freshness": phase_freshness,
 }
 
 
@@ -183,6 +233,9 @@ class Database:
         with contextlib.closing(sqlite3.connect(self.dir / "db.sqlite3", timeout=30)) as conn:
             return conn.execute(sql).fetchone()[0]
 
+    def drop(self) -> None:
+        pass
+
     def wait_for(self, sql: str, timeout: float = 600) -> None:
         """Poll the database until ``sql`` is true."""
         deadline = time.time() + timeout
@@ -194,6 +247,32 @@ class Database:
     def manage(self, *args) -> subprocess.Popen:
         return subprocess.Popen([PY, "manage.py", *args], env=self.env, cwd=ROOT, stdout=subprocess.DEVNULL,
                                 stderr=subprocess.DEVNULL)
+
+
+class PostgresDatabase(Database):
+    """A scratch database on the server ``admin_url`` names (created here, dropped by ``drop``)."""
+
+    def __init__(self, tmp: Path, name: str, workers: int, admin_url: str) -> None:
+        import psycopg
+
+        super().__init__(tmp, name, workers)
+        self.admin_url, self.name = admin_url, f"mtd_bench_{name}_{os.getpid()}"
+        with psycopg.connect(admin_url, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
+            conn.execute(f'CREATE DATABASE "{self.name}"')
+        self.env["DATABASE_URL"] = admin_url.rsplit("/", 1)[0] + f"/{self.name}"
+
+    def count(self, sql: str) -> int:
+        import psycopg
+
+        with psycopg.connect(self.env["DATABASE_URL"], autocommit=True) as conn:
+            return conn.execute(sql).fetchone()[0]
+
+    def drop(self) -> None:
+        import psycopg
+
+        with psycopg.connect(self.admin_url, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
 
 
 def drain_ours(db: Database, workers: int, load: int, cpu: dict | None = None) -> float:
@@ -347,7 +426,50 @@ def bench_rebuild(tmp: Path, args) -> None:
     ]))
 
 
-PARTS = {"queue": bench_queue, "save": bench_save, "rebuild": bench_rebuild}
+def freshness_once(db: Database, args, seed: int) -> dict:
+    """A blog first published by cron workers; then daemon workers (``--fresh-sleep`` between polls) drain full
+    rebuilds while entries are saved."""
+    w = args.workers
+    db.phase("blog", args.fresh_entries, db.site)
+    db.phase("queue_all")
+    drain_ours(db, w, args.load)
+    procs = [db.manage("runworker", "--daemon", "--sleep", str(args.fresh_sleep), "--load", str(args.load),
+                       "--no-periodic", "--no-background", "--quiet") for _ in range(w)]
+    try:
+        db.wait_for(f"SELECT COUNT(*) >= {w:d} FROM dispatch_processheartbeat")
+        return db.phase("freshness", args.fresh_seconds, seed)
+    finally:
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            proc.wait(timeout=60)
+
+
+def bench_freshness(tmp: Path, args) -> None:
+    backends = [("SQLite", lambda n: Database(tmp, n, args.workers))]
+    admin = os.environ.get("MTDISPATCH_TEST_PG")
+    if admin:
+        backends.append(("PostgreSQL", lambda n: PostgresDatabase(tmp, n, args.workers, admin)))
+    rows = [("database", "saves", "p50 ms", "p95 ms", "max ms", "not on disk in 30 s", "rebuilds drained")]
+    for label, make in backends:
+        for run in range(args.repeat):
+            db = make(f"fresh{label.lower()}{run}")
+            try:
+                got = freshness_once(db, args, run + 1)
+            finally:
+                db.drop()
+            ms = sorted(v * 1000 for v in got["latencies"])
+            p95 = ms[min(len(ms) - 1, round(0.95 * (len(ms) - 1)))]
+            rows.append((label, len(ms), f"{statistics.median(ms):.0f}", f"{p95:.0f}", f"{ms[-1]:.0f}",
+                         got["misses"], got["rebuilds"]))
+    print(f"\nFreshness under load: a {args.fresh_entries}-entry blog, {args.workers} daemon workers (--load "
+          f"{args.load}, --sleep {args.fresh_sleep}) draining full rebuilds (the Header changed again whenever the "
+          f"queue ran low) for {args.fresh_seconds} s, an entry saved every 0.5-2 s: from calling save_entry to "
+          "its page on disk showing the change\n")
+    print(table(rows))
+
+
+PARTS = {"queue": bench_queue, "save": bench_save, "rebuild": bench_rebuild, "freshness": bench_freshness}
 
 
 def main() -> None:
@@ -361,7 +483,10 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=1, help="Rebuild runs (each a new blog); the median too.")
     parser.add_argument("--dir", help="Where the databases and sites go (default: the system's temp directory).")
     parser.add_argument("--quick", action="store_true", help="Small sizes, for a smoke run.")
-    parser.add_argument("--parts", default="queue,save,rebuild", help="Which measures to run (default: all).")
+    parser.add_argument("--parts", default="queue,save,rebuild,freshness", help="Which measures to run (default: all).")
+    parser.add_argument("--fresh-entries", type=int, default=3000, help="The freshness part's blog.")
+    parser.add_argument("--fresh-seconds", type=int, default=60, help="How long the freshness part saves entries.")
+    parser.add_argument("--fresh-sleep", type=float, default=5.0, help="--sleep of the freshness part's workers.")
     parser.add_argument("--phase", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.phase:
@@ -371,6 +496,7 @@ def main() -> None:
         return
     if args.quick:
         args.jobs, args.q2_jobs, args.large = 2000, 300, 1000
+        args.fresh_entries, args.fresh_seconds = 500, 20
     speed_before = cpu_reference()
     with tempfile.TemporaryDirectory(prefix="mtd-bench-", dir=args.dir) as tmp:
         tmp = Path(tmp)
