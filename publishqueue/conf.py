@@ -65,6 +65,10 @@ DEFAULTS: dict[str, Any] = {
     # Serve files from each blog's site root through Django (development and the demo; in
     # production the web server serves them and passes only misses to the app).
     "SERVE_PUBLISHED_FILES": True,
+    # Dynamically published pages are rendered once per change of what they show and kept in this cache (an alias
+    # of CACHES; "" renders them on every request), at most this many seconds (publishqueue.dynamic).
+    "DYNAMIC_CACHE": "default",
+    "DYNAMIC_CACHE_SECONDS": 24 * 3600,
     # Compiled template engines kept in memory (one per blog and template version).
     "ENGINE_CACHE_SIZE": 64,
 }
