@@ -169,6 +169,7 @@ def _flip_due(due, old: str, new: str) -> int:
             # Only the worker that flips the status publishes (several may run this task at once).
             if not Entry.objects.filter(pk=entry.pk, status=old).update(status=new):
                 continue
+            bump_content_version(entry.blog_id)  # a queryset update sends no post_save: what pages show changed
             entry.status = new
             entry_changed(entry=entry, before=before, blog=entry.blog)
             count += 1
