@@ -309,6 +309,8 @@ class Worker:
             self._finishing.append(_Finishing(ran, finishing, started, failed))
             with self._current.lock:
                 self._current.job = None
+        if urgent:  # its files first: the batch it cut short waits for its fsyncs after them
+            self._finishing.insert(0, self._finishing.pop())
         self._settle(keep=0 if urgent else 1)
         with self._current.lock:
             self._current.held = [r.job for batch in self._finishing for r in batch.ran]
