@@ -24,7 +24,7 @@ def site_file_for(path: str, host: str | None = None) -> tuple[AbstractSite, str
     on port 8000 for ``http://a.example/``). A host no site URL names (``localhost`` for a site at
     ``127.0.0.1``, a proxy's own name) is matched by the path alone, when one site is the longest match: two
     sites at the same path on two hosts are never guessed between. ``host`` None: by path alone."""
-    sites = list(get_site_model().objects.all())  # whole rows: their versions key the cached Dynamic pages
+    sites = all_sites()
     wanted = normal_host(host) if host else None
     on_host = [site for site in sites if site.site_host == wanted]
     if wanted and not on_host:
@@ -37,6 +37,19 @@ def site_file_for(path: str, host: str | None = None) -> tuple[AbstractSite, str
     if relative == "" or relative.endswith("/"):
         relative += "index.html"
     return site, relative
+
+
+def all_sites() -> list[AbstractSite]:
+    """Every site, whole rows (their versions key the cached Dynamic pages), with SQL compiled once per process:
+    every request to the site runs it, and compiling it costs a cached page more than the rest of its request."""
+    model = get_site_model()
+    sql = _SITES_SQL.get(model)
+    if sql is None:
+        sql = _SITES_SQL[model] = model.objects.order_by("pk").query.sql_with_params()
+    return list(model.objects.raw(*sql))
+
+
+_SITES_SQL: dict = {}
 
 
 def _without_port(host: str) -> str:
