@@ -100,7 +100,9 @@ class Scenario:
         self.root = root
         self.author = UserFactory(username=f"author{next(counter)}", first_name="Ann")
         self.other_author = UserFactory(username=f"author{next(counter)}", first_name="Bob")
-        self.blog = blog_with_templates(root / "site", mode="queue", name="Oracle", time_zone=zone, all_templates=True)
+        # A URL of its own: the examples' blogs share the test database, and the app serves each one's paths.
+        self.blog = blog_with_templates(root / "site", mode="queue", name="Oracle", time_zone=zone, all_templates=True,
+                                        site_url=f"http://testserver/oracle-{next(counter)}/")
         for mode, name in zip(["static", "queue", "static"], ["Entry", "Main Index", "Monthly Archive"], strict=True):
             Template.objects.filter(site=self.blog, name=name).update(mode=mode)
         self.categories = [Category.objects.create(blog=self.blog, label=f"Cat {n}", slug=f"cat-{n}") for n in range(2)]
