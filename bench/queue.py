@@ -12,12 +12,17 @@
    a fresh blog: pages/s of each, median with the spread over ``--repeat`` rounds, and their ratio.
 5. (``--parts claims``, with ``MTDISPATCH_TEST_PG``) No-op jobs drained on PostgreSQL: claims/s with one job per
    claim, and jobs/s with a hundred.
+6. (``--parts freshness``) Freshness under load: daemon workers drain full rebuilds (the Header changes again
+   whenever the queue runs low) while an entry is saved every 0.5-2 s; the time from the save to the entry's file
+   on disk showing it, p50, p95 and max, on SQLite and on PostgreSQL (a scratch database on the server
+   ``MTDISPATCH_TEST_PG`` names, if set).
 
 The machine's speed is printed with the results (a fixed pure-Python loop, timed before and after): on
 shared machines it moves, and every figure moves with it.
 
     python bench/queue.py [--jobs 20000] [--q2-jobs 3000] [--workers 2] [--large 10000] [--load 100]
-                          [--repeat 1] [--dir DIR] [--parts queue,save,rebuild,s3] [--quick]
+                          [--repeat 1] [--dir DIR] [--parts queue,save,rebuild,s3,claims,freshness] [--quick]
+                          [--fresh-entries 3000] [--fresh-seconds 60]
 """
 from __future__ import annotations
 
@@ -172,11 +177,74 @@ def phase_render_share(jobs: int, load: int) -> dict:
     return {"jobs": worker.result.done, "seconds": total, "render_share": spent[0] / total}
 
 
+def phase_freshness(seconds: int, seed: int) -> dict:
+    """Save a random entry every 0.5-2 s for ``seconds`` while the workers drain full rebuilds (the Header changes
+    again, in a thread, whenever fewer than 500 jobs are left); for each save, the seconds from calling save_entry
+    to its entry page on disk showing the new title (saves go on while earlier ones are still on their way)."""
+    import random
+    import threading
+
+    from django.db import connection
+
+    from blog.models import Entry
+    from blog.services import save_entry
+    from publishqueue.models import FileInfo, Job
+    from publishqueue.paths import resolve_output_path
+
+    rng = random.Random(seed)
+    pages = {
+        fi.object_id: resolve_output_path(fi.site.site_root, fi.path)
+        for fi in FileInfo.objects.filter(archive_type="individual").select_related("site")
+    }
+    ids = sorted(pages)
+    latencies, rebuilds, misses = [], [0], 0
+    done = threading.Event()
+
+    def rebuild() -> None:
+        try:
+            while not done.wait(0.25):
+                if Job.objects.count() < 500:
+                    phase_touch_header()
+                    rebuilds[0] += 1
+        finally:
+            connection.close()
+
+    rebuilder = threading.Thread(target=rebuild)
+    rebuilder.start()
+    pending: dict[int, tuple[bytes, float]] = {}  # entry id: (the title to see, when its save began)
+    start = time.perf_counter()
+    next_save, n = start + rng.uniform(0.5, 2.0), 0
+    while pending or time.perf_counter() < start + seconds:
+        now = time.perf_counter()
+        if now >= next_save and now < start + seconds:
+            n += 1
+            entry = Entry.objects.get(pk=rng.choice([i for i in ids if i not in pending]))
+            entry.title = f"Fresh {seed}-{n} {entry.pk}"
+            began = time.perf_counter()
+            save_entry(entry=entry)
+            pending[entry.pk] = (entry.title.encode(), began)
+            next_save = began + rng.uniform(0.5, 2.0)
+        for pk, (wanted, began) in list(pending.items()):
+            try:
+                with open(pages[pk], "rb") as f:
+                    seen = wanted in f.read()
+            except FileNotFoundError:
+                seen = False
+            if seen or time.perf_counter() - began > 30:
+                misses += not seen
+                latencies.append(time.perf_counter() - began)
+                del pending[pk]
+        time.sleep(0.002)
+    done.set()
+    rebuilder.join()
+    return {"latencies": latencies, "rebuilds": rebuilds[0], "misses": misses, "left": Job.objects.count()}
+
+
 PHASES = {
     "use_target": phase_use_target, "noops": phase_noops, "published_count": phase_published_count,
     "ours_enqueue": phase_ours_enqueue, "q2_enqueue": phase_q2_enqueue,
     "blog": phase_blog, "save_time": phase_save_time, "queue_all": phase_queue_all,
-    "render_share": phase_render_share, "touch_header": phase_touch_header,
+    "render_share": phase_render_share, "touch_header": phase_touch_header, "freshness": phase_freshness,
 }
 
 
@@ -243,6 +311,14 @@ class Database:
     def manage(self, *args) -> subprocess.Popen:
         return subprocess.Popen([PY, "manage.py", *args], env=self.env, cwd=ROOT, stdout=subprocess.DEVNULL,
                                 stderr=subprocess.DEVNULL)
+
+
+class PostgresDatabase(Database):
+    """A scratch database on the server ``admin_url`` names (created here, dropped by ``drop``)."""
+
+    def __init__(self, tmp: Path, name: str, workers: int, admin_url: str) -> None:
+        super().__init__(tmp, name, workers)
+        self.on_postgres(admin_url)
 
 
 def drain_ours(db: Database, workers: int, load: int, cpu: dict | None = None) -> float:
@@ -495,7 +571,53 @@ def _spread(values: list[float]) -> str:
     return f"{med:.0f} ({min(values):.0f}-{max(values):.0f})" if len(values) > 1 else f"{med:.0f}"
 
 
-PARTS = {"claims": bench_claims, "queue": bench_queue, "save": bench_save, "rebuild": bench_rebuild, "s3": bench_s3}
+def freshness_once(db: Database, args, seed: int) -> dict:
+    """A blog first published by cron workers; then daemon workers (``--fresh-sleep`` between polls) drain full
+    rebuilds while entries are saved."""
+    w = args.workers
+    db.phase("blog", args.fresh_entries, db.site)
+    db.phase("queue_all")
+    drain_ours(db, w, args.load)
+    procs = [db.manage("runworker", "--daemon", "--sleep", str(args.fresh_sleep), "--load", str(args.load),
+                       "--no-periodic", "--no-background", "--quiet") for _ in range(w)]
+    try:
+        db.wait_for(f"SELECT COUNT(*) >= {w:d} FROM dispatch_processheartbeat")
+        return db.phase("freshness", args.fresh_seconds, seed)
+    finally:
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            proc.wait(timeout=60)
+
+
+def bench_freshness(tmp: Path, args) -> None:
+    backends = [("SQLite", lambda n: Database(tmp, n, args.workers))]
+    admin = os.environ.get("MTDISPATCH_TEST_PG")
+    if admin:
+        backends.append(("PostgreSQL", lambda n: PostgresDatabase(tmp, n, args.workers, admin)))
+    rows = [("database", "saves", "p50 ms", "p95 ms", "max ms", "not on disk in 30 s", "rebuilds drained")]
+    for label, make in backends:
+        for run in range(args.repeat):
+            db = make(f"fresh{label.lower()}{run}")
+            try:
+                got = freshness_once(db, args, run + 1)
+            finally:
+                db.drop()
+            ms = sorted(v * 1000 for v in got["latencies"])
+            p95 = ms[min(len(ms) - 1, round(0.95 * (len(ms) - 1)))]
+            rows.append((label, len(ms), f"{statistics.median(ms):.0f}", f"{p95:.0f}", f"{ms[-1]:.0f}",
+                         got["misses"], got["rebuilds"]))
+    print(f"\nFreshness under load: a {args.fresh_entries}-entry blog, {args.workers} daemon workers (--load "
+          f"{args.load}, --sleep {args.fresh_sleep}) draining full rebuilds (the Header changed again whenever the "
+          f"queue ran low) for {args.fresh_seconds} s, an entry saved every 0.5-2 s: from calling save_entry to "
+          "its page on disk showing the change\n")
+    print(table(rows))
+
+
+PARTS = {
+    "claims": bench_claims, "queue": bench_queue, "save": bench_save, "rebuild": bench_rebuild, "s3": bench_s3,
+    "freshness": bench_freshness,
+}
 
 
 def main() -> None:
@@ -512,7 +634,10 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=1, help="Rebuild runs (each a new blog); the median too.")
     parser.add_argument("--dir", help="Where the databases and sites go (default: the system's temp directory).")
     parser.add_argument("--quick", action="store_true", help="Small sizes, for a smoke run.")
-    parser.add_argument("--parts", default="queue,save,rebuild", help="Which measures to run (default: all).")
+    parser.add_argument("--parts", default="queue,save,rebuild,freshness", help="Which measures to run (default: all).")
+    parser.add_argument("--fresh-entries", type=int, default=3000, help="The freshness part's blog.")
+    parser.add_argument("--fresh-seconds", type=int, default=60, help="How long the freshness part saves entries.")
+    parser.add_argument("--fresh-sleep", type=float, default=5.0, help="--sleep of the freshness part's workers.")
     parser.add_argument("--phase", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.phase:
@@ -522,6 +647,7 @@ def main() -> None:
         return
     if args.quick:
         args.jobs, args.q2_jobs, args.large = 2000, 300, 1000
+        args.fresh_entries, args.fresh_seconds = 500, 20
     speed_before = cpu_reference()
     with tempfile.TemporaryDirectory(prefix="mtd-bench-", dir=args.dir) as tmp:
         tmp = Path(tmp)

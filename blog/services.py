@@ -13,6 +13,7 @@ from django.utils.translation import ngettext
 
 from publishqueue.services import ChangeReport, publish_contexts, republish_site, target_changed
 from publishqueue.sites import site_locale
+from publishqueue.versioning import bump_content_version
 
 from .conf import get_config
 from .dependencies import EntryState, comment_change_contexts, entry_change_contexts, only_comment_templates
@@ -88,6 +89,7 @@ def author_renamed(*, user_id: int) -> ChangeReport:
     """An author's display name changed: the blogs with entries by them are republished."""
     report = ChangeReport()
     for blog in Blog.objects.filter(entries__author_id=user_id).distinct():
+        bump_content_version(blog.pk)  # what its pages show changed (its Dynamically published pages are cached)
         report.queued += republish_site(site=blog).queued
     return report
 
@@ -169,6 +171,7 @@ def _flip_due(due, old: str, new: str) -> int:
             # Only the worker that flips the status publishes (several may run this task at once).
             if not Entry.objects.filter(pk=entry.pk, status=old).update(status=new):
                 continue
+            bump_content_version(entry.blog_id)  # a queryset update sends no post_save: what pages show changed
             entry.status = new
             entry_changed(entry=entry, before=before, blog=entry.blog)
             count += 1

@@ -59,6 +59,9 @@ DEFAULTS: dict[str, Any] = {
     # How often a worker looks for due periodic tasks and django-q2 tasks (seconds).
     "PERIODIC_CHECK_SECONDS": 5,
     "BACKGROUND_CHECK_SECONDS": 1,
+    # A worker running a batch looks for runnable jobs above the batch's rest when jobs were queued (it is woken at
+    # their commit: publishqueue.wakeup), and at least this often (seconds): they cut the batch short.
+    "PREEMPT_CHECK_SECONDS": 1.0,
     # Serve files from each blog's site root through Django (development and the demo; in
     # production the web server serves them and passes only misses to the app).
     "SERVE_PUBLISHED_FILES": True,
@@ -69,6 +72,10 @@ DEFAULTS: dict[str, Any] = {
     # Front-end caches told to drop the URLs whose content a publish changed (publishqueue/purge.py), by name:
     # {"varnish": {"BACKEND": "publishqueue.purge.HTTPPurgeBackend", "LOCATION": "http://127.0.0.1:6081"}}.
     "PURGE_BACKENDS": {},
+    # Dynamically published pages are rendered once per change of what they show and kept in this cache (an alias
+    # of CACHES; "" renders them on every request), at most this many seconds (publishqueue.dynamic).
+    "DYNAMIC_CACHE": "default",
+    "DYNAMIC_CACHE_SECONDS": 24 * 3600,
     # Compiled template engines kept in memory (one per blog and template version).
     "ENGINE_CACHE_SIZE": 64,
 }

@@ -22,6 +22,7 @@ from django.utils import timezone
 from .conf import get_config
 from .models import FileInfo, Job
 from .registry import registry
+from .wakeup import jobs_queued
 
 PUBLISH = "publish"
 
@@ -85,7 +86,8 @@ _BATCH = 200
 
 
 def enqueue(jobs: Iterable[NewJob]) -> int:
-    """Insert or coalesce jobs; returns how many were given. Runs in the caller's transaction."""
+    """Insert or coalesce jobs; returns how many were given. Runs in the caller's transaction; the workers are
+    woken when it commits (``publishqueue.wakeup``)."""
     jobs = _coalesce(jobs)
     if not jobs:
         return 0
@@ -103,6 +105,7 @@ def enqueue(jobs: Iterable[NewJob]) -> int:
                 ]
             sql = _UPSERT.format(table=Job._meta.db_table, rows=", ".join([_ROW] * len(batch)))
             cursor.execute(sql, params)
+        jobs_queued(cursor)  # the workers wake when this commits
     return len(jobs)
 
 

@@ -8,10 +8,11 @@ import os
 from django.http import Http404, HttpRequest, HttpResponse
 from django.views.static import serve
 
+from . import dynamic
 from .conf import get_config
 from .models import FileInfo, PublishingMode, mode_q
 from .paths import PathError, check_relative_path, resolve_output_path
-from .publisher import PublishError, render_fileinfo
+from .publisher import PublishError
 from .sites import AbstractSite, get_site_model, normal_host
 
 
@@ -23,7 +24,7 @@ def site_file_for(path: str, host: str | None = None) -> tuple[AbstractSite, str
     on port 8000 for ``http://a.example/``). A host no site URL names (``localhost`` for a site at
     ``127.0.0.1``, a proxy's own name) is matched by the path alone, when one site is the longest match: two
     sites at the same path on two hosts are never guessed between. ``host`` None: by path alone."""
-    sites = list(get_site_model().objects.only("id", "site_url", "site_root"))
+    sites = all_sites()
     wanted = normal_host(host) if host else None
     on_host = [site for site in sites if site.site_host == wanted]
     if wanted and not on_host:
@@ -36,6 +37,19 @@ def site_file_for(path: str, host: str | None = None) -> tuple[AbstractSite, str
     if relative == "" or relative.endswith("/"):
         relative += "index.html"
     return site, relative
+
+
+def all_sites() -> list[AbstractSite]:
+    """Every site, whole rows (their versions key the cached Dynamic pages), with SQL compiled once per process:
+    every request to the site runs it, and compiling it costs a cached page more than the rest of its request."""
+    model = get_site_model()
+    sql = _SITES_SQL.get(model)
+    if sql is None:
+        sql = _SITES_SQL[model] = model.objects.order_by("pk").query.sql_with_params()
+    return list(model.objects.raw(*sql))
+
+
+_SITES_SQL: dict = {}
 
 
 def _without_port(host: str) -> str:
@@ -76,24 +90,31 @@ def serve_site(request: HttpRequest, path: str = "") -> HttpResponse:
         check_relative_path(relative)
     except PathError as exc:
         raise Http404(str(exc)) from exc
+    cached = dynamic.cached_page(blog, relative)
+    if cached is not dynamic.MISS:
+        return _page(cached, relative)
     fileinfo = (
         FileInfo.objects.filter(mode_q([PublishingMode.DYNAMIC], via="mapping__"), site=blog, path=relative)
         .select_related("template", "site", "mapping")
         .first()
     )
     if fileinfo is not None:
-        return _render_dynamic(fileinfo)
+        return _render_dynamic(fileinfo, blog)
     if get_config()["SERVE_PUBLISHED_FILES"]:
         return serve(request, relative, document_root=blog.site_root)
     raise Http404("Not published.")
 
 
-def _render_dynamic(fileinfo: FileInfo) -> HttpResponse:
+def _render_dynamic(fileinfo: FileInfo, site: AbstractSite) -> HttpResponse:
     try:
-        content = render_fileinfo(fileinfo)
+        content = dynamic.render_page(fileinfo, site)
     except PublishError as exc:
         return HttpResponse(f"This page could not be rendered: {exc}", status=500, content_type="text/plain")
+    return _page(content, fileinfo.path)
+
+
+def _page(content: str | None, relative: str) -> HttpResponse:
     if content is None:
         raise Http404("This page no longer exists.")
-    content_type = mimetypes.guess_type(fileinfo.path)[0] or "text/html"
+    content_type = mimetypes.guess_type(relative)[0] or "text/html"
     return HttpResponse(content, content_type=f"{content_type}; charset=utf-8")

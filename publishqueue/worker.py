@@ -23,7 +23,7 @@ from dispatch import processes
 from dispatch.conf import get_config as dispatch_config
 from dispatch.control import RecycleWatch, acknowledge
 
-from . import activity, controls, jobrows, periodic
+from . import activity, controls, jobrows, periodic, wakeup
 from .conf import get_config
 from .jobrows import Claimed
 from .jobs import BatchFinishing, prepare, run_job
@@ -63,6 +63,7 @@ class WorkerResult:
     requeued: int = 0
     background: int = 0
     lost: int = 0  # jobs taken over by another worker while this one ran them (it was frozen past its lease)
+    preempted: int = 0  # batches cut short for jobs of a higher priority queued meanwhile
     outages: int = 0
     reason: str = ""
 
@@ -133,6 +134,10 @@ class Worker:
         self._finishing: list[_Finishing] = []  # batches that ran, oldest first: completed after the next one ran
         self._last_failure = ""
         self.pause_watch = controls.PauseWatch()
+        self.waker = wakeup.Waker(self.stop_event)
+        # After a batch was cut short for jobs above its rest: the next claim takes only those (above this).
+        self._urgent_floor: int | None = None
+        self._next_preempt_check = 0.0
 
     # -- lifecycle ---------------------------------------------------------------------------------
 
@@ -140,6 +145,7 @@ class Worker:
         """Finish the job in hand, give back the rest of the batch, and return from run()."""
         self.result.reason = self.result.reason or reason
         self.stop_event.set()
+        self.waker.poke()
 
     @property
     def stopping(self) -> bool:
@@ -152,6 +158,7 @@ class Worker:
             self._loop()
         finally:
             beat.stop()
+            self.waker.close()
             try:
                 self.stats.flush()
                 beat.registration.forget()
@@ -196,12 +203,18 @@ class Worker:
         self._maybe_periodic()
         self._maybe_background()
         pauses = self.pause_watch.pauses(fresh=True)
+        if not opts.once:
+            self.waker.listen()  # before the claim: a job committed after it wakes the wait (or cuts a batch short)
+        urgent, self._urgent_floor = self._urgent_floor, None
+        floor = opts.floor if urgent is None else max(urgent, opts.floor if opts.floor is not None else urgent)
         jobs = jobrows.claim(
-            worker_id=self.worker_id, load=opts.load, kinds=opts.kinds, floor=opts.floor, randomly=opts.randomly,
+            worker_id=self.worker_id, load=opts.load, kinds=opts.kinds, floor=floor, randomly=opts.randomly,
             share=self.peers, pauses=pauses,
         )
+        if urgent is not None and not jobs:
+            return True  # another worker took them: back to the whole queue
         if jobs:
-            self._run_batch(jobs)
+            self._run_batch(jobs, urgent=urgent is not None)
         else:
             requeued = self.result.requeued
             self._settle()
@@ -216,8 +229,9 @@ class Worker:
         if self._reached_max():
             return False
         if not jobs:
-            # Only sleeps when nothing is waiting; while a pause is on, looks again soon (a resume is seen at once).
-            self.stop_event.wait(min(opts.sleep, controls.WATCH_SECONDS) if pauses else opts.sleep)
+            # Only sleeps when nothing is waiting, until jobs are queued (publishqueue.wakeup); while a pause is on,
+            # looks again soon (a resume is seen at once).
+            self.waker.wait(min(opts.sleep, controls.WATCH_SECONDS) if pauses else opts.sleep)
         return True
 
     def _reached_max(self) -> bool:
@@ -261,9 +275,12 @@ class Worker:
 
     # -- jobs --------------------------------------------------------------------------------------
 
-    def _run_batch(self, jobs: list[Claimed]) -> None:
+    def _run_batch(self, jobs: list[Claimed], *, urgent: bool = False) -> None:
         """Run a batch's jobs, then complete the previous batch (its files were syncing meanwhile); this one is
-        completed after the next. A database outage in the middle leaves everything in hand to ``_abandon``."""
+        completed after the next, or at once when it is ``urgent`` (the jobs that cut the last batch short).
+        Between jobs, one above the batch's remaining ones, queued meanwhile, cuts it short (``_preempt``): the
+        rest is given back and the next claim takes only the jobs above it. A database outage in the middle
+        leaves everything in hand to ``_abandon``."""
         ran: list[_Ran] = []
         failed: list[tuple[Claimed, str]] = []
         started = timezone.now()
@@ -277,6 +294,11 @@ class Worker:
                 if self.stopping or self._reached_max() or self._paused(job, prepared.get(job.id)):
                     jobrows.release(worker_id=self.worker_id, jobs=jobs[index:])
                     break
+                if index and not self.options.once and self._preempt(job):
+                    jobrows.release(worker_id=self.worker_id, jobs=jobs[index:])
+                    self._urgent_floor = job.priority + 1
+                    self.result.preempted += 1
+                    break
                 outcome = self._run_one(job, prepared.get(job.id))
                 if outcome is not None:
                     ran.append(outcome)
@@ -287,9 +309,24 @@ class Worker:
             self._finishing.append(_Finishing(ran, finishing, started, failed))
             with self._current.lock:
                 self._current.job = None
-        self._settle(keep=1)
+        if urgent:  # its files first: the batch it cut short waits for its fsyncs after them
+            self._finishing.insert(0, self._finishing.pop())
+        self._settle(keep=0 if urgent else 1)
         with self._current.lock:
             self._current.held = [r.job for batch in self._finishing for r in batch.ran]
+
+    def _preempt(self, job: Claimed) -> bool:
+        """Whether a job above ``job`` (the highest of the batch's rest) is runnable: looked for when jobs were
+        queued since the last look, and at least every ``PREEMPT_CHECK_SECONDS`` (jobs coming due, a wake-up lost).
+        """
+        now = time.monotonic()
+        if not self.waker.heard() and now < self._next_preempt_check:
+            return False
+        self._next_preempt_check = now + get_config()["PREEMPT_CHECK_SECONDS"]
+        floor = max(job.priority + 1, self.options.floor if self.options.floor is not None else job.priority + 1)
+        return jobrows.runnable(
+            timezone.now(), kinds=self.options.kinds, floor=floor, pauses=self.pause_watch.pauses()
+        ).exists()
 
     def _paused(self, job: Claimed, prepared: object) -> bool:
         """Paused since the batch was claimed (the rest of the batch is given back)."""

@@ -1,4 +1,5 @@
 import pytest
+from django.core.cache import caches
 
 from publishqueue.rendering import renderers, site_variables
 from tests.fcgi import runfcgi  # noqa: F401 - fixture: a real runfcgi process
@@ -10,9 +11,11 @@ from tests.varnish import varnish  # noqa: F401 - fixture: Varnish in front of a
 
 @pytest.fixture(autouse=True)
 def _fresh_render_caches():
-    """Compiled engines and sidebars are per process; tests start from empty caches."""
+    """Compiled engines and sidebars are per process; tests start from empty caches (the cached Dynamic pages
+    too: two tests' sites may have the same id and versions)."""
     renderers.clear()
     site_variables.clear()
+    caches["default"].clear()
     yield
     renderers.clear()
     site_variables.clear()

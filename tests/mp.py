@@ -59,6 +59,15 @@ def pill() -> dict:
     return {"queued": 1}
 
 
+def noops(count: int, priority: int, prefix: str) -> dict:
+    """Queue ``count`` no-op jobs (keys ``prefix``0...) at ``priority``; returns their ids."""
+    from publishqueue.enqueue import NewJob, enqueue
+    from publishqueue.models import Job
+
+    enqueue(NewJob(kind="noop", unique_key=f"{prefix}{i}", priority=priority) for i in range(count))
+    return {"ids": list(Job.objects.filter(unique_key__startswith=prefix).order_by("id").values_list("id", flat=True))}
+
+
 def errors() -> dict:
     from publishqueue.models import Job, JobError
 
@@ -161,7 +170,7 @@ if __name__ == "__main__":
     functions = {
         "setup": setup, "edit": edit, "edit_all": edit_all, "pill": pill, "errors": errors, "status": status,
         "verify": verify, "use_target": use_target, "hosts": hosts, "verify_target": verify_target,
-        "recycle": recycle, "acked": acked,
+        "recycle": recycle, "acked": acked, "noops": noops,
     }
     parsed = [int(a) if a.isdigit() else a for a in args]
     print(json.dumps(functions[command](*parsed)))

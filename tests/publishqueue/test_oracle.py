@@ -13,6 +13,12 @@ drained by the real worker loop, and the site root compared with a full publish 
 Queue files (each by its own mode: its mapping's or its template's) into an empty directory (Manually published
 files are, by definition, only as fresh as their last publish, so both sides leave them out).
 
+Dynamically published pages are served from a cache (``publishqueue.dynamic``): after the setup and after every
+operation, every path of the blog is requested from the app (Django's test client), which fills the cache; the
+Dynamic pages served must equal a fresh render made with every per-process render cache emptied (compiled
+templates, site-wide variables, cached modules), and the other paths must serve the file on disk (or nothing): a
+page cached before an operation is never served after it if the operation changed it or what is at its path.
+
 CI runs ``ORACLE_EXAMPLES`` sequences (default 25) on SQLite, and as many on PostgreSQL when
 ``MTDISPATCH_TEST_PG`` is set; a longer local run: ``ORACLE_EXAMPLES=2000 bin/test tests/publishqueue/test_oracle.py``.
 """
@@ -28,7 +34,7 @@ import uuid
 from pathlib import Path
 
 import pytest
-from django.test import override_settings
+from django.test import Client, override_settings
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -36,7 +42,8 @@ from blog import services
 from blog.models import Blog, Category, Comment, Entry
 from publishqueue.fileinfos import template_fileinfos
 from publishqueue.models import ArchiveMapping, FileInfo, Job, JobError, PublishingMode, Template, mode_q
-from publishqueue.rendering import permalink_patterns
+from publishqueue.publisher import PublishError, render_fileinfo
+from publishqueue.rendering import permalink_patterns, renderers, site_variables
 from publishqueue.services import ChangeReport, publish_many, publish_templates, template_saved
 from publishqueue.worker import Worker, WorkerOptions
 from tests.factories import UserFactory, blog_with_templates
@@ -93,7 +100,9 @@ class Scenario:
         self.root = root
         self.author = UserFactory(username=f"author{next(counter)}", first_name="Ann")
         self.other_author = UserFactory(username=f"author{next(counter)}", first_name="Bob")
-        self.blog = blog_with_templates(root / "site", mode="queue", name="Oracle", time_zone=zone, all_templates=True)
+        # A URL of its own: the examples' blogs share the test database, and the app serves each one's paths.
+        self.blog = blog_with_templates(root / "site", mode="queue", name="Oracle", time_zone=zone, all_templates=True,
+                                        site_url=f"http://testserver/oracle-{next(counter)}/")
         for mode, name in zip(["static", "queue", "static"], ["Entry", "Main Index", "Monthly Archive"], strict=True):
             Template.objects.filter(site=self.blog, name=name).update(mode=mode)
         self.categories = [Category.objects.create(blog=self.blog, label=f"Cat {n}", slug=f"cat-{n}") for n in range(2)]
@@ -340,11 +349,43 @@ def manual_paths(blog: Blog) -> set[str]:
     return set(manual.values_list("path", flat=True)) | set(manual.values_list("published_path", flat=True))
 
 
+def check_cached_pages(blog: Blog, operations: list[tuple]) -> None:
+    """Every path of the blog, as the app serves it (Dynamic pages from their cache), is what it should be now: a
+    fresh render of its Dynamic page, or the file on disk, or nothing."""
+    blog = Blog.objects.get(pk=blog.pk)
+    paths = sorted(set(FileInfo.objects.filter(site=blog).values_list("path", flat=True)))
+    client = Client(HTTP_HOST=blog.site_host)
+    served = {path: client.get(blog.site_path + path) for path in paths}
+    renderers.clear()
+    site_variables.clear()
+    dynamic = FileInfo.objects.filter(mode_q(["dynamic"], via="mapping__"), site=blog).select_related(
+        "template", "site", "mapping")
+    for path, response in served.items():
+        body = None
+        if response.status_code == 200:
+            body = b"".join(response.streaming_content) if response.streaming else response.content
+        response.close()
+        page = dynamic.filter(path=path).first()  # the page the view serves at this path
+        if page is not None:
+            try:
+                fresh = render_fileinfo(page)
+            except PublishError:
+                assert response.status_code == 500, (operations, path)
+                continue
+            expected = fresh.encode() if fresh is not None else None
+        else:
+            on_disk = Path(blog.site_root) / path
+            expected = on_disk.read_bytes() if on_disk.is_file() else None
+        assert body == expected, (operations, path, response.status_code)
+
+
 def check_sequence(operations: list[tuple], zone: str = "") -> None:
     with tempfile.TemporaryDirectory(prefix="oracle-") as tmp, override_settings(TIME_ZONE=INSTALL_ZONE):
         scenario = Scenario(Path(tmp), zone)
-        for op in operations:
+        check_cached_pages(scenario.blog, [])
+        for n, op in enumerate(operations):
             scenario.apply(op)
+            check_cached_pages(scenario.blog, operations[: n + 1])
         drain()
         skip = manual_paths(scenario.blog)
         incremental = site_files(Path(tmp) / "site", skip)
@@ -372,6 +413,16 @@ def test_the_oracle_moves_entries_across_midnight_month_ends_and_dst_when_the_zo
         ("time_zone", "America/New_York"), ("edit_entry", 3, "date", 39), ("new_entry", 40, "published", []),
         ("time_zone", "Asia/Tokyo"), ("schedule", 31), ("come_due",), ("yearly_mapping", True),
     ], zone="")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_oracle_serves_no_stale_dynamic_page_when_scheduled_entries_come_due():
+    """Dynamic pages cached before scheduled entries come due (a status flip by a queryset update, which sends no
+    post_save) are not served after it; and an author's rename reaches the Dynamic entry pages."""
+    check_sequence([
+        ("mode", "Main Index", "dynamic"), ("mode", "Entry", "dynamic"), ("schedule", 5),
+        ("schedule_unpublish", 0, 10), ("come_due",), ("author_name",),
+    ])
 
 
 @pytest.mark.slow
