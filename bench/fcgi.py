@@ -264,7 +264,12 @@ def print_table(results: dict, errors: dict, args, probe_before: float, probe_af
                 ratios = [a / b for a, b in zip(results[mine][key], r[key], strict=True) if a and b]
                 row.append(spread(ratios, ".2f") + "x" if ratios else "-")
         rows.append(row)
-    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    _print_rows(rows)
+
+
+def _print_rows(rows: list[list[str]]) -> None:
+    """A table with aligned columns, a rule under its first row (the header)."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for n, row in enumerate(rows):
         print(" | ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)))
         if n == 0:
@@ -286,11 +291,7 @@ def print_cpu_table(cpu: dict) -> None:
                 ratios = [b / a for a, b in zip(cpu[mine][key], r[key], strict=True) if a and b]
                 row.append(spread(ratios, ".2f") + "x" if ratios else "-")
         rows.append(row)
-    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
-    for n, row in enumerate(rows):
-        print(" | ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)))
-        if n == 0:
-            print("-+-".join("-" * w for w in widths))
+    _print_rows(rows)
 
 
 if __name__ == "__main__":
