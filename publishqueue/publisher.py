@@ -10,10 +10,8 @@ import re
 import secrets
 import socket
 import stat
-import threading
 import time
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -26,6 +24,7 @@ from .paths import PathError, resolve_output_path
 from .registry import ArchiveContext
 from .rendering import render
 from .targets import Upload, target_for
+from .threads import LazyPool
 
 logger = logging.getLogger("mtdispatch.publisher")
 
@@ -193,7 +192,7 @@ class StagedFiles:
 
     def __init__(self, results: list[PublishResult]) -> None:
         self.results = [r for r in results if r.status == "written" and r.staged]
-        self._syncing = {r: _threads().submit(_sync, r.staged) for r in self.results}
+        self._syncing = {r: _sync_threads.get().submit(_sync, r.staged) for r in self.results}
         self._placed: list[PublishResult] = []
         self._left: list[str] = []
 
@@ -415,25 +414,8 @@ def _alive(pid: int) -> bool:
     return True
 
 
-_pool: ThreadPoolExecutor | None = None
-_pool_lock = threading.Lock()
-
-
-def _threads() -> ThreadPoolExecutor:
-    """Threads that fsync a batch's files (each mostly waits on the disk)."""
-    global _pool
-    with _pool_lock:
-        if _pool is None:
-            _pool = ThreadPoolExecutor(max_workers=SYNC_THREADS, thread_name_prefix="mtdispatch-sync")
-        return _pool
-
-
-def _forget_pool() -> None:
-    global _pool
-    _pool = None  # a forked child has none of its parent's threads
-
-
-os.register_at_fork(after_in_child=_forget_pool)
+# Threads that fsync a batch's files (each mostly waits on the disk).
+_sync_threads = LazyPool(SYNC_THREADS, "mtdispatch-sync")
 
 
 def _silent_unlink(path: str) -> None:

@@ -38,10 +38,8 @@ from __future__ import annotations
 
 import logging
 import mimetypes
-import os
 import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -53,6 +51,7 @@ from django.utils.module_loading import import_string
 
 from .conf import get_config
 from .paths import PathError, check_output_name, check_relative_path
+from .threads import LazyPool
 
 if TYPE_CHECKING:
     from .models import FileInfo
@@ -321,7 +320,7 @@ class PublishFinishing:
         failed: dict[PublishResult, Exception] = dict(self._files.place(keep, record=record))
         chosen = [r for r in self._uploads if keep(r)]
         if chosen:
-            errors = dict(zip(chosen, _pool().map(lambda r: _upload(r.upload), chosen), strict=True))
+            errors = dict(zip(chosen, _upload_threads.get().map(lambda r: _upload(r.upload), chosen), strict=True))
             for result, error in errors.items():
                 if error is not None:
                     failed[result] = PublishError(
@@ -345,20 +344,4 @@ class PublishFinishing:
         self._changed = []
 
 
-_executor: ThreadPoolExecutor | None = None
-
-
-def _pool() -> ThreadPoolExecutor:
-    global _executor
-    with _lock:
-        if _executor is None:
-            _executor = ThreadPoolExecutor(max_workers=UPLOAD_THREADS, thread_name_prefix="mtdispatch-upload")
-        return _executor
-
-
-def _forget_pool() -> None:
-    global _executor
-    _executor = None
-
-
-os.register_at_fork(after_in_child=_forget_pool)
+_upload_threads = LazyPool(UPLOAD_THREADS, "mtdispatch-upload")
