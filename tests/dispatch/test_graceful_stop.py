@@ -11,6 +11,20 @@ from dispatch import fcgi_client
 pytestmark = pytest.mark.slow
 
 
+def stop_under_load(runfcgi, client, clients: int, term_sent: threading.Event) -> None:
+    """Run ``client`` in ``clients`` threads, TERM runfcgi 1.5 s into the load (``term_sent`` set first), check it
+    exits 0, and wait for the clients to end."""
+    threads = [threading.Thread(target=client) for _ in range(clients)]
+    for thread in threads:
+        thread.start()
+    time.sleep(1.5)
+    term_sent.set()
+    runfcgi.signal(signal.SIGTERM)
+    assert runfcgi.proc.wait(timeout=40) == 0
+    for thread in threads:
+        thread.join(40)
+
+
 def hammer_through_a_stop(runfcgi, clients: int = 16) -> dict:
     """``clients`` threads each request /t/slow?s=0.02 in a loop (so connections wait in the backlog) until a
     connect is refused after runfcgi was TERMed. Counts answers, refusals and errors of connected requests."""
@@ -39,15 +53,7 @@ def hammer_through_a_stop(runfcgi, clients: int = 16) -> dict:
                 with lock:
                     stats["errors"].append(repr(exc))
 
-    threads = [threading.Thread(target=client) for _ in range(clients)]
-    for thread in threads:
-        thread.start()
-    time.sleep(1.5)
-    term_sent.set()
-    runfcgi.signal(signal.SIGTERM)
-    assert runfcgi.proc.wait(timeout=40) == 0
-    for thread in threads:
-        thread.join(40)
+    stop_under_load(runfcgi, client, clients, term_sent)
     return stats
 
 
@@ -79,15 +85,7 @@ def test_a_graceful_stop_behind_nginx_resets_no_upstream_connection(runfcgi, ngi
             if status != 200 and runfcgi.proc.poll() is not None:
                 return
 
-    threads = [threading.Thread(target=client) for _ in range(16)]
-    for thread in threads:
-        thread.start()
-    time.sleep(1.5)
-    term_sent.set()
-    runfcgi.signal(signal.SIGTERM)
-    assert runfcgi.proc.wait(timeout=40) == 0
-    for thread in threads:
-        thread.join(40)
+    stop_under_load(runfcgi, client, 16, term_sent)
     errors = (tmp_path / "nginx-error.log").read_text()
     resets = [line for line in errors.splitlines() if "connect() to" not in line and "upstream" in line]
     after = sum(1 for status, after_term in statuses if after_term and status == 200)
