@@ -12,7 +12,7 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.db import models
+from django.db import connection, models
 from django.db.models import Count
 from django.db.models.functions import TruncMonth
 from django.urls import get_script_prefix, get_urlconf, reverse
@@ -24,6 +24,7 @@ from publishqueue.registry import ArchiveContext, ArchiveType, Page, register_ar
 from publishqueue.rendering import Links
 
 from .conf import get_config
+from .entrycache import entry_cache, load_entries
 from .models import Blog, Category, Comment, Entry, attach_categories, categories_of
 from .sandbox import ViewList, author_view, blog_view, category_view, comment_view, documentation, entry_view
 
@@ -192,27 +193,74 @@ def _listed(entries, links: Links) -> ViewList:
     return views(attach_categories(entries), links)
 
 
+def entries_for(blog: Blog, ids: Iterable[int], *, batch: bool) -> dict[int, Entry]:
+    """Entries by id with their categories and author: for a batch of pages (a worker's), from the process's
+    cache of the blog's current content (``blog.entrycache``); for a single page (a Dynamic request, a page
+    published as it is saved, a preview), from the database."""
+    return entry_cache.entries(blog, ids) if batch else load_entries(blog.pk, ids)
+
+
+@dataclass
+class Listings:
+    """A batch of category or author archives: the ids of the live entries each lists, newest first, in one query
+    (their entries come from the process's cache)."""
+
+    ids: dict[int, list[int]]
+
+
+def _preload_listings(field: str):
+    def preload(blog: Blog, contexts: Sequence[ArchiveContext]) -> Listings:
+        wanted = {c.object_id for c in contexts if c.object_id}
+        listed: dict[int, list[int]] = {pk: [] for pk in wanted}
+        for owner, pk in _live_entries(blog).filter(**{f"{field}__in": wanted}).values_list(field, "pk"):
+            listed[owner].append(pk)
+        return Listings(listed)
+
+    return preload
+
+
+def _listing(page: Page, entries: models.QuerySet) -> ViewList:
+    """A category's or author's entries (``entries``, newest first) as views: in a worker's batch, the ids its
+    preload found and the entries from the process's cache."""
+    if isinstance(page.batch, Listings) and page.context.object_id in page.batch.ids:
+        ids = page.batch.ids[page.context.object_id]
+        found = entries_for(page.site, ids, batch=True)
+        return views([found[pk] for pk in ids if pk in found], page.links)
+    return _listed(entries, page.links)
+
+
 def _live_entries(blog: Blog):
     return Entry.objects.live().filter(blog=blog)
 
 
 # -- what a batch of pages shows -----------------------------------------------------------------------
 
+# Ranges per query in ``live_ids_in`` (4 parameters each, under SQLite's historical 999; 500 compound terms).
+RANGES_PER_QUERY = 200
+
+
 def live_ids_in(blog_id: int, periods: Iterable[tuple[str, dt.date]]) -> set[int]:
-    """The ids of the live entries published in any of ``periods`` (archive type, start): one query per run of
-    adjacent periods, each a range scan of the blog/status/date index that reads ids only. Neither one range per
-    period OR-ed in one query (SQLite then tested every range on every row of the blog: 0.28 s for 100 periods of a
-    10,000-entry blog) nor one range over the batch's span (most of the blog for a batch spread over years)."""
+    """The ids of the live entries published in any of ``periods`` (archive type, start): one range scan of the
+    blog/status/date index per run of adjacent periods, reading ids only, the ranges UNION ALL-ed into one
+    statement. Neither the ranges OR-ed in one WHERE (SQLite then tested every range on every row of the blog:
+    0.28 s for 100 periods of a 10,000-entry blog), nor one range over the batch's span (most of the blog for a
+    batch spread over years), nor one ORM query per range (building them cost more than running them: 86 a batch
+    of category-monthly pages)."""
     spans: list[list[dt.datetime]] = []
     for lo, hi in sorted(period_bounds(archive_type, start) for archive_type, start in set(periods)):
         if spans and lo <= spans[-1][1]:
             spans[-1][1] = max(spans[-1][1], hi)
         else:
             spans.append([lo, hi])
-    live = Entry.objects.live().filter(blog_id=blog_id).order_by()
+    table, stamp = Entry._meta.db_table, connection.ops.adapt_datetimefield_value
+    one = f"SELECT id FROM {table} WHERE blog_id = %s AND status = %s AND published_on >= %s AND published_on < %s"
     found: set[int] = set()
-    for lo, hi in spans:
-        found.update(live.filter(published_on__gte=lo, published_on__lt=hi).values_list("pk", flat=True))
+    with connection.cursor() as cursor:
+        for first in range(0, len(spans), RANGES_PER_QUERY):
+            chunk = spans[first : first + RANGES_PER_QUERY]
+            params = [v for lo, hi in chunk for v in (blog_id, Entry.Status.PUBLISHED, stamp(lo), stamp(hi))]
+            cursor.execute(" UNION ALL ".join([one] * len(chunk)), params)
+            found.update(pk for (pk,) in cursor.fetchall())
     return found
 
 
@@ -234,26 +282,25 @@ class BatchPages:
     # (archive type, period start) -> its live entries, newest first.
     periods: dict[tuple[str, dt.date], list[Entry]] = field(default_factory=dict)
 
+    # For a worker's batch: entries from the process's cache (``entries_for``).
+    batch: bool = False
+
     @classmethod
-    def load(cls, blog_id: int, entry_ids=(), periods=()) -> BatchPages:
-        pages = cls()
+    def load(cls, blog: Blog, entry_ids=(), periods=(), *, batch: bool = False) -> BatchPages:
+        pages = cls(batch=batch)
         if entry_ids:
-            pages._load_entry_pages(blog_id, set(entry_ids))
+            pages._load_entry_pages(blog, set(entry_ids))
         if periods:
-            pages._load_periods(blog_id, sorted(set(periods)))
+            pages._load_periods(blog, sorted(set(periods)))
         return pages
 
-    def _load_entry_pages(self, blog_id: int, ids: set[int]) -> None:
-        entries = Entry.objects.live().filter(blog_id=blog_id, pk__in=ids).in_bulk()
-        authors = get_user_model().objects.in_bulk({e.author_id for e in entries.values() if e.author_id})
-        for entry in entries.values():  # a blog has few authors: one object each, not one per entry
-            if entry.author_id in authors:
-                entry.author = authors[entry.author_id]
-        pairs = Entry.objects.neighbours_of(blog_id, {pk: entry.published_on for pk, entry in entries.items()})
-        # A batch's entries are mostly each other's neighbours: only the others are loaded.
+    def _load_entry_pages(self, blog: Blog, ids: set[int]) -> None:
+        live = Entry.Status.PUBLISHED
+        entries = {pk: e for pk, e in entries_for(blog, ids, batch=self.batch).items() if e.status == live}
+        pairs = Entry.objects.neighbours_of(blog.pk, {pk: entry.published_on for pk, entry in entries.items()})
+        # A batch's entries are mostly each other's neighbours: only the others are looked up.
         outside = {n for pair in pairs.values() for n in pair if n and n not in entries}
-        near = {**entries, **Entry.objects.in_bulk(outside)} if outside else entries
-        attach_categories(near.values())
+        near = {**entries, **entries_for(blog, outside, batch=self.batch)} if outside else entries
         comments: dict[int, list[Comment]] = {pk: [] for pk in entries}
         for comment in Comment.objects.filter(entry_id__in=list(entries), status=Comment.Status.APPROVED):
             comments[comment.entry_id].append(comment)
@@ -262,13 +309,14 @@ class BatchPages:
         self.neighbours.update((pk, (near.get(before), near.get(after))) for pk, (before, after) in pairs.items())
         self.comments.update(comments)
 
-    def _load_periods(self, blog_id: int, periods: list[tuple[str, dt.date]]) -> None:
+    def _load_periods(self, blog: Blog, periods: list[tuple[str, dt.date]]) -> None:
         """The entries of many periods in a few queries, shared out by local date."""
         listed: dict[tuple[str, dt.date], list[Entry]] = {key: [] for key in periods}
         types = {archive_type for archive_type, _ in periods}
-        ids = live_ids_in(blog_id, periods)
-        for entry in attach_categories(newest_first(Entry.objects.in_bulk(list(ids)).values()) if ids else []):
-            day = timezone.localdate(entry.published_on)
+        ids = live_ids_in(blog.pk, periods)
+        zone = timezone.get_current_timezone()
+        for entry in newest_first(entries_for(blog, ids, batch=self.batch).values()):
+            day = entry.published_on.astimezone(zone).date()
             for archive_type in types:
                 found = listed.get((archive_type, period_start(archive_type, day)))
                 if found is not None:
@@ -277,11 +325,12 @@ class BatchPages:
 
 
 def _preload_entries(blog: Blog, contexts: Sequence[ArchiveContext]) -> BatchPages:
-    return BatchPages.load(blog.pk, entry_ids=[c.object_id for c in contexts if c.object_id])
+    return BatchPages.load(blog, entry_ids=[c.object_id for c in contexts if c.object_id], batch=True)
 
 
 def _preload_periods(blog: Blog, contexts: Sequence[ArchiveContext]) -> BatchPages:
-    return BatchPages.load(blog.pk, periods=[(c.archive_type, c.period_start) for c in contexts if c.period_start])
+    periods = [(c.archive_type, c.period_start) for c in contexts if c.period_start]
+    return BatchPages.load(blog, periods=periods, batch=True)
 
 
 # -- what each page shows ------------------------------------------------------------------------------
@@ -297,7 +346,7 @@ def _entry_variables(page: Page) -> dict[str, Any] | None:
     if not entry_id:
         return None
     if pages is None or entry_id not in pages.loaded:
-        pages = BatchPages.load(blog.pk, entry_ids=[entry_id])
+        pages = BatchPages.load(blog, entry_ids=[entry_id])
     entry = pages.entries.get(entry_id)
     if entry is None:
         return None  # no longer live
@@ -332,7 +381,7 @@ def unsaved_entry_variables(blog: Blog, entry: Entry, categories: list[Category]
 
 def _author_variables(page: Page) -> dict[str, Any] | None:
     user = get_user_model().objects.filter(pk=page.context.object_id).first()
-    entries = _listed(_live_entries(page.site).filter(author=user), page.links) if user else []
+    entries = _listing(page, _live_entries(page.site).filter(author=user)) if user else []
     if not entries:
         return None
     author = author_view(user)
@@ -348,24 +397,27 @@ class CategoryMonths:
     entries: dict[tuple[int, dt.date], list[Entry]]
 
 
-def _preload_category_months(blog: Blog, contexts: Sequence[ArchiveContext]) -> CategoryMonths:
+def _preload_category_months(blog: Blog, contexts: Sequence[ArchiveContext], batch: bool = True) -> CategoryMonths:
     wanted = {(c.object_id, c.period_start) for c in contexts if c.object_id and c.period_start}
     if not wanted:
         return CategoryMonths({}, {})
     category_ids = {pk for pk, _ in wanted}
-    # Only the entries of the batch's months and categories: the ids of the live entries of its months, those of them
-    # in its categories (the link table), then those entries. A range from the batch's first month to its last
-    # loaded most of the blog for every batch; a join of the months' ranges with the links made SQLite scan.
+    # The ids of the live entries of the batch's months; in a worker's batch, those entries from the process's cache
+    # (whatever their categories: other pages show them too), else only those in the batch's categories (the link
+    # table). A range from the batch's first month to its last loaded most of the blog for every batch; a join of
+    # the months' ranges with the links made SQLite scan.
     ids = list(live_ids_in(blog.pk, [(Archive.CATEGORY_MONTHLY, start) for _, start in wanted]))
-    through = Entry.categories.through.objects
-    needed: set[int] = set()
-    for first in range(0, len(ids), 500):
-        links = through.filter(entry_id__in=ids[first : first + 500], category_id__in=category_ids)
-        needed.update(links.values_list("entry_id", flat=True))
-    loaded = Entry.objects.in_bulk(sorted(needed)) if needed else {}
+    if not batch:
+        through = Entry.categories.through.objects
+        needed: set[int] = set()
+        for first in range(0, len(ids), 500):
+            links = through.filter(entry_id__in=ids[first : first + 500], category_id__in=category_ids)
+            needed.update(links.values_list("entry_id", flat=True))
+        ids = list(needed)
     found: dict[tuple[int, dt.date], list[Entry]] = {key: [] for key in wanted}
-    for entry in attach_categories(newest_first(loaded.values())):
-        month = timezone.localdate(entry.published_on).replace(day=1)
+    zone = timezone.get_current_timezone()
+    for entry in newest_first(entries_for(blog, ids, batch=batch).values()):
+        month = entry.published_on.astimezone(zone).date().replace(day=1)
         for category in categories_of(entry):
             if (category.pk, month) in found:
                 found[(category.pk, month)].append(entry)
@@ -376,7 +428,7 @@ def _category_month_variables(page: Page) -> dict[str, Any] | None:
     key = (page.context.object_id, page.context.period_start)
     batch = page.batch if isinstance(page.batch, CategoryMonths) and key in page.batch.entries else None
     if batch is None:  # a single page is a batch of one
-        batch = _preload_category_months(page.site, [page.context])
+        batch = _preload_category_months(page.site, [page.context], batch=False)
     category = batch.categories.get(page.context.object_id)
     if category is None:
         return None
@@ -392,7 +444,7 @@ def _category_month_variables(page: Page) -> dict[str, Any] | None:
 
 def _category_variables(page: Page) -> dict[str, Any] | None:
     category = Category.objects.filter(blog=page.site, pk=page.context.object_id).first()
-    entries = _listed(_live_entries(page.site).filter(categories=category), page.links) if category else []
+    entries = _listing(page, _live_entries(page.site).filter(categories=category)) if category else []
     if not entries:
         return None
     category.archive_url = category_url(page.links, category)
@@ -403,7 +455,7 @@ def _period_variables(page: Page) -> dict[str, Any] | None:
     period = (page.context.archive_type, page.context.period_start)
     pages = page.batch
     if pages is None or period not in pages.periods:
-        pages = BatchPages.load(page.site.pk, periods=[period])  # a single page is a batch of one
+        pages = BatchPages.load(page.site, periods=[period])  # a single page is a batch of one
     entries = views(pages.periods[period], page.links)
     if not entries:
         return None
@@ -607,11 +659,13 @@ def register() -> None:
     ))
     register_archive_type(ArchiveType(
         Archive.CATEGORY, "Category", "object", all_contexts=_all_categories, variables=_category_variables,
-        fields=frozenset({"category"}), path_fields=_category_fields, priority=1, documentation=DOCS[Archive.CATEGORY],
+        fields=frozenset({"category"}), path_fields=_category_fields, preload=_preload_listings("categories"),
+        priority=1, documentation=DOCS[Archive.CATEGORY],
     ))
     register_archive_type(ArchiveType(
         Archive.AUTHOR, "Author", "object", all_contexts=_all_authors, variables=_author_variables,
-        fields=frozenset({"author", "author_id"}), path_fields=_author_fields, priority=1,
+        fields=frozenset({"author", "author_id"}), path_fields=_author_fields, preload=_preload_listings("author"),
+        priority=1,
         documentation=DOCS[Archive.AUTHOR],
     ))
     register_archive_type(ArchiveType(

@@ -63,7 +63,7 @@ def test_a_batchs_entries_share_one_object_per_author(tmp_path, django_assert_nu
     blog = blog_with_templates(tmp_path / "site")
     ann, bob = UserFactory(username="ann"), UserFactory(username="bob")
     entries = [EntryFactory(blog=blog, author=author) for author in (ann, bob, ann, None)]
-    pages = BatchPages.load(blog.pk, entry_ids=[e.pk for e in entries])
+    pages = BatchPages.load(blog, entry_ids=[e.pk for e in entries])
     with django_assert_num_queries(0):
         loaded = [pages.entries[e.pk] for e in entries]
         assert [e.author.username if e.author else None for e in loaded] == ["ann", "bob", "ann", None]

@@ -1,0 +1,71 @@
+"""The entries a worker keeps per content version of a blog (blog.entrycache): loaded once, never stale."""
+import pytest
+from django.test import override_settings
+
+
+@pytest.fixture
+def cache():
+    from blog.entrycache import entry_cache
+
+    entry_cache.clear()
+    yield entry_cache
+    entry_cache.clear()
+
+
+@pytest.mark.django_db
+def test_a_batch_loads_an_entry_once_per_content_version(tmp_path, cache, django_assert_num_queries):
+    from blog.archives import entries_for
+    from tests.factories import CategoryFactory, EntryFactory, blog_with_templates
+
+    blog = blog_with_templates(tmp_path / "site")
+    news = CategoryFactory(blog=blog, label="News")
+    entry = EntryFactory(blog=blog, title="First")
+    entry.categories.add(news)
+    first = entries_for(blog, [entry.pk], batch=True)[entry.pk]
+    assert first.title == "First" and [c.label for c in first.categories.all()] == ["News"]
+    with django_assert_num_queries(1):  # the blog's version only
+        assert entries_for(blog, [entry.pk], batch=True)[entry.pk] is first
+    # Edited with the blog object the caller holds left as it was (older than the change): the version is read
+    # from the database, so the batch sees the edit.
+    entry.title = "Second"
+    entry.save()
+    again = entries_for(blog, [entry.pk], batch=True)[entry.pk]
+    assert again is not first and again.title == "Second"
+    # A category renamed, an entry's categories changed: new versions too.
+    news.label = "World"
+    news.save()
+    assert [c.label for c in entries_for(blog, [entry.pk], batch=True)[entry.pk].categories.all()] == ["World"]
+    entry.categories.clear()
+    assert list(entries_for(blog, [entry.pk], batch=True)[entry.pk].categories.all()) == []
+
+
+@pytest.mark.django_db
+def test_a_single_page_reads_the_database(tmp_path, cache):
+    """Outside a worker's batch (a Dynamic request, a page published as it is saved) nothing is kept: an update that
+    bumps no version (a queryset update) shows on the next single page, though a batch still has the old one."""
+    from blog.archives import entries_for
+    from blog.models import Entry
+    from tests.factories import EntryFactory, blog_with_templates
+
+    blog = blog_with_templates(tmp_path / "site")
+    entry = EntryFactory(blog=blog, title="Before")
+    assert entries_for(blog, [entry.pk], batch=True)[entry.pk].title == "Before"
+    Entry.objects.filter(pk=entry.pk).update(title="After")
+    assert entries_for(blog, [entry.pk], batch=False)[entry.pk].title == "After"
+    assert entries_for(blog, [entry.pk], batch=True)[entry.pk].title == "Before"
+
+
+@pytest.mark.django_db
+def test_past_its_budget_the_cache_keeps_nothing_more(tmp_path, cache):
+    from blog.archives import entries_for
+    from blog.entrycache import entry_weight
+    from tests.factories import EntryFactory, blog_with_templates
+
+    blog = blog_with_templates(tmp_path / "site")
+    entries = [EntryFactory(blog=blog, body="x" * 150_000) for _ in range(4)]
+    assert entry_weight(entries[0]) > 300_000
+    with override_settings(BLOG={"ENTRY_CACHE_MB": 1}):  # room for three of them
+        loaded = entries_for(blog, [e.pk for e in entries], batch=True)
+        assert len(loaded) == 4
+        again = entries_for(blog, [e.pk for e in entries], batch=True)
+    assert sum(again[e.pk] is loaded[e.pk] for e in entries) == 3
