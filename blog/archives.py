@@ -136,10 +136,17 @@ def primary_category_slug(entry: Entry) -> str:
     return min((c.slug for c in categories_of(entry)), default="uncategorized")
 
 
-def entry_fields(entry: Entry, *, category: bool = True) -> dict[str, str]:
+def local_day(when: dt.datetime, zone: dt.tzinfo) -> dt.date:
+    """``timezone.localdate(when)`` with the zone looked up once by the caller (per row, the lookup through
+    asgiref's locals cost more than the conversion: a fifth of saving a template of a 10,000-entry blog)."""
+    return when.astimezone(zone).date()
+
+
+def entry_fields(entry: Entry, *, category: bool = True, zone: dt.tzinfo | None = None) -> dict[str, str]:
     """The path fields of an entry's page: {year} {month} {day} (local date), {slug}, {id}, and {category}
     when asked (it reads the entry's categories)."""
-    fields = {**date_fields(timezone.localdate(entry.published_on)), "slug": entry.slug, "id": str(entry.pk)}
+    day = local_day(entry.published_on, zone or timezone.get_current_timezone())
+    fields = {**date_fields(day), "slug": entry.slug, "id": str(entry.pk)}
     if category:
         fields["category"] = primary_category_slug(entry)
     return fields
@@ -316,7 +323,7 @@ class BatchPages:
         ids = live_ids_in(blog.pk, periods)
         zone = timezone.get_current_timezone()
         for entry in newest_first(entries_for(blog, ids, batch=self.batch).values()):
-            day = entry.published_on.astimezone(zone).date()
+            day = local_day(entry.published_on, zone)
             for archive_type in types:
                 found = listed.get((archive_type, period_start(archive_type, day)))
                 if found is not None:
@@ -417,7 +424,7 @@ def _preload_category_months(blog: Blog, contexts: Sequence[ArchiveContext], bat
     found: dict[tuple[int, dt.date], list[Entry]] = {key: [] for key in wanted}
     zone = timezone.get_current_timezone()
     for entry in newest_first(entries_for(blog, ids, batch=batch).values()):
-        month = entry.published_on.astimezone(zone).date().replace(day=1)
+        month = local_day(entry.published_on, zone).replace(day=1)
         for category in categories_of(entry):
             if (category.pk, month) in found:
                 found[(category.pk, month)].append(entry)
@@ -484,7 +491,8 @@ def _all_periods(archive_type: str):
     def contexts(blog: Blog) -> set[ArchiveContext]:
         # Local dates here: SQLite would truncate them in a Python function per row, twice as slow.
         dates = Entry.objects.live().filter(blog=blog).values_list("published_on", flat=True)
-        days = {timezone.localdate(d) for d in dates}
+        zone = timezone.get_current_timezone()
+        days = {local_day(d, zone) for d in dates}
         return {period_context(archive_type, start) for start in {period_start(archive_type, day) for day in days}}
 
     return contexts
@@ -497,8 +505,9 @@ def _all_authors(blog: Blog) -> list[ArchiveContext]:
 
 def _all_category_months(blog: Blog) -> set[ArchiveContext]:
     through = Entry.categories.through.objects.filter(entry__in=_live_entries(blog))
+    zone = timezone.get_current_timezone()
     return {
-        category_month_context(category_id, timezone.localdate(when))
+        category_month_context(category_id, local_day(when, zone))
         for category_id, when in through.values_list("category_id", "entry__published_on")
     }
 
@@ -534,7 +543,8 @@ def _entry_fields(blog: Blog, contexts: Sequence[ArchiveContext], wanted: frozen
     if by_category:
         attach_categories(entries.values())
     ordered = sorted(entries.values(), key=lambda e: (e.published_on, e.pk))
-    fields: dict = {entry_context(e.pk).key: entry_fields(e, category=by_category) for e in ordered}
+    zone = timezone.get_current_timezone()
+    fields: dict = {entry_context(e.pk).key: entry_fields(e, category=by_category, zone=zone) for e in ordered}
     for context in contexts:
         fields.setdefault(context.key, None)  # gone: its file is removed
     return fields

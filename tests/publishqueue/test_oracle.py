@@ -20,7 +20,8 @@ templates, site-wide variables, cached modules), and the other paths must serve 
 page cached before an operation is never served after it if the operation changed it or what is at its path.
 
 CI runs ``ORACLE_EXAMPLES`` sequences (default 25) on SQLite, and as many on PostgreSQL when
-``MTDISPATCH_TEST_PG`` is set; a longer local run: ``ORACLE_EXAMPLES=2000 bin/test tests/publishqueue/test_oracle.py``.
+``MTDISPATCH_TEST_PG`` is set; a longer local run: ``ORACLE_EXAMPLES=2000 bin/test tests/publishqueue/test_oracle.py``
+(``ORACLE_TALLY=FILE`` appends each sequence's length to FILE: how many sequences and operations it tried).
 """
 from __future__ import annotations
 
@@ -380,6 +381,9 @@ def check_cached_pages(blog: Blog, operations: list[tuple]) -> None:
 
 
 def check_sequence(operations: list[tuple], zone: str = "") -> None:
+    if os.environ.get("ORACLE_TALLY"):  # a long run's count of sequences and operations (one line per sequence)
+        with open(os.environ["ORACLE_TALLY"], "a") as tally:
+            tally.write(f"{len(operations)}\n")
     with tempfile.TemporaryDirectory(prefix="oracle-") as tmp, override_settings(TIME_ZONE=INSTALL_ZONE):
         scenario = Scenario(Path(tmp), zone)
         check_cached_pages(scenario.blog, [])
