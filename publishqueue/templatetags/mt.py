@@ -177,6 +177,29 @@ def date(value, arg=None) -> str:
         key, lazy = _promise_key(arg), arg
         arg = _once_per_language(("format", key), lambda: str(lazy)) if key is not None else str(arg)
     fmt = arg or "DATE_FORMAT"
+    language = getattr(_state, "language", None)
+    if language is not None and type(value) in (dt.datetime, dt.date) and isinstance(fmt, str):
+        # Rendering a site's pages: the same date in the same format is shown on many of them (an entry on its
+        # page and in five or more listings), formatted once per language and time zone. Aware datetimes equal
+        # at the same instant in different zones, so the zone is in the key (its name can be printed too); a
+        # naive one is formatted as being in the current zone.
+        zone = getattr(value, "tzinfo", None) or timezone.get_current_timezone()
+        key = (value, zone, fmt, language)
+        try:
+            return _dates[key]
+        except KeyError:
+            if len(_dates) > _DATES_MAX:
+                _dates.clear()
+            formatted = _dates[key] = _format_date(value, fmt, arg)
+            return formatted
+    return _format_date(value, fmt, arg)
+
+
+_dates: dict[tuple, str] = {}
+_DATES_MAX = 50_000
+
+
+def _format_date(value, fmt: str, arg) -> str:
     try:
         # A format that is not a setting's name is itself, as get_format says (after asking for the language).
         return _DateFormat(value).format(get_format(fmt) if fmt in FORMAT_SETTINGS else fmt)

@@ -51,6 +51,29 @@ def test_the_date_filter_of_blog_templates_says_what_djangos_says(tz):
             )
 
 
+def test_dates_formatted_once_per_page_language_and_zone_say_what_djangos_says():
+    """While a site's pages render, a date in a format is formatted once (per language and zone): the same instant
+    in another zone, in another language, and every format character still print what Django's filter prints."""
+    from publishqueue.templatetags.mt import rendering_in
+
+    ours = build_engine({"t": "{{ value|date:fmt }}"}).get_template("t")
+    theirs = django_engines["django"].engine.from_string("{{ value|date:fmt }}")
+    values = [v for v in VALUES if isinstance(v, dt.datetime | dt.date)]
+    checked = 0
+    for _ in range(2):  # the second time from the cache
+        for language, tz in itertools.product(["en-us", "fr"], ["UTC", "America/New_York", "Asia/Kolkata"]):
+            with override_settings(TIME_ZONE=tz), translation.override(language), rendering_in(language):
+                for value, fmt in itertools.product(values, FORMATS):
+                    context = {"value": value, "fmt": fmt}
+                    try:
+                        expected = theirs.render(Context(context))
+                    except TypeError:
+                        continue  # a time format character for a date: the test above checks the error
+                    assert ours.render(Context(context)) == expected, (language, tz, value, fmt)
+                    checked += 1
+    assert checked > 1000
+
+
 def test_translations_cached_for_the_pages_language_are_not_used_in_another():
     """While a site's page renders, literal translations are looked up once per language; a {% language %}
     block in the page is in its own language."""
