@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import ctypes
 import datetime as dt
+import functools
 import hashlib
 import logging
 import os
@@ -306,11 +307,14 @@ def _write_temp(target: str, data: bytes, mode: int = 0o644) -> str:
         os.makedirs(os.path.dirname(target), exist_ok=True)
         fd, tmp = _create_temp(target)
     try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fchmod(handle.fileno(), mode)
-            _start_writeback(handle.fileno())
+        try:
+            view = memoryview(data)
+            while view:  # os.write may write less than asked (a signal, a full disk's last blocks)
+                view = view[os.write(fd, view):]
+            os.fchmod(fd, mode)
+            _start_writeback(fd)
+        finally:
+            os.close(fd)
     except BaseException:
         _silent_unlink(tmp)
         raise
@@ -347,7 +351,12 @@ LEGACY_TEMP_RE = re.compile(r"^\..+\.tmp$")
 
 
 def host_tag(hostname: str | None = None) -> str:
-    return hashlib.sha1((hostname or socket.gethostname()).encode()).hexdigest()[:8]
+    return _tag_of(hostname or socket.gethostname())
+
+
+@functools.lru_cache(maxsize=8)
+def _tag_of(hostname: str) -> str:
+    return hashlib.sha1(hostname.encode()).hexdigest()[:8]
 
 
 def temp_name(target: str) -> str:
