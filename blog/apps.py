@@ -8,7 +8,7 @@ class BlogConfig(AppConfig):
 
     def ready(self) -> None:
         from django.contrib.auth import get_user_model
-        from django.db.models.signals import m2m_changed, post_delete, post_save, pre_save
+        from django.db.models.signals import m2m_changed, post_delete, post_save, pre_delete, pre_save
 
         from . import archives, periodic, signals
         from .models import Category, Comment, Entry
@@ -25,3 +25,5 @@ class BlogConfig(AppConfig):
         user = get_user_model()
         pre_save.connect(signals.author_saving, sender=user, dispatch_uid="blog-author-saving")
         post_save.connect(signals.author_saved, sender=user, dispatch_uid="blog-author-saved")
+        pre_delete.connect(signals.author_deleting, sender=user, dispatch_uid="blog-author-deleting")
+        post_delete.connect(signals.author_gone, sender=user, dispatch_uid="blog-author-gone")

@@ -94,6 +94,21 @@ def author_renamed(*, user_id: int) -> ChangeReport:
     return report
 
 
+def blogs_of_author(user) -> list[int]:
+    """Before a user is deleted: the blogs with entries by them (their entries lose their author)."""
+    return list(Blog.objects.filter(entries__author_id=user.pk).distinct().values_list("pk", flat=True))
+
+
+def author_deleted(*, blog_ids: list[int]) -> ChangeReport:
+    """A user with entries was deleted (their entries kept, without an author): the blogs they wrote in are
+    republished (the author's archive goes, entries and feeds no longer name them)."""
+    report = ChangeReport()
+    for blog in Blog.objects.filter(pk__in=blog_ids):
+        bump_content_version(blog.pk)  # Django's SET_NULL is a queryset update: no entry post_save bumped it
+        report.queued += republish_site(site=blog).queued
+    return report
+
+
 def shown_name(user) -> tuple[str, str]:
     """What pages show of an author (``blog.sandbox.AuthorView``)."""
     full = user.get_full_name() if hasattr(user, "get_full_name") else ""

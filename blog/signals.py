@@ -2,7 +2,7 @@
 from publishqueue.versioning import bump_content_version
 
 from .models import blog_id_of
-from .services import display_name_in_database, republish_if_renamed
+from .services import author_deleted, blogs_of_author, display_name_in_database, republish_if_renamed
 
 
 def content_changed(sender, instance, **kwargs) -> None:
@@ -15,3 +15,12 @@ def author_saving(sender, instance, update_fields=None, **kwargs) -> None:
 
 def author_saved(sender, instance, created=False, **kwargs) -> None:
     republish_if_renamed(instance, created=created)
+
+
+def author_deleting(sender, instance, **kwargs) -> None:
+    instance._mt_blogs = blogs_of_author(instance)
+
+
+def author_gone(sender, instance, **kwargs) -> None:
+    if getattr(instance, "_mt_blogs", None):
+        author_deleted(blog_ids=instance._mt_blogs)

@@ -101,3 +101,23 @@ def test_publish_all_sweeps_files_the_publisher_wrote_that_nothing_claims_and_ne
     call_command("publish", "--all", verbosity=0)
     assert not (root / "category/old/index.html").exists() and (root / "topics/old/index.html").exists()
     assert (root / "robots.txt").exists()
+
+
+def test_deleting_an_author_republishes_their_blogs_pages(tmp_path):
+    """Their entries stay, without an author (SET_NULL, a queryset update that sends no signal for the entries):
+    the author's archive goes and no page names them any more."""
+    from publishqueue.services import publish_templates
+    from tests.factories import UserFactory
+
+    blog = blog_with_templates(tmp_path / "site", mode="queue", all_templates=True)
+    ann = UserFactory(username="ann", first_name="Ann", last_name="Lee")
+    services.save_entry(entry=EntryFactory(blog=blog, title="By Ann", author=ann))
+    publish_templates(templates=Template.objects.filter(site=blog).exclude(kind="module"), queue=True)
+    drain()
+    root = tmp_path / "site"
+    assert (root / "author/ann/index.html").exists()
+    assert any("Ann Lee" in text for text in pages(root).values())
+    ann.delete()
+    drain()
+    assert not (root / "author/ann/index.html").exists()
+    assert not [path for path, text in pages(root).items() if "Ann Lee" in text]
