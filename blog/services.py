@@ -24,6 +24,20 @@ def entry_changed(*, entry: Entry | None, before: EntryState | None, blog: Blog)
     """Publish what an entry save or delete touches. ``before`` is the state captured before the change
     (None for a new entry); ``entry`` is None after a delete. An entry going live pings update services."""
     after = EntryState.of(entry) if entry is not None else None
+    if before is not None and after is not None and before.blog_id != after.blog_id:
+        # Moved to another blog: gone from the old one (its pages republished there, its version bumped, as the
+        # entry's own signal bumps only the blog it is in now), new in this one.
+        old = Blog.objects.filter(pk=before.blog_id).first()
+        gone = ChangeReport()
+        if old is not None:
+            bump_content_version(old.pk)
+            gone = entry_changed(entry=None, before=before, blog=old)
+        report = entry_changed(entry=entry, before=None, blog=blog)
+        report.published += gone.published
+        report.queued += gone.queued
+        report.errors += gone.errors
+        report.failures += gone.failures
+        return report
     with site_locale(blog):  # its date archives are the blog's local days, months and years
         contexts = entry_change_contexts(before, after)
     if after is not None and after.live and not (before and before.live) and get_config()["PING_URLS"]:

@@ -121,3 +121,23 @@ def test_deleting_an_author_republishes_their_blogs_pages(tmp_path):
     drain()
     assert not (root / "author/ann/index.html").exists()
     assert not [path for path, text in pages(root).items() if "Ann Lee" in text]
+
+
+def test_moving_an_entry_to_another_blog_takes_it_off_the_first(tmp_path):
+    from publishqueue.services import publish_templates
+
+    first = blog_with_templates(tmp_path / "a", mode="queue", name="A")
+    second = blog_with_templates(tmp_path / "b", mode="queue", name="B")
+    services.save_entry(entry=EntryFactory(blog=first, title="Stays"))
+    moving = EntryFactory(blog=first, title="Moves")
+    services.save_entry(entry=moving)
+    publish_templates(templates=Template.objects.exclude(kind="module"), queue=True)
+    drain()
+    assert "Moves" in (tmp_path / "a/index.html").read_text()
+    moving.blog = second
+    services.save_entry(entry=moving)
+    drain()
+    assert "Moves" not in (tmp_path / "a/index.html").read_text()
+    assert not [path for path, text in pages(tmp_path / "a").items() if "Moves" in text]
+    assert "Moves" in (tmp_path / "b/index.html").read_text()
+    assert [path for path, text in pages(tmp_path / "b").items() if "<h2>Moves</h2>" in text]
