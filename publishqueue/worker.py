@@ -415,8 +415,8 @@ class Worker:
         try:
             outcome = self.job_runner(job, prepared)
         except DB_ERRORS as exc:
-            if not _database_usable():
-                raise  # an outage, not this job's fault: the worker rides it out and gives the job back
+            if lock_conflict(exc) or not _database_usable():
+                raise  # a lock conflict or an outage, not this job's fault: the worker gives the job back at once
             self._fail(job, exc)
             return None
         except Exception as exc:  # noqa: BLE001 - every failure is logged on the job and retried
@@ -555,6 +555,22 @@ def _drop_connection() -> None:
         connection.close()
     except Exception:  # noqa: BLE001 - closing a broken connection may fail; it is gone either way
         connection.connection = None
+
+
+# Lock conflicts: SQLite's SQLITE_BUSY (after the busy timeout) and SQLITE_LOCKED (a shared cache), PostgreSQL's
+# serialization_failure, deadlock_detected and lock_not_available. Transient: the job runs again at once.
+_SQLITE_CONFLICTS = {5, 6}
+_PG_CONFLICTS = {"40001", "40P01", "55P03"}
+
+
+def lock_conflict(exc: BaseException) -> bool:
+    """Whether a database error is a lock conflict with another connection (not the job's fault: failing the job
+    for it cost it an attempt and a retry minutes later)."""
+    cause = exc.__cause__
+    code = getattr(cause, "sqlite_errorcode", None)
+    if code is not None:
+        return code & 0xFF in _SQLITE_CONFLICTS  # an extended code's primary code is its low byte
+    return getattr(cause, "sqlstate", None) in _PG_CONFLICTS
 
 
 def _database_usable() -> bool:

@@ -446,3 +446,56 @@ def test_a_due_schedule_is_taken_once_across_workers(tmp_path):
     queued = first.schedule_due()
     assert queued == Schedule.objects.filter(name__startswith="mtdispatch: ").count() == OrmQ.objects.count()
     assert second.schedule_due() == 0 and OrmQ.objects.count() == queued
+
+
+def test_a_lock_conflict_in_a_job_gives_it_back_instead_of_failing_it(tmp_path):
+    """SQLite's "database table is locked" (a shared cache: the tests' in-memory database, which a long oracle run
+    hit through the heartbeat's connection) or "database is locked" after the busy timeout, PostgreSQL's deadlocks:
+    the job is run again at once, with no JobError and no retry minutes later."""
+    import sqlite3
+
+    from django.db.utils import OperationalError
+
+    from publishqueue.jobs import run_job
+
+    blog = blog_with_templates(tmp_path / "site", mode="queue")
+    services.save_entry(entry=EntryFactory(blog=blog, title="Entry"))
+    queued = Job.objects.count()
+    conflicts = []
+
+    def runner(job, prepared):
+        if not conflicts:
+            error = OperationalError("database table is locked")
+            cause = sqlite3.OperationalError("database table is locked")
+            cause.sqlite_errorcode = 6  # SQLITE_LOCKED
+            conflicts.append(job.id)
+            raise error from cause
+        return run_job(job, prepared)
+
+    result = Worker(WorkerOptions(load=10, periodic=False, background=False), worker_id="test:1:1",
+                    job_runner=runner).run()
+    assert conflicts and result.failed == 0 and not JobError.objects.exists()
+    assert not Job.objects.exists() and result.done == queued
+
+
+def test_only_lock_conflicts_are_taken_for_lock_conflicts():
+    import sqlite3
+
+    from django.db.utils import OperationalError
+
+    from publishqueue.worker import lock_conflict
+
+    # 262: SQLITE_LOCKED_SHAREDCACHE, an extended code
+    for code, conflict in ((5, True), (6, True), (262, True), (1, False), (11, False)):
+        cause = sqlite3.OperationalError("x")
+        cause.sqlite_errorcode = code
+        error = OperationalError("x")
+        error.__cause__ = cause
+        assert lock_conflict(error) is conflict, code
+    from psycopg import errors
+
+    for cause, conflict in ((errors.DeadlockDetected("x"), True), (errors.SerializationFailure("x"), True),
+                            (errors.LockNotAvailable("x"), True), (errors.UndefinedTable("x"), False), (None, False)):
+        error = OperationalError("x")
+        error.__cause__ = cause
+        assert lock_conflict(error) is conflict, cause
