@@ -76,20 +76,25 @@ class _Output:
             self.flush()
 
     def flush(self) -> None:
-        if not self.buffer:
-            return
+        if self.buffer:
+            self.conn.send(self._records())
+
+    def _records(self) -> bytes:
         data, self.buffer = bytes(self.buffer), bytearray()
-        for start in range(0, len(data), CHUNK):
-            self.conn.send(encode_record(self.rtype, self.conn.request_id, data[start:start + CHUNK]))
         self.flushed = True
+        if len(data) <= CHUNK:
+            return encode_record(self.rtype, self.conn.request_id, data)
+        return b"".join(encode_record(self.rtype, self.conn.request_id, data[start:start + CHUNK])
+                        for start in range(0, len(data), CHUNK))
 
     def discard(self) -> None:
         self.buffer.clear()
 
-    def close(self) -> None:
-        self.flush()
-        if self.flushed:
-            self.conn.send(encode_record(self.rtype, self.conn.request_id))  # the end of the stream
+    def end(self) -> bytes:
+        """What is left of the stream, with the empty record that ends it (nothing for a stream never
+        written)."""
+        data = self._records() if self.buffer else b""
+        return data + encode_record(self.rtype, self.conn.request_id) if self.flushed else data
 
 
 def _allowed_networks(spec: str | None) -> list | None:
@@ -100,14 +105,17 @@ def _allowed_networks(spec: str | None) -> list | None:
 
 def sanitize_environ(environ: dict) -> None:
     """The CGI variables WSGI requires, from REQUEST_URI or defaults when the web server left them out."""
-    environ.setdefault("SCRIPT_NAME", "")
-    path, _, query = environ.get("REQUEST_URI", "").partition("?")
-    if not environ.get("PATH_INFO"):
-        environ["PATH_INFO"] = path
-    if not environ.get("QUERY_STRING"):
-        environ["QUERY_STRING"] = query
+    get = environ.get
+    if "SCRIPT_NAME" not in environ:
+        environ["SCRIPT_NAME"] = ""
+    if not get("PATH_INFO") or not get("QUERY_STRING"):
+        path, _, query = get("REQUEST_URI", "").partition("?")
+        if not get("PATH_INFO"):
+            environ["PATH_INFO"] = path
+        if not get("QUERY_STRING"):
+            environ["QUERY_STRING"] = query
     for name, default in CGI_DEFAULTS:
-        if not environ.get(name):
+        if not get(name):
             environ[name] = default
 
 
@@ -143,38 +151,38 @@ class FastCGIServer:
         return any(ip in net for net in self._allowed)
 
     def handle(self, conn: Connection) -> None:
-        """Answer a complete request; the connection goes on to flush the response and linger."""
-        stdout, stderr = _Output(conn, FCGI_STDOUT), _Output(conn, FCGI_STDERR)
-        protocol_status, app_status = FCGI_REQUEST_COMPLETE, 0
+        """Answer a complete request; the connection goes on to flush the response and linger. The rest of
+        the response, the ends of its streams and END_REQUEST are queued in one piece (one send)."""
+        stdout = _Output(conn, FCGI_STDOUT)
+        protocol_status, app_status, errors = FCGI_REQUEST_COMPLETE, 0, b""
         if conn.role != FCGI_RESPONDER:
             protocol_status = FCGI_UNKNOWN_ROLE
         elif conn.error:
             stdout.write(error_response(*conn.error))
         else:
-            app_status = self._serve(conn, stdout, stderr)
-        stdout.close()
-        stderr.close()
-        conn.send(encode_record(FCGI_END_REQUEST, conn.request_id,
-                                struct.pack(FCGI_EndRequestBody, app_status, protocol_status)))
+            app_status, errors = self._serve(conn, stdout)
+        conn.send(stdout.end() + errors + end_request(conn.request_id, app_status, protocol_status))
         conn.finish_response()
 
-    def _serve(self, conn: Connection, stdout: _Output, stderr: _Output) -> int:
+    def _serve(self, conn: Connection, stdout: _Output) -> tuple[int, bytes]:
+        """The application's exit status, and the FCGI_STDERR stream (empty unless it failed)."""
         environ = self.environ_for(conn)
         self.on_request_start(environ)
-        started = time.monotonic()
         if self.slowlog_timeout:
+            started = time.monotonic()
             faulthandler.dump_traceback_later(self.slowlog_timeout, file=sys.stderr)
         try:
             self._run_app(environ, stdout)
-            return 0
+            return 0, b""
         except Exception:  # noqa: BLE001 - one failing request must not take the process down
             logger.error("Unhandled exception serving %s %s\n%s", environ.get("REQUEST_METHOD"),
                          environ.get("REQUEST_URI"), traceback.format_exc())
+            stderr = _Output(conn, FCGI_STDERR)
             stderr.write(traceback.format_exc().encode("utf-8", "replace"))
             if not stdout.flushed:
                 stdout.discard()
                 stdout.write(ERROR_PAGE)
-            return 1
+            return 1, stderr.end()
         finally:
             if self.slowlog_timeout:
                 faulthandler.cancel_dump_traceback_later()
@@ -188,16 +196,19 @@ class FastCGIServer:
                            environ.get("REQUEST_URI") or environ.get("PATH_INFO"), elapsed, self.slowlog_timeout)
 
     def environ_for(self, conn: Connection) -> dict:
-        """The WSGI environ (PEP 3333)."""
-        environ = dict(conn.params)
-        environ.update({
-            "wsgi.version": (1, 0), "wsgi.input": conn.stdin, "wsgi.errors": sys.stderr,
-            "wsgi.multithread": False, "wsgi.multiprocess": True, "wsgi.run_once": False,
-            "wsgi.url_scheme": "https" if environ.get("HTTPS", "off").lower() in ("on", "1") else "http",
-            "mtdispatch.connection_requests": conn.requests,  # answered on this connection before (keep-alive)
-        })
+        """The WSGI environ (PEP 3333): the request's params (the connection's dict: it starts a new one for
+        its next request) with the WSGI keys."""
+        environ = conn.params
+        environ.update(self._wsgi_keys)
+        environ["wsgi.input"] = conn.stdin
+        if environ.get("HTTPS", "off").lower() in ("on", "1"):
+            environ["wsgi.url_scheme"] = "https"
+        environ["mtdispatch.connection_requests"] = conn.requests  # answered on this connection before
         sanitize_environ(environ)
         return environ
+
+    _wsgi_keys = {"wsgi.version": (1, 0), "wsgi.errors": sys.stderr, "wsgi.multithread": False,
+                  "wsgi.multiprocess": True, "wsgi.run_once": False, "wsgi.url_scheme": "http"}
 
     def _run_app(self, environ: dict, stdout: _Output) -> None:
         response = _Response(stdout)
@@ -205,20 +216,35 @@ class FastCGIServer:
         try:
             # A list, or a response that says it is not streaming (Django's HttpResponse): sent whole with
             # the end of the request, in one write. Other iterables: each chunk is sent as it comes.
-            whole = isinstance(result, (list, tuple)) or getattr(result, "streaming", None) is False
-            chunks = list(result) if whole else result
-            if isinstance(chunks, list) and len(chunks) == 1:
-                response.set_length(len(chunks[0]))
-            streaming = not isinstance(chunks, list)
-            for chunk in chunks:
+            if isinstance(result, (list, tuple)) or getattr(result, "streaming", None) is False:
+                chunks = list(result)
+                if len(chunks) == 1:
+                    response.set_length(len(chunks[0]))
+                response.write(chunks[0] if len(chunks) == 1 else b"".join(chunks))
+                return
+            for chunk in result:
                 response.write(chunk)
-                if streaming:  # each chunk goes out as it comes
-                    stdout.flush()
-                    stdout.conn.push()
+                stdout.flush()  # each chunk goes out as it comes
+                stdout.conn.push()
             response.write(b"")  # headers, for an empty body
         finally:
             if hasattr(result, "close"):
                 result.close()
+
+
+_END_REQUEST: dict[tuple[int, int, int], bytes] = {}
+
+
+def end_request(request_id: int, app_status: int, protocol_status: int) -> bytes:
+    """The END_REQUEST record (the usual ones built once)."""
+    key = (request_id, app_status, protocol_status)
+    record = _END_REQUEST.get(key)
+    if record is None:
+        record = encode_record(FCGI_END_REQUEST, request_id, struct.pack(FCGI_EndRequestBody, app_status,
+                                                                         protocol_status))
+        if len(_END_REQUEST) < 64:
+            _END_REQUEST[key] = record
+    return record
 
 
 class _Response:
@@ -245,15 +271,18 @@ class _Response:
         return self.write
 
     def set_length(self, length: int) -> None:
-        if not any(name.lower() == "content-length" for name, _ in self.headers):
-            self.headers.append(("Content-Length", str(length)))
+        for name, _ in self.headers:
+            if name.lower() == "content-length":
+                return
+        self.headers.append(("Content-Length", str(length)))
 
     def write(self, data: bytes) -> None:
         if self.status is None:
             raise AssertionError("write() before start_response()")
         if not self.sent:
-            lines = [f"Status: {self.status}", *(f"{name}: {value}" for name, value in self.headers)]
-            self.stdout.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
+            head = "".join([f"Status: {self.status}\r\n", *[f"{name}: {value}\r\n" for name, value in self.headers],
+                            "\r\n"]).encode("latin-1")
             self.sent = True
-        if data:
+            self.stdout.write(head + data if data else head)
+        elif data:
             self.stdout.write(data)

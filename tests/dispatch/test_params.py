@@ -1,4 +1,5 @@
 """PARAMS is a byte stream (FastCGI spec 3.4, 5.2): name-value pairs may span records."""
+import random
 import struct
 
 import pytest
@@ -12,7 +13,7 @@ from flup.server.fcgi_base import (
 )
 
 from dispatch import fcgi_client
-from dispatch.connection import decode_pairs, encode_params, encode_record, encode_stream
+from dispatch.connection import ProtocolError, decode_pairs, encode_params, encode_record, encode_stream
 
 BEGIN = encode_record(FCGI_BEGIN_REQUEST, 1, struct.pack(FCGI_BeginRequestBody, FCGI_RESPONDER, 0))
 
@@ -40,6 +41,54 @@ def test_the_client_encodes_one_stream_in_records_of_at_most_65535_bytes():
     contents = split_params(fcgi_client.request_bytes(params))
     assert contents[-1] == b"" and all(len(c) <= 65535 for c in contents) and len(contents) == 3
     assert decode_pairs(b"".join(contents)) == params
+
+
+def reference_decode(data: bytes) -> dict[str, str]:
+    """The spec's name-value pair format read one length at a time, the plain way."""
+    pairs, pos = {}, 0
+    while pos < len(data):
+        lengths = []
+        for _ in range(2):
+            if pos >= len(data):
+                raise ProtocolError("truncated")
+            if data[pos] < 128:
+                lengths.append(data[pos])
+                pos += 1
+            elif pos + 4 > len(data):
+                raise ProtocolError("truncated")
+            else:
+                lengths.append(int.from_bytes(data[pos:pos + 4], "big") & 0x7FFFFFFF)
+                pos += 4
+        name_end, end = pos + lengths[0], pos + lengths[0] + lengths[1]
+        if end > len(data):
+            raise ProtocolError("truncated")
+        pairs[data[pos:name_end].decode("latin-1")] = data[name_end:end].decode("latin-1")
+        pos = end
+    return pairs
+
+
+def test_the_decoder_agrees_with_the_spec_on_short_long_cut_and_garbled_streams():
+    """decode_pairs takes a fast path for short pairs: long lengths (four bytes), streams cut anywhere and
+    stray bytes decode, or are refused, exactly as the spec's plain reading does."""
+    rng = random.Random(17)
+    refused = 0
+    for _ in range(3000):
+        stream = b"".join(encode_pair(rng.randbytes(rng.choice([0, 1, 9, 127, 128, 300])),
+                                      rng.randbytes(rng.choice([0, 5, 127, 128, 1000])))
+                          for _ in range(rng.randrange(1, 4)))
+        if rng.random() < 0.5:
+            stream = stream[:rng.randrange(len(stream))]
+        if rng.random() < 0.2:
+            stream += rng.randbytes(1)
+        try:
+            expected = reference_decode(stream)
+        except ProtocolError:
+            refused += 1
+            with pytest.raises(ProtocolError):
+                decode_pairs(stream)
+        else:
+            assert decode_pairs(stream) == expected
+    assert 500 < refused < 2500  # both outcomes were exercised
 
 
 @pytest.mark.slow
