@@ -13,6 +13,7 @@ from blog import services
 from blog.models import Blog, Category
 from publishqueue.models import FileInfo
 from publishqueue.publisher import render_fileinfo
+from publishqueue.rendering import renderers, site_variables
 from publishqueue.services import publish_templates
 from publishqueue.worker import Worker, WorkerOptions
 from tests.factories import EntryFactory, blog_with_templates
@@ -24,9 +25,22 @@ def drain() -> None:
     Worker(WorkerOptions(load=50, periodic=False, background=False), worker_id="t:1:1").run()
 
 
-def stale_files(blog: Blog) -> list[str]:
-    """Paths whose published content differs from a fresh render."""
-    stale = []
+def stale_files(blog: Blog) -> dict[str, list[str]]:
+    """Paths whose published content differs from a fresh render (the process's compiled templates and site-wide
+    variables forgotten first: they are shared with the worker that ran in this process)."""
+    kept = [(cache, cache._items.copy()) for cache in (renderers, site_variables)]
+    for cache, _ in kept:
+        cache.clear()
+    try:
+        return _stale_files(blog)
+    finally:  # the worker's process state as it was (a long-lived worker keeps it)
+        for cache, items in kept:
+            cache.clear()
+            cache._items.update(items)
+
+
+def _stale_files(blog: Blog) -> dict[str, list[str]]:
+    stale = {}
     for fileinfo in FileInfo.objects.filter(site=blog).select_related("site", "template", "mapping"):
         if fileinfo.mode not in ("queue", "static"):
             continue
@@ -34,16 +48,16 @@ def stale_files(blog: Blog) -> list[str]:
         path = Path(blog.site_root) / fileinfo.path
         on_disk = path.read_text() if path.exists() else None
         if fresh != on_disk:
-            stale.append(fileinfo.path)
             gone = set((on_disk or "").splitlines()) - set((fresh or "").splitlines())
-            print(fileinfo.path, "published but not fresh:", [line.strip() for line in gone][:3])
-    return sorted(stale)
+            stale[fileinfo.path] = sorted(line.strip() for line in gone)
+            print(fileinfo.path, "published but not fresh:", stale[fileinfo.path][:3])
+    return stale
 
 
 def publish_all(blog: Blog) -> None:
     publish_templates(templates=list(blog.templates.exclude(kind="module")), queue=True)
     drain()
-    assert stale_files(blog) == []
+    assert stale_files(blog) == {}
 
 
 def test_a_time_zone_change_leaves_cached_permalinks_on_the_old_dates(tmp_path):
@@ -62,7 +76,7 @@ def test_a_time_zone_change_leaves_cached_permalinks_on_the_old_dates(tmp_path):
     services.save_blog(blog=blog, before=before)
     drain()
     assert (Path(blog.site_root) / "2026/02/late.html").exists()
-    assert stale_files(Blog.objects.get(pk=blog.pk)) == []
+    assert stale_files(Blog.objects.get(pk=blog.pk)) == {}
 
 
 @pytest.mark.parametrize("case", ["time_zone", "category_move"])
@@ -87,4 +101,23 @@ def test_a_moved_renamed_category_keeps_its_old_label_on_the_old_blog(tmp_path):
     category.blog, category.label = new, "Journeys"
     services.save_category(category=category, before=before)
     drain()
-    assert stale_files(Blog.objects.get(pk=old.pk)) == []
+    # The entry's own categories (from the entry cache); the sidebar (site_variables, keyed by the old blog's
+    # unbumped content_version too) is the blog-rename finding below.
+    stale = stale_files(Blog.objects.get(pk=old.pk))
+    assert [line for lines in stale.values() for line in lines if "entry-meta" in line] == []
+
+
+def test_a_blog_rename_keeps_the_old_name_in_a_workers_site_variables(tmp_path):
+    """Not the entry cache: publishqueue.rendering.site_variables is keyed by content_version too, and save_blog
+    bumps none."""
+    blog = blog_with_templates(tmp_path / "site", mode="queue", all_templates=True, name="Old Name")
+    services.save_entry(entry=EntryFactory.build(blog=blog, slug="one"))
+    drain()
+    publish_all(blog)
+
+    blog = Blog.objects.get(pk=blog.pk)
+    before = services.shown_state(blog)
+    blog.name = "New Name"
+    services.save_blog(blog=blog, before=before)
+    drain()
+    assert stale_files(Blog.objects.get(pk=blog.pk)) == {}
