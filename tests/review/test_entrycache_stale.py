@@ -107,7 +107,8 @@ def test_a_moved_renamed_category_keeps_its_old_label_on_the_old_blog(tmp_path):
     assert [line for lines in stale.values() for line in lines if "entry-meta" in line] == []
 
 
-def test_a_blog_rename_keeps_the_old_name_in_a_workers_site_variables(tmp_path):
+@pytest.mark.parametrize("field,value", [("name", "New Name"), ("site_url", "http://moved.example/blog/")])
+def test_a_blog_rename_keeps_the_old_name_in_a_workers_site_variables(tmp_path, field, value):
     """Not the entry cache: publishqueue.rendering.site_variables is keyed by content_version too, and save_blog
     bumps none."""
     blog = blog_with_templates(tmp_path / "site", mode="queue", all_templates=True, name="Old Name")
@@ -117,7 +118,7 @@ def test_a_blog_rename_keeps_the_old_name_in_a_workers_site_variables(tmp_path):
 
     blog = Blog.objects.get(pk=blog.pk)
     before = services.shown_state(blog)
-    blog.name = "New Name"
+    setattr(blog, field, value)
     services.save_blog(blog=blog, before=before)
     drain()
     assert stale_files(Blog.objects.get(pk=blog.pk)) == {}
