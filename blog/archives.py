@@ -165,13 +165,14 @@ def period_url(links: Links, archive_type: str, start: dt.date) -> str:
 
 
 def with_links(entries: list[Entry], links: Links) -> list[Entry]:
-    """Give each entry its permalink, once per entry object and set of links: a batch's entries are shown on
-    several of its pages (their own, and their neighbours' links)."""
+    """Give each entry its permalink, once per entry object, set of links and time zone (dates in paths are
+    local): a batch's entries are shown on several of its pages (their own, and their neighbours' links)."""
+    zone = str(timezone.get_current_timezone())
     for entry in entries:
         known = getattr(entry, "_permalink_of", None)
-        if known is None or known[0] is not links.patterns or known[1] != links.site.site_url:
+        if known is None or known[0] is not links.patterns or known[1] != links.site.site_url or known[2] != zone:
             entry.permalink = entry_url(links, entry)
-            entry._permalink_of = (links.patterns, links.site.site_url)
+            entry._permalink_of = (links.patterns, links.site.site_url, zone)
     return entries
 
 

@@ -22,6 +22,7 @@ kept. 0 turns the cache off.
 from __future__ import annotations
 
 import threading
+from collections import OrderedDict
 from collections.abc import Iterable
 
 from django.contrib.auth import get_user_model
@@ -39,11 +40,13 @@ def entry_weight(entry: Entry) -> int:
 
 
 class EntryCache:
-    """Per process: for each blog, the version its entries were kept under and those entries by id."""
+    """Per process: for each blog, the version its entries were kept under and those entries by id; the blogs in
+    the order they were last looked up (when the budget is spent, the least recent other blogs make room: one no
+    longer looked up, deleted or moved to another worker's share, would otherwise hold it for good)."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._blogs: dict[int, tuple[int, dict[int, Entry]]] = {}
+        self._blogs: OrderedDict[int, tuple[int, dict[int, Entry]]] = OrderedDict()
         self._bytes: dict[int, int] = {}
 
     def _kept(self, blog_id: int, version: int) -> dict[int, Entry]:
@@ -52,7 +55,19 @@ class EntryCache:
             entries = {}
             self._blogs[blog_id] = (version, entries)
             self._bytes[blog_id] = 0
+        self._blogs.move_to_end(blog_id)
         return entries
+
+    def _make_room(self, blog_id: int, needed: int, budget: int) -> int:
+        """Let the least recently looked-up other blogs go until ``needed`` more bytes fit; returns the bytes used."""
+        used = sum(self._bytes.values())
+        for other in list(self._blogs):
+            if used + needed <= budget:
+                break
+            if other != blog_id:
+                del self._blogs[other]
+                used -= self._bytes.pop(other)
+        return used
 
     def entries(self, blog: Blog, ids: Iterable[int]) -> dict[int, Entry]:
         """The blog's entries with these ids (any status: callers filter), with their categories and author
@@ -73,9 +88,10 @@ class EntryCache:
 
     def _keep(self, blog_id: int, version: int, entries: Iterable[Entry]) -> None:
         budget = get_config()["ENTRY_CACHE_MB"] * 1024 * 1024
+        entries = list(entries)
         with self._lock:
             kept = self._kept(blog_id, version)
-            used = sum(self._bytes.values())
+            used = self._make_room(blog_id, sum(map(entry_weight, entries)), budget)
             for entry in entries:
                 weight = entry_weight(entry)
                 if used + weight > budget:

@@ -68,6 +68,9 @@ def save_blog(*, blog: Blog, before: dict | None = None) -> ChangeReport:
 def blog_changed(*, blog: Blog, before: dict | None) -> ChangeReport:
     if before is None or before == shown_state(blog):
         return ChangeReport()
+    # What its pages show changed: the workers' site-wide variables, cached modules and entries (and the cached
+    # Dynamic pages) are keyed by the content version.
+    bump_content_version(blog.pk)
     if before.get("publish_target", blog.publish_target) != blog.publish_target:
         return target_changed(site=blog)  # every file goes to the new target
     return republish_site(site=blog)
@@ -86,6 +89,7 @@ def category_changed(*, category: Category, before: dict | None) -> ChangeReport
         return ChangeReport()
     report = republish_site(site=category.blog)
     if before and before["blog_id"] != category.blog_id:
+        bump_content_version(before["blog_id"])  # its signal bumped only the blog it is in now
         report.queued += republish_site(site=Blog.objects.get(pk=before["blog_id"])).queued
     return report
 

@@ -27,7 +27,7 @@ from . import activity, controls, jobrows, periodic, wakeup
 from .conf import get_config
 from .jobrows import Claimed
 from .jobs import BatchFinishing, prepare, run_job
-from .models import PublishActivity
+from .models import Job, PublishActivity
 from .publisher import PublishResult, site_roots, sweep_temp_files
 from .stats import StatsBuffer
 
@@ -353,6 +353,10 @@ class Worker:
             # Still ours: placed, even when changed while it ran (what it rendered is newer than the file on disk,
             # and nobody else can be writing it); complete() then gives it back to run again for the change.
             fenced = {job.id for job in jobs if job.id in holding}
+            # Not held because deleted with their FileInfo (a page whose object is gone: the job removed its file
+            # and its record): done, not lost to another worker.
+            others = [job.id for job in jobs if job.id not in fenced]
+            gone = set(others) - set(Job.objects.filter(id__in=others).values_list("id", flat=True) if others else ())
             failures = batch.finishing.place(fenced)
             completed = []
             for r in batch.ran:
@@ -365,10 +369,10 @@ class Worker:
                         self.stats.fresh(r.site_id, changed=r.job.created, placed=placed)
                     completed.append(r.job)
             self.result.requeued += jobrows.complete(worker_id=self.worker_id, jobs=completed)
-            self._log_activity(batch, {job.id for job in completed}, failures)
+            self._log_activity(batch, {job.id for job in completed} | gone, failures)
             self.stats.flush()
         batch.finishing.cleanup()
-        self._give_back([job for job in jobs if job.id not in fenced], holding)
+        self._give_back([job for job in jobs if job.id not in fenced and job.id not in gone], holding)
 
     def _log_activity(self, batch: _Finishing, completed: set[int], failures: dict[int, Exception]) -> None:
         """The batch in its sites' activity logs: one INSERT (a row per site), in the completing transaction."""

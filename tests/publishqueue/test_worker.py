@@ -499,3 +499,22 @@ def test_only_lock_conflicts_are_taken_for_lock_conflicts():
         error = OperationalError("x")
         error.__cause__ = cause
         assert lock_conflict(error) is conflict, cause
+
+
+def test_a_page_whose_entry_went_is_removed_and_not_taken_for_a_lost_job(tmp_path):
+    """Removing a page deletes its FileInfo, and with it the job being run: that job is done, not lost to another
+    worker (the log said "lost 1 job(s) to other workers ... lease expired" with one worker running)."""
+    blog = blog_with_templates(tmp_path / "site", mode="queue")
+    entry = EntryFactory(blog=blog, title="Going")
+    services.save_entry(entry=entry)
+    Worker(WorkerOptions(load=10, periodic=False, background=False), worker_id="test:1:1").run()
+    page = next((tmp_path / "site").rglob(f"{entry.slug}.html"))
+    entry.status = Entry.Status.UNPUBLISHED
+    services.save_entry(entry=entry)
+    queued = Job.objects.count()
+    result = Worker(WorkerOptions(load=10, periodic=False, background=False), worker_id="test:1:1").run()
+    assert not page.exists() and not Job.objects.exists()
+    assert (result.lost, result.failed) == (0, 0) and result.done >= queued  # jobs queued as it ran: done too
+    from publishqueue.models import PublishActivity
+
+    assert PublishActivity.objects.filter(site_id=blog.pk, removed__gt=0).exists()  # the activity log says so
