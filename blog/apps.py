@@ -16,10 +16,14 @@ class BlogConfig(AppConfig):
         archives.register()
         periodic.register()
 
-        for model in (Entry, Category, Comment):
+        for model in (Entry, Category):
             uid = f"blog-content-{model.__name__}"
             post_save.connect(signals.content_changed, sender=model, dispatch_uid=f"{uid}-save")
             post_delete.connect(signals.content_changed, sender=model, dispatch_uid=f"{uid}-delete")
+        # Comments: only approved ones are shown (spam held for moderation keeps every cache).
+        pre_save.connect(signals.comment_saving, sender=Comment, dispatch_uid="blog-content-Comment-saving")
+        post_save.connect(signals.comment_changed, sender=Comment, dispatch_uid="blog-content-Comment-save")
+        post_delete.connect(signals.comment_changed, sender=Comment, dispatch_uid="blog-content-Comment-delete")
         m2m_changed.connect(signals.content_changed, sender=Entry.categories.through, dispatch_uid="blog-content-m2m")
         # An author's name is shown on their entries.
         user = get_user_model()

@@ -211,6 +211,17 @@ def _flip_due(due, old: str, new: str) -> int:
     return count
 
 
+def comment_shown(comment: Comment) -> bool:
+    """Pages show approved comments only: a pending or junk one (spam) changes no page, and bumps no content
+    version (which would make every worker drop its cached entries, site-wide variables and Dynamic pages)."""
+    return comment.status == Comment.Status.APPROVED
+
+
+def comment_shown_in_database(comment: Comment) -> bool:
+    """Before a comment is saved: whether pages show it now."""
+    return bool(comment.pk) and Comment.objects.filter(pk=comment.pk, status=Comment.Status.APPROVED).exists()
+
+
 def comment_changed(*, comment: Comment, was_approved: bool) -> ChangeReport:
     """An approved comment appeared, changed or went away: republish the entry page and the indexes
     that show comments."""

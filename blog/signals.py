@@ -2,7 +2,14 @@
 from publishqueue.versioning import bump_content_version
 
 from .models import blog_id_of
-from .services import author_deleted, blogs_of_author, display_name_in_database, republish_if_renamed
+from .services import (
+    author_deleted,
+    blogs_of_author,
+    comment_shown,
+    comment_shown_in_database,
+    display_name_in_database,
+    republish_if_renamed,
+)
 
 
 def content_changed(sender, instance, **kwargs) -> None:
@@ -24,3 +31,12 @@ def author_deleting(sender, instance, **kwargs) -> None:
 def author_gone(sender, instance, **kwargs) -> None:
     if getattr(instance, "_mt_blogs", None):
         author_deleted(blog_ids=instance._mt_blogs)
+
+
+def comment_saving(sender, instance, **kwargs) -> None:
+    instance._mt_was_shown = comment_shown_in_database(instance)
+
+
+def comment_changed(sender, instance, **kwargs) -> None:
+    if comment_shown(instance) or getattr(instance, "_mt_was_shown", False):
+        bump_content_version(blog_id_of(instance))

@@ -46,6 +46,32 @@ def test_approving_in_moderation_republishes(client, entry, tmp_path):
     assert "Approved later" in page
 
 
+def test_only_shown_comments_move_the_blogs_content_version(client, entry):
+    """A pending or junk comment (spam) changes no page: every worker keeps its cached entries, site-wide variables
+    and Dynamic pages; approving, unapproving or deleting an approved one moves the version."""
+    from blog.models import Blog
+    from blog.services import delete_comment, set_comment_status
+
+    def version():
+        return Blog.objects.get(pk=entry.blog_id).content_version
+
+    start = version()
+    for n in range(3):
+        post(client, entry, ip=f"203.0.113.{n}", body=f"Spam {n}")
+    set_comment_status(comments=Comment.objects.filter(body__contains="Spam 0"), status="junk")
+    delete_comment(comment=Comment.objects.get(body__contains="Spam 1"))
+    assert version() == start
+    set_comment_status(comments=Comment.objects.filter(body__contains="Spam 2"), status="approved")
+    assert version() > start
+    approved = version()
+    set_comment_status(comments=Comment.objects.filter(body__contains="Spam 2"), status="pending")
+    assert version() > approved
+    set_comment_status(comments=Comment.objects.filter(body__contains="Spam 2"), status="approved")
+    approved = version()
+    delete_comment(comment=Comment.objects.get(body__contains="Spam 2"))
+    assert version() > approved
+
+
 def test_the_honeypot_files_the_comment_as_junk(client, entry):
     response = post(client, entry, homepage="http://spam.example")
     assert response.status_code == 200

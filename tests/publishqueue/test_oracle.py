@@ -91,6 +91,9 @@ OPERATIONS = st.one_of(
     st.tuples(st.just("time_zone"), st.sampled_from(ZONES)),
     st.tuples(st.just("blog_settings"), st.sampled_from(["name", "description"])),
     st.tuples(st.just("author_name"),),
+    # The queue drained mid-sequence: the worker's process caches (entries, site-wide variables, cached modules,
+    # compiled templates) then hold what later operations change.
+    st.tuples(st.just("drain"),),
 )
 
 
@@ -315,6 +318,9 @@ class Scenario:
         self.author.first_name = f"Ann {next(counter)}"
         self.author.save()
 
+    def drain(self) -> None:
+        drain()
+
 
 def drain() -> None:
     worker = Worker(WorkerOptions(load=25, periodic=False, background=False), worker_id=f"oracle:{os.getpid()}:1")
@@ -333,7 +339,9 @@ def site_files(root: Path, skip: set[str]) -> dict[str, bytes]:
 
 
 def fresh_publish(blog: Blog, into: Path) -> None:
-    """Every file of the Statically and Via Publish Queue templates, published into an empty site root."""
+    """Every file of the Statically and Via Publish Queue templates, published into an empty site root, with the
+    process's render caches empty (the worker's, in this process, are what is checked)."""
+    forget_render_caches()
     blog = Blog.objects.get(pk=blog.pk)
     blog.site_root = str(into)
     Blog.objects.filter(pk=blog.pk).update(site_root=str(into))
@@ -357,8 +365,25 @@ def check_cached_pages(blog: Blog, operations: list[tuple]) -> None:
     paths = sorted(set(FileInfo.objects.filter(site=blog).values_list("path", flat=True)))
     client = Client(HTTP_HOST=blog.site_host)
     served = {path: client.get(blog.site_path + path) for path in paths}
-    renderers.clear()
-    site_variables.clear()
+    kept = forget_render_caches()
+    try:
+        _check_served(blog, served, operations)
+    finally:  # the process's caches as they were: the worker and the requests of this process go on with them
+        for cache, items in kept:
+            cache.clear()
+            cache._items.update(items)
+
+
+def forget_render_caches() -> list[tuple]:
+    """Empty the process's render caches (compiled templates with their cached modules, site-wide variables;
+    single pages never use the workers' entries); returns what they held."""
+    kept = [(cache, cache._items.copy()) for cache in (renderers, site_variables)]
+    for cache, _ in kept:
+        cache.clear()
+    return kept
+
+
+def _check_served(blog: Blog, served: dict, operations: list[tuple]) -> None:
     dynamic = FileInfo.objects.filter(mode_q(["dynamic"], via="mapping__"), site=blog).select_related(
         "template", "site", "mapping")
     for path, response in served.items():
@@ -426,6 +451,17 @@ def test_the_oracle_serves_no_stale_dynamic_page_when_scheduled_entries_come_due
     check_sequence([
         ("mode", "Main Index", "dynamic"), ("mode", "Entry", "dynamic"), ("schedule", 5),
         ("schedule_unpublish", 0, 10), ("come_due",), ("author_name",),
+    ])
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_oracle_sees_what_a_worker_kept_from_before_a_change():
+    """A worker that drained before a change keeps its caches (site-wide variables, cached modules, entries) under
+    the content version: blog settings and category moves must bump it (a rename left the old name on 6 files of a
+    long-lived worker; the oracle did not see it while it emptied the process's caches after every operation)."""
+    check_sequence([
+        ("blog_settings", "name"), ("drain",), ("blog_settings", "description"), ("drain",),
+        ("rename_category", 0, True), ("drain",), ("time_zone", "Asia/Tokyo"),
     ])
 
 
