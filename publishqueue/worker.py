@@ -37,6 +37,9 @@ logger = logging.getLogger("mtdispatch.worker")
 # timeout): the worker gives back what it holds, reconnects with backoff and goes on.
 DB_ERRORS = (OperationalError, InterfaceError)
 RECONNECT_MAX_SECONDS = 4.0
+# A batch's jobs are loaded (jobs.prepare) this many at a time: a job queued above them waits for at most this
+# many jobs' loading (measured: 100 entry pages take 0.25-0.3 s to load on a loaded 2-core machine).
+PREPARE_JOBS = 25
 
 
 @dataclass
@@ -297,11 +300,13 @@ class Worker:
         with self._current.lock:
             self._current.held = [r.job for batch in self._finishing for r in batch.ran] + jobs
         try:
-            prepared, prepared_for = {}, None
+            prepared, prepared_for, prepared_upto = {}, None, 0
             for index, job in enumerate(jobs):
-                if job.priority != prepared_for:  # a priority at a time: the top's data does not wait for the rest's
-                    prepared_for = job.priority
-                    prepared = self._prepare([j for j in jobs[index:] if j.priority == job.priority])
+                if job.priority != prepared_for or index >= prepared_upto:
+                    # A priority at a time (the top's data does not wait for the rest's), PREPARE_JOBS at a time.
+                    chunk = [j for j in jobs[index:] if j.priority == job.priority][:PREPARE_JOBS]
+                    prepared_for, prepared_upto = job.priority, index + len(chunk)
+                    prepared = self._prepare(chunk)
                 if self.stopping or self._reached_max() or self._paused(job, prepared.get(job.id)):
                     jobrows.release(worker_id=self.worker_id, jobs=jobs[index:])
                     break

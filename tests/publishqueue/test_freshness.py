@@ -97,3 +97,26 @@ def test_an_entry_saved_while_its_page_waits_in_a_batch_in_hand_is_published_onc
     assert "New title" in (site / first.path).read_text()
     assert not Job.objects.exists()
     assert not list(site.rglob(".*.tmp"))
+
+
+def test_a_large_batch_is_loaded_a_part_at_a_time(tmp_path):
+    """Loading a batch's pages cannot be cut short: a job queued above them waits for at most PREPARE_JOBS pages'
+    loading (it waited for the whole batch's), then cuts in at the next check."""
+    from publishqueue.worker import PREPARE_JOBS
+
+    blog = blog_with_templates(tmp_path / "site", mode="queue")
+    for i in range(PREPARE_JOBS + 5):
+        services.save_entry(entry=EntryFactory(blog=blog, title=f"Entry {i}"))
+    worker(run_job, load=100).run()
+    pages = FileInfo.objects.filter(site=blog, archive_type="individual")
+    enqueue(NewJob(kind="publish", unique_key=str(fi.pk), fileinfo_id=fi.pk) for fi in pages)
+    loaded_with = []
+
+    def runner(job, prepared):
+        loaded_with.append(id(prepared.batch))
+        return run_job(job, prepared)
+
+    worker(runner, load=100).run()
+    assert len(loaded_with) == PREPARE_JOBS + 5
+    assert max(loaded_with.count(batch) for batch in loaded_with) == PREPARE_JOBS
+    assert loaded_with.index(loaded_with[-1]) == PREPARE_JOBS  # the second part was loaded when it was reached
