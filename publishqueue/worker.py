@@ -38,7 +38,8 @@ logger = logging.getLogger("mtdispatch.worker")
 DB_ERRORS = (OperationalError, InterfaceError)
 RECONNECT_MAX_SECONDS = 4.0
 # A batch's jobs are loaded (jobs.prepare) this many at a time: a job queued above them waits for at most this
-# many jobs' loading (measured: 100 entry pages take 0.25-0.3 s to load on a loaded 2-core machine).
+# many jobs' loading (measured: 100 entry pages take 0.25-0.3 s to load on a loaded 2-core machine). A batch's
+# jobs above at least this many lower ones are placed before those run (Worker._run_batch).
 PREPARE_JOBS = 25
 
 
@@ -284,9 +285,10 @@ class Worker:
     def _run_batch(self, jobs: list[Claimed], *, urgent: bool = False) -> None:
         """Run a batch's jobs, then complete the previous batch (its files were syncing meanwhile); this one is
         completed after the next, or at once when it is ``urgent`` (the jobs that cut the last batch short).
-        The batch is loaded and placed a priority at a time: when the priority falls, what ran above it is
-        finished at once (a page is held back neither by the loading nor by the renders of lower ones; in a drain,
-        batches rarely mix priorities).
+        The batch is loaded a priority at a time (PREPARE_JOBS at a time). When the priority falls, what ran above
+        it is finished at once if the batch is urgent or at least PREPARE_JOBS jobs follow (a page waits neither
+        for a large batch's lower pages nor, when it cut a batch short, for any lower page; in a drain, batches
+        rarely mix priorities; a small batch, a save's, stays one finish: one activity run, one purge).
         Between jobs, one above the batch's remaining ones, queued meanwhile, cuts it short (``_preempt``): the
         rest is given back and the next claim takes only the jobs above it. A database outage in the middle
         leaves everything in hand to ``_abandon``."""
@@ -318,7 +320,9 @@ class Worker:
                     break
                 if job.id in given_back:
                     continue
-                if (ran or failed) and job.priority < jobs[index - 1].priority:
+                if (ran or failed) and job.priority < jobs[index - 1].priority and (
+                    urgent or len(jobs) - index >= PREPARE_JOBS
+                ):
                     self._finish_now(self._finishing_of(ran, started, failed, given_back))
                     ran, failed, started = [], [], timezone.now()
                 outcome = self._run_one(job, prepared.get(job.id))

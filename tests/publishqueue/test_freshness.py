@@ -23,19 +23,27 @@ def worker(runner, load=10):
                   job_runner=runner)
 
 
-def test_the_jobs_above_the_rest_of_a_batch_are_completed_before_the_rest_runs():
-    enqueue([noop("top", 10), noop("mid", 5), *(noop(f"low{i}") for i in range(3))])
+def test_the_jobs_above_many_others_in_a_batch_are_completed_before_those_run():
+    """A rebuild's batch that took a save's pages at its top places them before running its lower pages (it placed
+    them after the whole batch, and after the next batch); a small batch (a save's pages) stays one finish."""
+    from publishqueue.worker import PREPARE_JOBS
+
+    enqueue([noop("top", 10), noop("mid", 5), *(noop(f"low{i}") for i in range(PREPARE_JOBS))])
     left_when = {}
 
     def runner(job, prepared):
         left_when[job.unique_key] = set(Job.objects.values_list("unique_key", flat=True))
         return run_job(job, prepared)
 
-    result = worker(runner).run()
-    assert result.done == 5 and not Job.objects.exists()
+    result = worker(runner, load=100).run()
+    assert result.done == PREPARE_JOBS + 2 and not Job.objects.exists()
     assert "top" not in left_when["mid"]  # completed (its file placed) before the lower job ran
     assert "mid" not in left_when["low0"]
-    assert {"low1", "low2"} <= left_when["low2"]  # one priority: one batch, completed together
+    assert {"low0", "low1"} <= left_when["low1"]  # one priority: completed together, after the batch
+
+    enqueue([noop("top", 10), noop("mid", 5), noop("low")])
+    worker(runner, load=100).run()
+    assert {"top", "mid"} <= left_when["low"]  # a small batch: one finish
 
 
 def test_a_job_queued_again_after_it_ran_in_a_batch_runs_again_before_the_batch_rest():
@@ -79,8 +87,9 @@ def test_an_entry_saved_while_its_page_waits_in_a_batch_in_hand_is_published_onc
         services.save_entry(entry=entry)
     worker(run_job).run()
     pages = FileInfo.objects.filter(site=blog, archive_type="individual")
-    enqueue(NewJob(kind="publish", unique_key=str(fi.pk), fileinfo_id=fi.pk) for fi in pages)  # a rebuild
     first = pages.get(object_id=entries[0].pk)
+    rebuild = sorted(pages, key=lambda fi: fi.pk != first.pk)  # its page first
+    enqueue(NewJob(kind="publish", unique_key=str(fi.pk), fileinfo_id=fi.pk) for fi in rebuild)
     published = []
 
     def runner(job, prepared):

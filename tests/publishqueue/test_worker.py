@@ -115,7 +115,6 @@ def test_a_batch_is_completed_after_the_next_one_ran_with_its_files_in_place_and
     blog = blog_with_templates(tmp_path / "site", mode="queue")
     for n in range(3):
         services.save_entry(entry=EntryFactory(blog=blog, title=f"Entry {n}"))
-    Job.objects.update(priority=0)  # one priority (a batch mixing them is placed a priority at a time)
     queued = Job.objects.count()
     seen = []
 
@@ -318,7 +317,6 @@ def test_a_worker_that_lost_its_jobs_puts_nothing_in_place_and_logs_no_error(tmp
 
     blog = blog_with_templates(tmp_path / "site", mode="queue")
     services.save_entry(entry=EntryFactory(blog=blog, title="Queued title"))
-    Job.objects.update(priority=0)  # one batch (a batch mixing priorities is placed a priority at a time)
     queued = Job.objects.count()
 
     def runner(job, prepared):
