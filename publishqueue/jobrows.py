@@ -12,6 +12,7 @@
 * ``fail``: logs the error and retries after a backoff, up to max attempts, then keeps the job as failed.
 * ``renew``: extends the leases of running jobs; an expired lease makes a job claimable again.
 * ``release``: gives back jobs not run to an end (a stopping worker, a database outage): not an attempt.
+* ``changed``: which of the jobs a worker holds were queued again since it claimed them (their generation moved).
 """
 from __future__ import annotations
 
@@ -183,6 +184,19 @@ def held(*, worker_id: str, jobs: Sequence[Claimed]) -> dict[int, int]:
     if connection.features.has_select_for_update:
         qs = qs.select_for_update(skip_locked=connection.features.has_select_for_update_skip_locked)
     return dict(qs.values_list("id", "generation"))
+
+
+def changed(*, worker_id: str, jobs: Sequence[Claimed], floor: int | None = None) -> set[int]:
+    """The ids of ``jobs`` that ``worker_id`` still holds and that were queued again since it claimed them (an
+    ``enqueue`` of the same key moved their generation: what it renders or rendered for them is stale), now at a
+    priority of at least ``floor``."""
+    if not jobs:
+        return set()
+    claimed = {job.id: job.generation for job in jobs}
+    rows = Job.objects.filter(id__in=list(claimed), grabbed_by=worker_id)
+    if floor is not None:
+        rows = rows.filter(priority__gte=floor)
+    return {job_id for job_id, generation in rows.values_list("id", "generation") if generation != claimed[job_id]}
 
 
 def _id_list(ids: Iterable[int]) -> tuple[str, list[int]]:

@@ -37,6 +37,10 @@ logger = logging.getLogger("mtdispatch.worker")
 # timeout): the worker gives back what it holds, reconnects with backoff and goes on.
 DB_ERRORS = (OperationalError, InterfaceError)
 RECONNECT_MAX_SECONDS = 4.0
+# A batch's jobs are loaded (jobs.prepare) this many at a time: a job queued above them waits for at most this
+# many jobs' loading (measured: 100 entry pages take 0.25-0.3 s to load on a loaded 2-core machine). A batch's
+# jobs above at least this many lower ones are placed before those run (Worker._run_batch).
+PREPARE_JOBS = 25
 
 
 @dataclass
@@ -92,6 +96,9 @@ class _Finishing:
     started: dt.datetime | None = None
     # Jobs that raised, with the message (for the activity log; they were failed at once).
     failed: list[tuple[Claimed, str]] = field(default_factory=list)
+    # Jobs given back before the batch was finished, as they were queued again meanwhile (``Worker._preempt``):
+    # what they rendered is stale and discarded, they run again.
+    dropped: set[int] = field(default_factory=set)
 
 
 @dataclass
@@ -278,55 +285,106 @@ class Worker:
     def _run_batch(self, jobs: list[Claimed], *, urgent: bool = False) -> None:
         """Run a batch's jobs, then complete the previous batch (its files were syncing meanwhile); this one is
         completed after the next, or at once when it is ``urgent`` (the jobs that cut the last batch short).
+        The batch is loaded a priority at a time (PREPARE_JOBS at a time). When the priority falls, what ran above
+        it is finished at once if the batch is urgent or at least PREPARE_JOBS jobs follow (a page waits neither
+        for a large batch's lower pages nor, when it cut a batch short, for any lower page; in a drain, batches
+        rarely mix priorities; a small batch, a save's, stays one finish: one activity run, one purge).
         Between jobs, one above the batch's remaining ones, queued meanwhile, cuts it short (``_preempt``): the
         rest is given back and the next claim takes only the jobs above it. A database outage in the middle
         leaves everything in hand to ``_abandon``."""
         ran: list[_Ran] = []
         failed: list[tuple[Claimed, str]] = []
         started = timezone.now()
+        given_back: set[int] = set()  # jobs of the batch queued again meanwhile: given back (``_preempt``)
+        preempted = False
         if any(job.suspect for job in jobs):
             self._settle()  # it may kill this worker: finish the batches in hand first, so they do not die with it
         with self._current.lock:
             self._current.held = [r.job for batch in self._finishing for r in batch.ran] + jobs
         try:
-            prepared = self._prepare(jobs)
+            prepared, prepared_for, prepared_upto = {}, None, 0
             for index, job in enumerate(jobs):
+                if job.priority != prepared_for or index >= prepared_upto:
+                    # A priority at a time (the top's data does not wait for the rest's), PREPARE_JOBS at a time.
+                    chunk = [j for j in jobs[index:] if j.priority == job.priority][:PREPARE_JOBS]
+                    prepared_for, prepared_upto = job.priority, index + len(chunk)
+                    prepared = self._prepare(chunk)
                 if self.stopping or self._reached_max() or self._paused(job, prepared.get(job.id)):
                     jobrows.release(worker_id=self.worker_id, jobs=jobs[index:])
                     break
-                if index and not self.options.once and self._preempt(job):
+                if index and not self.options.once and self._preempt(job, jobs[index:], ran, given_back):
                     jobrows.release(worker_id=self.worker_id, jobs=jobs[index:])
                     self._urgent_floor = job.priority + 1
                     self.result.preempted += 1
+                    preempted = True
                     break
+                if job.id in given_back:
+                    continue
+                if (ran or failed) and job.priority < jobs[index - 1].priority and (
+                    urgent or len(jobs) - index >= PREPARE_JOBS
+                ):
+                    self._finish_now(self._finishing_of(ran, started, failed, given_back))
+                    ran, failed, started = [], [], timezone.now()
                 outcome = self._run_one(job, prepared.get(job.id))
                 if outcome is not None:
                     ran.append(outcome)
                 else:
                     failed.append((job, self._last_failure))
         finally:
-            finishing = BatchFinishing([(r.job, r.outcome) for r in ran])
-            self._finishing.append(_Finishing(ran, finishing, started, failed))
+            self._finishing.append(self._finishing_of(ran, started, failed, given_back))
             with self._current.lock:
                 self._current.job = None
         if urgent:  # its files first: the batch it cut short waits for its fsyncs after them
             self._finishing.insert(0, self._finishing.pop())
-        self._settle(keep=0 if urgent else 1)
+        # Cut short: the jobs above it are claimed first; the batches in hand are finished after them.
+        self._settle(keep=0 if urgent else len(self._finishing) if preempted else 1)
         with self._current.lock:
             self._current.held = [r.job for batch in self._finishing for r in batch.ran]
 
-    def _preempt(self, job: Claimed) -> bool:
-        """Whether a job above ``job`` (the highest of the batch's rest) is runnable: looked for when jobs were
+    @staticmethod
+    def _finishing_of(ran: list[_Ran], started: dt.datetime, failed: list[tuple[Claimed, str]],
+                      given_back: set[int]) -> _Finishing:
+        """What ran (its files start syncing now), less the jobs given back meanwhile (their files are discarded)."""
+        finishing = BatchFinishing([(r.job, r.outcome) for r in ran])
+        return _Finishing(ran, finishing, started, failed, dropped={r.job.id for r in ran} & given_back)
+
+    def _finish_now(self, batch: _Finishing) -> None:
+        """Finish ``batch`` before the batches in hand (they stay in hand: ``_abandon`` sees it meanwhile)."""
+        self._finishing.insert(0, batch)
+        self._settle(keep=len(self._finishing) - 1)
+
+    def _preempt(self, job: Claimed, rest: list[Claimed], ran: list[_Ran], given_back: set[int]) -> bool:
+        """Whether a job above ``job`` (the highest of the batch's ``rest``) is runnable: looked for when jobs were
         queued since the last look, and at least every ``PREEMPT_CHECK_SECONDS`` (jobs coming due, a wake-up lost).
-        """
+        First, jobs in hand that were queued again above the rest since they were claimed (an edit of a page in a
+        rebuild's batch) are given back, so that they run again at once at their new priority instead of after the
+        batch (what they rendered, or would render from the batch's data loaded before the edit, is stale): those
+        of this batch go into ``given_back``; those of the batches in hand into their ``dropped``. (Queued again
+        at the rest's priority, they run again after their batch, as before: no hurry, and no churn.)"""
         now = time.monotonic()
         if not self.waker.heard() and now < self._next_preempt_check:
             return False
         self._next_preempt_check = now + get_config()["PREEMPT_CHECK_SECONDS"]
         floor = max(job.priority + 1, self.options.floor if self.options.floor is not None else job.priority + 1)
+        self._give_back_changed(rest, ran, given_back, floor)
         return jobrows.runnable(
             timezone.now(), kinds=self.options.kinds, floor=floor, pauses=self.pause_watch.pauses()
         ).exists()
+
+    def _give_back_changed(self, rest: list[Claimed], ran: list[_Ran], given_back: set[int], floor: int) -> None:
+        mine = [job for job in rest if job.id not in given_back] + [r.job for r in ran if r.job.id not in given_back]
+        for batch in self._finishing:
+            mine += [r.job for r in batch.ran if r.job.id not in batch.dropped]
+        changed = jobrows.changed(worker_id=self.worker_id, jobs=mine, floor=floor)
+        if not changed:
+            return
+        self.result.requeued += jobrows.release(worker_id=self.worker_id, jobs=[j for j in mine if j.id in changed])
+        given_back.update(changed)
+        done = sum(r.job.id in changed for r in ran)  # they did not run to an end after all
+        for batch in self._finishing:
+            batch.dropped.update(r.job.id for r in batch.ran if r.job.id in changed)
+            done += sum(r.job.id in changed for r in batch.ran)
+        self.result.done -= done
 
     def _paused(self, job: Claimed, prepared: object) -> bool:
         """Paused since the batch was claimed (the rest of the batch is given back)."""
@@ -352,10 +410,10 @@ class Worker:
             holding = jobrows.held(worker_id=self.worker_id, jobs=jobs)
             # Still ours: placed, even when changed while it ran (what it rendered is newer than the file on disk,
             # and nobody else can be writing it); complete() then gives it back to run again for the change.
-            fenced = {job.id for job in jobs if job.id in holding}
+            fenced = {job.id for job in jobs if job.id in holding and job.id not in batch.dropped}
             # Not held because deleted with their FileInfo (a page whose object is gone: the job removed its file
             # and its record): done, not lost to another worker.
-            others = [job.id for job in jobs if job.id not in fenced]
+            others = [job.id for job in jobs if job.id not in holding and job.id not in batch.dropped]
             gone = set(others) - set(Job.objects.filter(id__in=others).values_list("id", flat=True) if others else ())
             failures = batch.finishing.place(fenced)
             completed = []
@@ -372,7 +430,7 @@ class Worker:
             self._log_activity(batch, {job.id for job in completed} | gone, failures)
             self.stats.flush()
         batch.finishing.cleanup()
-        self._give_back([job for job in jobs if job.id not in fenced and job.id not in gone], holding)
+        self._give_back([job for job in jobs if job.id not in fenced | batch.dropped | gone], holding)
 
     def _log_activity(self, batch: _Finishing, completed: set[int], failures: dict[int, Exception]) -> None:
         """The batch in its sites' activity logs: one INSERT (a row per site), in the completing transaction."""
