@@ -411,9 +411,10 @@ class Worker:
             # Still ours: placed, even when changed while it ran (what it rendered is newer than the file on disk,
             # and nobody else can be writing it); complete() then gives it back to run again for the change.
             fenced = {job.id for job in jobs if job.id in holding and job.id not in batch.dropped}
-            # Not held because deleted with their FileInfo (a page whose object is gone: the job removed its file
-            # and its record): done, not lost to another worker.
-            others = [job.id for job in jobs if job.id not in holding and job.id not in batch.dropped]
+            # Not held because the job removed its page (its object is gone) and with it its FileInfo, which
+            # deleted the job: done, not lost to another worker (one that completed it took it over: lost).
+            removed = {r.job.id for r in batch.ran if getattr(r.outcome, "status", None) == "removed"}
+            others = [job.id for job in jobs if job.id not in holding and job.id in removed]
             gone = set(others) - set(Job.objects.filter(id__in=others).values_list("id", flat=True) if others else ())
             failures = batch.finishing.place(fenced)
             completed = []
