@@ -285,7 +285,7 @@ class Worker:
     def _run_batch(self, jobs: list[Claimed], *, urgent: bool = False) -> None:
         """Run a batch's jobs, then complete the previous batch (its files were syncing meanwhile); this one is
         completed after the next, or at once when it is ``urgent`` (the jobs that cut the last batch short).
-        The batch is loaded a priority at a time (PREPARE_JOBS at a time). When the priority falls, what ran above
+        The batch is loaded a priority at a time (its first PREPARE_JOBS alone). When the priority falls, what ran above
         it is finished at once if the batch is urgent or at least PREPARE_JOBS jobs follow (a page waits neither
         for a large batch's lower pages nor, when it cut a batch short, for any lower page; in a drain, batches
         rarely mix priorities; a small batch, a save's, stays one finish: one activity run, one purge).
@@ -305,8 +305,11 @@ class Worker:
             prepared, prepared_for, prepared_upto = {}, None, 0
             for index, job in enumerate(jobs):
                 if job.priority != prepared_for or index >= prepared_upto:
-                    # A priority at a time (the top's data does not wait for the rest's), PREPARE_JOBS at a time.
-                    chunk = [j for j in jobs[index:] if j.priority == job.priority][:PREPARE_JOBS]
+                    # A priority at a time; the batch's first PREPARE_JOBS alone (the top's data does not wait
+                    # for the rest's), then the rest of that priority at once (each load has a fixed cost: loading
+                    # a full rebuild's batches 25 at a time cost 30% more CPU per page than 100 at a time).
+                    size = PREPARE_JOBS if index == 0 else len(jobs)
+                    chunk = [j for j in jobs[index:] if j.priority == job.priority][:size]
                     prepared_for, prepared_upto = job.priority, index + len(chunk)
                     prepared = self._prepare(chunk)
                 if self.stopping or self._reached_max() or self._paused(job, prepared.get(job.id)):
