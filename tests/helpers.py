@@ -4,6 +4,7 @@ from __future__ import annotations
 import time
 
 from django import forms
+from django.db.utils import OperationalError
 
 
 def wait_for(predicate, what: str, timeout: float = 30, interval: float = 0.1, detail=lambda: ""):
@@ -43,3 +44,17 @@ def admin_form_data(response) -> dict:
         for bound in form:
             data.update(_field_data(bound))
     return data
+
+
+def past_locks(query):
+    """``query()`` from the test's thread while a worker thread writes: the tests' in-memory SQLite database has a
+    shared cache, where a table another connection is writing is "locked" at once (SQLITE_LOCKED) rather than
+    waited for as a database file is (busy timeout); a CI run failed so. Tried again, up to 5 s."""
+    deadline = time.monotonic() + 5
+    while True:
+        try:
+            return query()
+        except OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)
