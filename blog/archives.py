@@ -3,6 +3,7 @@ publishqueue: their path fields, every context a template of each type has, and 
 loaded for a worker's batch of pages in a few queries."""
 from __future__ import annotations
 
+import bisect
 import datetime as dt
 import functools
 import re
@@ -14,7 +15,6 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import connection, models
 from django.db.models import Count
-from django.db.models.functions import TruncMonth
 from django.urls import get_script_prefix, get_urlconf, reverse
 from django.utils import dateformat, timezone
 from django.utils.text import slugify
@@ -239,6 +239,45 @@ def _listing(page: Page, entries: models.QuerySet) -> ViewList:
 
 def _live_entries(blog: Blog):
     return Entry.objects.live().filter(blog=blog)
+
+
+def live_months(blog_id: int, zone: dt.tzinfo) -> list[tuple[dt.date, int]]:
+    """(first day, entry count) of each month of ``zone`` with live entries, oldest first.
+
+    One read of the blog's publication dates in order, off the (blog, status, published_on) index, raw (no date
+    conversion per row), cut at each month's first moment by bisection. A month's bounds are those of its archive
+    page (``period_bounds``). ``TruncMonth`` in a time zone ran a Python function per row on SQLite: 0.1 s for a
+    10,000-entry blog, paid by the first page after every change (the sidebar lists the months)."""
+    table = Entry._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT published_on FROM {table} WHERE blog_id = %s AND status = %s ORDER BY published_on",
+            [blog_id, Entry.Status.PUBLISHED],
+        )
+        values = [row[0] for row in cursor.fetchall()]
+    months, i = [], 0
+    while i < len(values):
+        start = local_day(_stored_moment(values[i]), zone).replace(day=1)
+        end = dt.datetime.combine(period_end(Archive.MONTHLY, start), dt.time.min, tzinfo=zone)
+        j = max(bisect.bisect_left(values, _as_stored(end, values[i]), lo=i), i + 1)
+        months.append((start, j - i))
+        i = j
+    return months
+
+
+def _stored_moment(value: Any) -> dt.datetime:
+    """A datetime column's value as read by a raw cursor (SQLite: text in UTC; others: a datetime, naive in UTC
+    where the database has no zones), as an aware datetime."""
+    if isinstance(value, str):
+        value = dt.datetime.fromisoformat(value)
+    return value if timezone.is_aware(value) else value.replace(tzinfo=dt.UTC)
+
+
+def _as_stored(moment: dt.datetime, like: Any) -> Any:
+    """``moment`` in the form a raw cursor reads that column (``like`` is one value), so that they compare."""
+    if isinstance(like, str):
+        return connection.ops.adapt_datetimefield_value(moment)
+    return moment if timezone.is_aware(like) else moment.astimezone(dt.UTC).replace(tzinfo=None)
 
 
 # -- what a batch of pages shows -----------------------------------------------------------------------
@@ -598,16 +637,13 @@ def blog_variables(blog: Blog, links: Links) -> dict[str, Any]:
         return ViewList(category_view(cat) for cat in cats)
 
     def monthly_archives() -> list[dict[str, Any]]:
-        rows = (
-            _live_entries(blog)
-            .annotate(month=TruncMonth("published_on"))
-            .values("month")
-            .annotate(count=Count("id"))
-            .order_by("-month")
-        )
+        zone = timezone.get_current_timezone()
         return [
-            {"start": r["month"], "count": r["count"], "url": period_url(links, Archive.MONTHLY, r["month"].date())}
-            for r in rows
+            {
+                "start": dt.datetime.combine(start, dt.time.min, tzinfo=zone), "count": count,
+                "url": period_url(links, Archive.MONTHLY, start),
+            }
+            for start, count in reversed(live_months(blog.pk, zone))
         ]
 
     return {

@@ -107,6 +107,8 @@ def _noting_change(site: AbstractSite, name: str, output: str) -> str:
 
     digest = hashlib.sha256(output.encode("utf-8")).hexdigest()
     module = Template.objects.filter(site=site, name=name)
+    if digest in module.values_list("output_hash", flat=True):
+        return output  # as before (most changes): read only, as a write would wait for the database's write lock
     if module.filter(output_hash="").update(output_hash=digest):
         return output  # its first output: every page so far was rendered with it
     if module.exclude(output_hash=digest).update(output_hash=digest):

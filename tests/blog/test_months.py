@@ -1,0 +1,72 @@
+"""The months a blog's sidebar lists (``blog_variables``' monthly_archives): read in one pass over the dates
+in order and cut at each month's first moment in the blog's zone, they must be the months an entry-by-entry
+reading gives, with their counts, whatever the zone, the DST changes and entries exactly on a month's edge."""
+from __future__ import annotations
+
+import datetime as dt
+import zoneinfo
+from collections import Counter
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from blog.archives import live_months, local_day
+from blog.models import Entry
+from tests.factories import BlogFactory
+
+pytestmark = pytest.mark.django_db
+
+ZONES = ["UTC", "Asia/Tokyo", "America/New_York", "Pacific/Chatham", "America/Santiago", "Australia/Lord_Howe"]
+EDGES = [  # local month starts near DST changes and year ends, as UTC instants are computed per zone below
+    dt.date(2025, 1, 1), dt.date(2025, 3, 1), dt.date(2025, 4, 1), dt.date(2025, 10, 1), dt.date(2025, 11, 1),
+    dt.date(2026, 1, 1),
+]
+OFFSETS = st.sampled_from([dt.timedelta(0), dt.timedelta(microseconds=-1), dt.timedelta(microseconds=1),
+                           dt.timedelta(hours=-13), dt.timedelta(hours=14), dt.timedelta(days=15)])
+
+
+def expected(entries: list[tuple[dt.datetime, str, int]], blog_id: int, zone) -> list[tuple[dt.date, int]]:
+    """The plain reading: each live entry of the blog in the local month of its date."""
+    months = Counter(
+        local_day(when, zone).replace(day=1) for when, status, owner in entries
+        if status == Entry.Status.PUBLISHED and owner == blog_id
+    )
+    return sorted(months.items())
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    zone_name=st.sampled_from(ZONES),
+    picks=st.lists(
+        st.tuples(st.sampled_from(EDGES), OFFSETS, st.sampled_from([Entry.Status.PUBLISHED, Entry.Status.DRAFT]),
+                  st.booleans()),
+        max_size=25,
+    ),
+)
+def test_the_months_listed_are_those_of_each_entry_in_the_blogs_zone(zone_name, picks):
+    zone = zoneinfo.ZoneInfo(zone_name)
+    Entry.objects.all().delete()
+    mine, other = BlogFactory(), BlogFactory()
+    entries = []
+    for edge, offset, status, elsewhere in picks:
+        # The first moment of the local month (what a month's archive page starts at), moved by ``offset``.
+        when = dt.datetime.combine(edge, dt.time.min, tzinfo=zone) + offset
+        entries.append((when, status, (other if elsewhere else mine).pk))
+    Entry.objects.bulk_create(
+        Entry(blog_id=owner, title=f"e{n}", slug=f"e{n}", body="x", status=status, published_on=when)
+        for n, (when, status, owner) in enumerate(entries)
+    )
+    assert live_months(mine.pk, zone) == expected(entries, mine.pk, zone)
+
+
+def test_an_entry_at_a_months_first_moment_is_in_that_month():
+    zone = zoneinfo.ZoneInfo("Asia/Tokyo")
+    blog = BlogFactory()
+    first = dt.datetime(2026, 3, 1, tzinfo=zone)
+    Entry.objects.bulk_create([
+        Entry(blog=blog, title="a", slug="a", body="x", status=Entry.Status.PUBLISHED, published_on=first),
+        Entry(blog=blog, title="b", slug="b", body="x", status=Entry.Status.PUBLISHED,
+              published_on=first - dt.timedelta(microseconds=1)),
+    ])
+    assert live_months(blog.pk, zone) == [(dt.date(2026, 2, 1), 1), (dt.date(2026, 3, 1), 1)]
