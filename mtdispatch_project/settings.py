@@ -76,11 +76,16 @@ SQLITE_OPTIONS = {
     "transaction_mode": "IMMEDIATE",
     "timeout": 30,
 }
+# SQLite connections are kept (per process and thread) instead of opened per request: a new one reads the whole
+# schema at its first statement, 0.8-1.2 ms here, about half of what a Dynamic page served from its cache costs.
+# Nothing is held between requests (autocommit: no open read snapshot); Django drops a connection after an error.
+SQLITE_CONN_MAX_AGE = 600
 
 if os.environ.get("DATABASE_URL"):
     DATABASES = {"default": dj_database_url.parse(os.environ["DATABASE_URL"], conn_max_age=0)}
     if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         DATABASES["default"].setdefault("OPTIONS", {}).update(SQLITE_OPTIONS)
+        DATABASES["default"]["CONN_MAX_AGE"] = SQLITE_CONN_MAX_AGE
 else:
     SQLITE_PATH.parent.mkdir(parents=True, exist_ok=True)
     DATABASES = {
@@ -88,6 +93,7 @@ else:
             "ENGINE": "django.db.backends.sqlite3",
             "NAME": SQLITE_PATH,
             "OPTIONS": SQLITE_OPTIONS,
+            "CONN_MAX_AGE": SQLITE_CONN_MAX_AGE,
             "TEST": {"NAME": os.environ.get("MTDISPATCH_TEST_SQLITE") or None},
         }
     }
