@@ -191,6 +191,14 @@ def republish_includers(job: Claimed, prepared: object = None) -> None:
     republish_includers(site_id=job.args["site"], module=job.args["module"])
 
 
+@handles("republish-template")
+def republish_template(job: Claimed, prepared: object = None) -> None:
+    """A template with many files was saved: queue them all, a chunk per transaction."""
+    from .services import queue_template_files
+
+    queue_template_files(template_id=job.args["template"])
+
+
 @handles("noop")
 def noop(job: Claimed, prepared: object = None) -> None:
     """Does nothing: for measuring the queue itself (bench/queue.py) and checking a deployment."""

@@ -17,7 +17,7 @@ from django.utils import timezone
 
 from . import activity, purge
 from .conf import get_config
-from .enqueue import enqueue_publish
+from .enqueue import NewJob, enqueue, enqueue_publish
 from .fileinfos import ensure_fileinfos, template_fileinfos
 from .models import (
     UNWRITTEN_MODES,
@@ -158,9 +158,7 @@ def republish_includers(*, site_id: int, module: str) -> int:
     found = Template.objects.filter(site_id=site_id, name=module).select_related("site").first()
     if found is None:
         return 0
-    priority = get_config()["TEMPLATE_SAVE_PRIORITY"]
-    targets = [t for t in templates_affected_by(found) if writes_files(t)]
-    return sum(enqueue_publish(written(template_fileinfos(t)), priority=priority) for t in targets)
+    return sum(queue_template_files(template_id=t.pk) for t in templates_affected_by(found))
 
 
 def remove_files_of(fileinfos) -> None:
@@ -202,14 +200,58 @@ def template_saved(
     if previous_permalinks is not None and previous_permalinks != permalink_patterns(template.site_id):
         report.queued += republish_site(site=template.site).queued
     static: list[FileInfo] = []
-    for target in templates_affected_by(template):
-        if writes_files(target):
+    targets = [target for target in templates_affected_by(template) if writes_files(target)]
+    later = _queued_later(targets)
+    report.queued += sum(later.values())
+    for target in targets:
+        if target.pk not in later:
             fileinfos = written(template_fileinfos(target))
             static += [fi for fi in fileinfos if fi.mode == PublishingMode.STATIC]
             queued = [fi for fi in fileinfos if fi.mode == PublishingMode.QUEUE]
             report.queued += enqueue_publish(queued, priority=get_config()["TEMPLATE_SAVE_PRIORITY"])
     _publish_static_files(template, static, report, started_by)
     return report
+
+
+def _queued_later(targets: list[Template]) -> dict[int, int]:
+    """When the templates a save touches have more than TEMPLATE_SAVE_INLINE_FILES files, those whose files are all
+    Via Publish Queue get a ``republish-template`` job, queued in the caller's transaction, instead of a job per
+    file (finding every file of a template reads the whole site). Returns {template id: its files now}."""
+    limit = get_config()["TEMPLATE_SAVE_INLINE_FILES"]
+    if limit is None:
+        return {}
+    counts = {target.pk: FileInfo.objects.filter(template=target).count() for target in targets}
+    if sum(counts.values()) <= limit:
+        return {}
+    later = {
+        target.pk: counts[target.pk] for target in targets
+        if not target.mappings.exclude(mode_q([PublishingMode.QUEUE])).exists()
+    }
+    priority = get_config()["RUN_PRIORITY"]
+    enqueue(
+        NewJob(kind="republish-template", unique_key=str(pk), args={"template": pk}, priority=priority)
+        for pk in later
+    )
+    return later
+
+
+def queue_template_files(*, template_id: int) -> int:
+    """Every file of a template queued (``republish-template``): its rows ensured, then a chunk of jobs per
+    transaction (another writer waits for one chunk at most). Run again after a crash, it queues them again (a
+    queued job coalesces). Returns how many files were queued."""
+    target = Template.objects.filter(pk=template_id).select_related("site").first()
+    if target is None or not writes_files(target):
+        return 0
+    fileinfos = written(template_fileinfos(target))
+    priority = get_config()["TEMPLATE_SAVE_PRIORITY"]
+    for start in range(0, len(fileinfos), QUEUE_CHUNK):
+        with transaction.atomic():
+            enqueue_publish(fileinfos[start : start + QUEUE_CHUNK], priority=priority)
+    return len(fileinfos)
+
+
+# Jobs queued per transaction by queue_template_files (on SQLite, 500 take a few milliseconds of write lock).
+QUEUE_CHUNK = 500
 
 
 def _publish_static_files(template: Template, static: list[FileInfo], report: ChangeReport, started_by) -> None:

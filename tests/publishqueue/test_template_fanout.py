@@ -1,0 +1,101 @@
+"""A template save that touches many files queues them through a job, a chunk of jobs per transaction, instead of
+in the saving transaction: on SQLite that transaction holds the database's only write lock, and entry saves and
+workers' commits waited up to 1.2 s behind a Header save of a 3,000-entry blog (bench/queue.py --parts freshness)."""
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from django.core.management import call_command
+from django.db import transaction
+from django.utils import timezone
+
+from blog import services
+from publishqueue import services as pq_services
+from publishqueue.models import FileInfo, Job, Template
+from publishqueue.services import template_saved, templates_affected_by
+from publishqueue.worker import Worker, WorkerOptions
+from tests.factories import EntryFactory, blog_with_templates
+
+pytestmark = pytest.mark.django_db(transaction=True)
+MARK = "<!-- rebuilt -->"
+
+
+def drain() -> Worker:
+    worker = Worker(WorkerOptions(load=50, periodic=False, background=False), worker_id="test:1:1")
+    worker.run()
+    return worker
+
+
+@pytest.fixture
+def site(tmp_path, settings):
+    settings.PUBLISHQUEUE = {**settings.PUBLISHQUEUE, "TEMPLATE_SAVE_INLINE_FILES": 3}
+    blog = blog_with_templates(tmp_path / "site", mode="queue")
+    for n in range(4):
+        services.save_entry(entry=EntryFactory(blog=blog, title=f"Entry {n}"))
+    call_command("publish", "--all", "--queue", verbosity=0)
+    drain()
+    assert not Job.objects.exists()
+    return blog, tmp_path / "site"
+
+
+def save_header(blog):
+    header = Template.objects.get(site=blog, identifier="header")
+    with transaction.atomic():
+        header.source = header.source.replace("<body>", f"<body>\n{MARK}")
+        header.save()
+        return header, template_saved(template=header, previous_mode=header.mode)
+
+
+def pages(root: Path) -> dict[str, str]:
+    return {str(p.relative_to(root)): p.read_text() for p in root.rglob("*.html")}
+
+
+def test_a_save_touching_many_files_queues_a_job_per_template_and_every_file_is_rewritten(site):
+    blog, root = site
+    header, report = save_header(blog)
+    including = templates_affected_by(header)
+    files = FileInfo.objects.filter(template__in=including).count()
+    # In the saving transaction: one job per template, not one per file; the report counts the files.
+    assert Counter(Job.objects.values_list("kind", flat=True)) == {"republish-template": len(including)}
+    assert report.queued == files > 3
+    drain()
+    assert not Job.objects.exists()
+    html = pages(root)
+    assert len(html) >= files - 2 and all(MARK in text for text in html.values())  # the feeds are not .html
+
+
+def test_a_save_touching_few_files_still_queues_them_in_its_transaction(site, settings):
+    blog, _ = site
+    settings.PUBLISHQUEUE = {**settings.PUBLISHQUEUE, "TEMPLATE_SAVE_INLINE_FILES": 1000}
+    _, report = save_header(blog)
+    assert set(Job.objects.values_list("kind", flat=True)) == {"publish"}
+    assert Job.objects.count() == report.queued > 3
+
+
+def test_a_fan_out_that_fails_midway_keeps_what_it_queued_and_queues_everything_when_retried(site, monkeypatch):
+    blog, root = site
+    monkeypatch.setattr(pq_services, "QUEUE_CHUNK", 2)
+    real = pq_services.enqueue_publish
+    calls = []
+
+    def failing_after_one_chunk(fileinfos, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise RuntimeError("the disk is full")
+        return real(fileinfos, **kwargs)
+
+    monkeypatch.setattr(pq_services, "enqueue_publish", failing_after_one_chunk)
+    header, report = save_header(blog)
+    worker = Worker(WorkerOptions(load=50, periodic=False, background=False, kinds=["republish-template"]),
+                    worker_id="test:1:1")
+    worker.run()
+    assert worker.result.failed >= 1
+    failed = Job.objects.get(kind="republish-template", last_error__contains="the disk is full")
+    # The chunks queued before the failure were committed on their own (as were other templates' fan-outs).
+    files = FileInfo.objects.filter(template__in=templates_affected_by(header)).count()
+    assert 2 <= Job.objects.filter(kind="publish").count() < files == report.queued
+    monkeypatch.setattr(pq_services, "enqueue_publish", real)
+    Job.objects.filter(pk=failed.pk).update(run_after=timezone.now())  # its retry is due
+    drain()
+    assert not Job.objects.exists()
+    assert all(MARK in text for text in pages(root).values())
