@@ -280,6 +280,7 @@ class TemplateAdmin(admin.ModelAdmin):
         report = services.template_saved(
             template=form.instance, previous_mode=request._template_previous_mode,
             previous_permalinks=request._template_previous_permalinks, started_by=request.user,
+            mappings_changed=any(formset.has_changed() for formset in formsets),
         )
         request._template_run, request._template_report = report.run, report
         report_after_commit(request, report, f"Saved template “{form.instance}”")

@@ -196,7 +196,7 @@ def republish_template(job: Claimed, prepared: object = None) -> None:
     """A template with many files was saved: queue them all, a chunk per transaction."""
     from .services import queue_template_files
 
-    queue_template_files(template_id=job.args["template"])
+    queue_template_files(template_id=job.args["template"], ensure=job.args.get("ensure", True))
 
 
 @handles("noop")

@@ -38,21 +38,23 @@ def site(tmp_path, settings):
     return blog, tmp_path / "site"
 
 
-def save_header(blog):
+def save_header(blog, mappings_changed=True):
     header = Template.objects.get(site=blog, identifier="header")
     with transaction.atomic():
         header.source = header.source.replace("<body>", f"<body>\n{MARK}")
         header.save()
-        return header, template_saved(template=header, previous_mode=header.mode)
+        return header, template_saved(template=header, previous_mode=header.mode, mappings_changed=mappings_changed)
 
 
 def pages(root: Path) -> dict[str, str]:
     return {str(p.relative_to(root)): p.read_text() for p in root.rglob("*.html")}
 
 
-def test_a_save_touching_many_files_queues_a_job_per_template_and_every_file_is_rewritten(site):
+# A source edit (no mapping changed) queues the rows there are, made by the database; else they are ensured first.
+@pytest.mark.parametrize("mappings_changed", [False, True])
+def test_a_save_touching_many_files_queues_a_job_per_template_and_every_file_is_rewritten(site, mappings_changed):
     blog, root = site
-    header, report = save_header(blog)
+    header, report = save_header(blog, mappings_changed)
     including = templates_affected_by(header)
     files = FileInfo.objects.filter(template__in=including).count()
     # In the saving transaction: one job per template, not one per file; the report counts the files.
@@ -72,20 +74,23 @@ def test_a_save_touching_few_files_still_queues_them_in_its_transaction(site, se
     assert Job.objects.count() == report.queued > 3
 
 
-def test_a_fan_out_that_fails_midway_keeps_what_it_queued_and_queues_everything_when_retried(site, monkeypatch):
+@pytest.mark.parametrize("mappings_changed, chunk", [(False, "enqueue_template_files"), (True, "enqueue_publish")])
+def test_a_fan_out_that_fails_midway_keeps_what_it_queued_and_queues_everything_when_retried(
+    site, monkeypatch, mappings_changed, chunk
+):
     blog, root = site
     monkeypatch.setattr(pq_services, "QUEUE_CHUNK", 2)
-    real = pq_services.enqueue_publish
+    real = getattr(pq_services, chunk)
     calls = []
 
-    def failing_after_one_chunk(fileinfos, **kwargs):
+    def failing_after_one_chunk(*args, **kwargs):
         calls.append(1)
         if len(calls) == 2:
             raise RuntimeError("the disk is full")
-        return real(fileinfos, **kwargs)
+        return real(*args, **kwargs)
 
-    monkeypatch.setattr(pq_services, "enqueue_publish", failing_after_one_chunk)
-    header, report = save_header(blog)
+    monkeypatch.setattr(pq_services, chunk, failing_after_one_chunk)
+    header, report = save_header(blog, mappings_changed)
     worker = Worker(WorkerOptions(load=50, periodic=False, background=False, kinds=["republish-template"]),
                     worker_id="test:1:1")
     worker.run()
@@ -94,8 +99,23 @@ def test_a_fan_out_that_fails_midway_keeps_what_it_queued_and_queues_everything_
     # The chunks queued before the failure were committed on their own (as were other templates' fan-outs).
     files = FileInfo.objects.filter(template__in=templates_affected_by(header)).count()
     assert 2 <= Job.objects.filter(kind="publish").count() < files == report.queued
-    monkeypatch.setattr(pq_services, "enqueue_publish", real)
+    monkeypatch.setattr(pq_services, chunk, real)
     Job.objects.filter(pk=failed.pk).update(run_after=timezone.now())  # its retry is due
     drain()
     assert not Job.objects.exists()
     assert all(MARK in text for text in pages(root).values())
+
+
+def test_a_mapping_changed_in_a_fanned_out_save_moves_its_files(site):
+    blog, root = site
+    entry_template = Template.objects.get(site=blog, identifier="entry")
+    mapping = entry_template.mappings.get()
+    old = {fi.path for fi in FileInfo.objects.filter(template=entry_template)}
+    mapping.path_pattern = "posts/{slug}.html"
+    mapping.save()
+    template_saved(template=entry_template, previous_mode=entry_template.mode, mappings_changed=True)
+    assert set(Job.objects.values_list("kind", flat=True)) <= {"republish-template", "publish"}
+    drain()
+    new = {fi.path for fi in FileInfo.objects.filter(template=entry_template)}
+    assert all(path.startswith("posts/") for path in new) and len(new) == len(old) == 4
+    assert all((root / path).exists() for path in new) and not any((root / path).exists() for path in old)
