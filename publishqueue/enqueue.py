@@ -117,24 +117,25 @@ FROM {fileinfos} WHERE template_id = %s AND id > %s AND id <= %s
 """
 
 
-def enqueue_template_files(template_id: int, *, priority: int, after: int = 0, limit: int = 500) -> int | None:
+def enqueue_template_files(
+    template_id: int, *, priority: int, after: int = 0, limit: int = 500
+) -> tuple[int, int] | None:
     """Queue a publish job (as ``enqueue_publish``) for each of a template's next ``limit`` FileInfo rows by id,
     those above ``after``, in one INSERT ... SELECT: the database makes the rows. Returns the last id queued (the
-    next call's ``after``), None when there were none. Runs in the caller's transaction."""
+    next call's ``after``) and how many, None when there were none. Runs in the caller's transaction."""
     rows = FileInfo.objects.filter(template_id=template_id, id__gt=after).order_by("id")
     ids = list(rows.values_list("id", flat=True)[:limit])
     if not ids:
         return None
     now = connection.ops.adapt_datetimefield_value(timezone.now())
-    head, _values, tail = _UPSERT.partition("VALUES {rows}")
-    sql = _FROM_FILEINFOS.format(table=Job._meta.db_table, fileinfos=FileInfo._meta.db_table) + tail.format(
-        table=Job._meta.db_table
-    )
+    conflict = _UPSERT.partition("VALUES {rows}")[2]  # ON CONFLICT ... DO UPDATE, as enqueue's
+    table = Job._meta.db_table
+    sql = _FROM_FILEINFOS.format(table=table, fileinfos=FileInfo._meta.db_table) + conflict.format(table=table)
     with connection.cursor() as cursor:
         max_attempts = get_config()["JOB_MAX_ATTEMPTS"]
         cursor.execute(sql, [PUBLISH, priority, now, max_attempts, now, template_id, after, ids[-1]])
         jobs_queued(cursor)
-    return ids[-1]
+    return ids[-1], len(ids)
 
 
 def _coalesce(jobs: Iterable[NewJob]) -> list[NewJob]:

@@ -267,11 +267,11 @@ def queue_template_files(*, template_id: int, ensure: bool = True) -> int:
     priority, after, queued = get_config()["TEMPLATE_SAVE_PRIORITY"], 0, 0
     while True:
         with transaction.atomic():
-            last = enqueue_template_files(template_id, priority=priority, after=after, limit=QUEUE_CHUNK)
-        if last is None:
+            chunk = enqueue_template_files(template_id, priority=priority, after=after, limit=QUEUE_CHUNK)
+        if chunk is None:
             return queued
-        queued += FileInfo.objects.filter(template_id=template_id, id__gt=after, id__lte=last).count()
-        after = last
+        after, count = chunk
+        queued += count
 
 
 # Jobs queued per transaction by queue_template_files (on SQLite, 500 take a few milliseconds of write lock).
