@@ -17,12 +17,18 @@ from tests.factories import BlogFactory
 
 pytestmark = pytest.mark.django_db
 
-ZONES = ["UTC", "Asia/Tokyo", "America/New_York", "Pacific/Chatham", "America/Santiago", "Australia/Lord_Howe"]
+# Goose Bay and St John's put their clocks back at 00:01 until 2010: just after midnight on November 1st 2009, an
+# hour of instants was October 31st again.
+ZONES = [
+    "UTC", "Asia/Tokyo", "America/New_York", "Pacific/Chatham", "America/Santiago", "Australia/Lord_Howe",
+    "America/Goose_Bay", "America/St_Johns",
+]
 EDGES = [  # local month starts near DST changes and year ends, as UTC instants are computed per zone below
     dt.date(2025, 1, 1), dt.date(2025, 3, 1), dt.date(2025, 4, 1), dt.date(2025, 10, 1), dt.date(2025, 11, 1),
-    dt.date(2026, 1, 1),
+    dt.date(2026, 1, 1), dt.date(2009, 11, 1),
 ]
 OFFSETS = st.sampled_from([dt.timedelta(0), dt.timedelta(microseconds=-1), dt.timedelta(microseconds=1),
+                           dt.timedelta(seconds=30), dt.timedelta(minutes=30), dt.timedelta(minutes=90),
                            dt.timedelta(hours=-13), dt.timedelta(hours=14), dt.timedelta(days=15)])
 
 
@@ -51,7 +57,7 @@ def test_the_months_listed_are_those_of_each_entry_in_the_blogs_zone(zone_name, 
     entries = []
     for edge, offset, status, elsewhere in picks:
         # The first moment of the local month (what a month's archive page starts at), moved by ``offset``.
-        when = dt.datetime.combine(edge, dt.time.min, tzinfo=zone) + offset
+        when = dt.datetime.combine(edge, dt.time.min, tzinfo=zone).astimezone(dt.UTC) + offset  # instants apart
         entries.append((when, status, (other if elsewhere else mine).pk))
     Entry.objects.bulk_create(
         Entry(blog_id=owner, title=f"e{n}", slug=f"e{n}", body="x", status=status, published_on=when)
@@ -70,3 +76,29 @@ def test_an_entry_at_a_months_first_moment_is_in_that_month():
               published_on=first - dt.timedelta(microseconds=1)),
     ])
     assert live_months(blog.pk, zone) == [(dt.date(2026, 2, 1), 1), (dt.date(2026, 3, 1), 1)]
+
+
+@pytest.mark.parametrize("zone_name", ["America/Goose_Bay", "America/St_Johns"])
+def test_an_hour_that_came_back_across_midnight_counts_in_the_month_before(zone_name):
+    """Found by review: each such entry was listed as a month of its own ("October 2009" three times)."""
+    zone = zoneinfo.ZoneInfo(zone_name)
+    blog = BlogFactory()
+    midnight = dt.datetime(2009, 11, 1, tzinfo=zone).astimezone(dt.UTC)  # the first of the two, as an instant
+    after = [dt.timedelta(hours=-2), dt.timedelta(seconds=30), dt.timedelta(minutes=20), dt.timedelta(minutes=40),
+             dt.timedelta(days=2)]
+    moments = [midnight + delta for delta in after]
+    Entry.objects.bulk_create(
+        Entry(blog=blog, title=f"e{n}", slug=f"e{n}", body="x", status=Entry.Status.PUBLISHED, published_on=when)
+        for n, when in enumerate(moments)
+    )
+    listed = live_months(blog.pk, zone)
+    assert listed == expected([(m, Entry.Status.PUBLISHED, blog.pk) for m in moments], blog.pk, zone)
+    assert [month for month, _count in listed] == [dt.date(2009, 10, 1), dt.date(2009, 11, 1)]
+
+
+def test_an_entry_in_december_9999_is_listed():
+    """Found by review: the month after it does not exist (OverflowError on every page of the blog)."""
+    blog = BlogFactory()
+    Entry.objects.create(blog=blog, title="far", slug="far", body="x", status=Entry.Status.PUBLISHED,
+                         published_on=dt.datetime(9999, 12, 15, tzinfo=dt.UTC))
+    assert live_months(blog.pk, zoneinfo.ZoneInfo("America/New_York")) == [(dt.date(9999, 12, 1), 1)]
