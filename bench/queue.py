@@ -150,7 +150,7 @@ def phase_touch_header() -> dict:
     with transaction.atomic():
         header.source = header.source.replace("<body>", "<body>\n<!-- rebuilt -->")
         header.save()
-        queued = template_saved(template=header, previous_mode=header.mode, mappings_changed=False).queued
+        queued = template_saved(template=header, previous_mode=header.mode, paths_changed=False).queued
     return {"queued": queued, "at": at}
 
 

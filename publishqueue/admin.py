@@ -280,7 +280,8 @@ class TemplateAdmin(admin.ModelAdmin):
         report = services.template_saved(
             template=form.instance, previous_mode=request._template_previous_mode,
             previous_permalinks=request._template_previous_permalinks, started_by=request.user,
-            mappings_changed=any(formset.has_changed() for formset in formsets),
+            paths_changed=any(formset.has_changed() for formset in formsets)
+            or not set(form.changed_data) <= SOURCE_ONLY_FIELDS,
         )
         request._template_run, request._template_report = report.run, report
         report_after_commit(request, report, f"Saved template “{form.instance}”")
@@ -294,6 +295,11 @@ class TemplateAdmin(admin.ModelAdmin):
     def delete_queryset(self, request, queryset) -> None:
         for template in queryset.select_related("site"):
             self.delete_model(request, template)
+
+
+# Template fields whose change leaves which files a template has, and their paths, as they were (its site, kind,
+# mode and mappings decide those).
+SOURCE_ONLY_FIELDS = {"name", "identifier", "source", "rebuild_interval_minutes", "depends_on_comments", "priority"}
 
 
 @admin.register(FileInfo)

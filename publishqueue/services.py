@@ -202,7 +202,7 @@ def remove_files_of(fileinfos) -> None:
 
 def template_saved(
     *, template: Template, previous_mode: str | None = None, previous_permalinks: dict[str, str] | None = None,
-    started_by=None, mappings_changed: bool = True,
+    started_by=None, paths_changed: bool = True,
 ) -> ChangeReport:
     """A template (or module) changed: republish its files, queued at low priority (SPEC 1). Files whose mode
     (their mapping's or the template's) is now Dynamically or Do Not Publish leave the disk. If the permalink
@@ -215,8 +215,9 @@ def template_saved(
     static: list[FileInfo] = []
     targets = [target for target in templates_affected_by(template) if writes_files(target)]
     # Whether finding its files means ensuring their rows (FileInfo), or reading them: a source edit changes no
-    # file's context or path, while a mapping or mode change does.
-    ensure = mappings_changed or (previous_mode is not None and previous_mode != template.mode)
+    # file's context or path; a change of the template's site, kind, mode or mappings may (``paths_changed``: the
+    # caller says; the admin knows from its form).
+    ensure = paths_changed or (previous_mode is not None and previous_mode != template.mode)
     later = _queued_later(targets, ensure=ensure)
     report.queued += sum(later.values())
     for target in targets:

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 from django.core.management import call_command
 from django.db import transaction
+from django.urls import reverse
 from django.utils import timezone
 
 from blog import services
@@ -15,6 +16,7 @@ from publishqueue.models import FileInfo, Job, Template
 from publishqueue.services import template_saved, templates_affected_by
 from publishqueue.worker import Worker, WorkerOptions
 from tests.factories import EntryFactory, blog_with_templates
+from tests.helpers import admin_form_data
 
 pytestmark = pytest.mark.django_db(transaction=True)
 MARK = "<!-- rebuilt -->"
@@ -38,12 +40,12 @@ def site(tmp_path, settings):
     return blog, tmp_path / "site"
 
 
-def save_header(blog, mappings_changed=True):
+def save_header(blog, paths_changed=True):
     header = Template.objects.get(site=blog, identifier="header")
     with transaction.atomic():
         header.source = header.source.replace("<body>", f"<body>\n{MARK}")
         header.save()
-        return header, template_saved(template=header, previous_mode=header.mode, mappings_changed=mappings_changed)
+        return header, template_saved(template=header, previous_mode=header.mode, paths_changed=paths_changed)
 
 
 def pages(root: Path) -> dict[str, str]:
@@ -51,10 +53,10 @@ def pages(root: Path) -> dict[str, str]:
 
 
 # A source edit (no mapping changed) queues the rows there are, made by the database; else they are ensured first.
-@pytest.mark.parametrize("mappings_changed", [False, True])
-def test_a_save_touching_many_files_queues_a_job_per_template_and_every_file_is_rewritten(site, mappings_changed):
+@pytest.mark.parametrize("paths_changed", [False, True])
+def test_a_save_touching_many_files_queues_a_job_per_template_and_every_file_is_rewritten(site, paths_changed):
     blog, root = site
-    header, report = save_header(blog, mappings_changed)
+    header, report = save_header(blog, paths_changed)
     including = templates_affected_by(header)
     files = FileInfo.objects.filter(template__in=including).count()
     # In the saving transaction: one job per template, not one per file; the report counts the files.
@@ -74,9 +76,9 @@ def test_a_save_touching_few_files_still_queues_them_in_its_transaction(site, se
     assert Job.objects.count() == report.queued > 3
 
 
-@pytest.mark.parametrize("mappings_changed, chunk", [(False, "enqueue_template_files"), (True, "enqueue_publish")])
+@pytest.mark.parametrize("paths_changed, chunk", [(False, "enqueue_template_files"), (True, "enqueue_publish")])
 def test_a_fan_out_that_fails_midway_keeps_what_it_queued_and_queues_everything_when_retried(
-    site, monkeypatch, mappings_changed, chunk
+    site, monkeypatch, paths_changed, chunk
 ):
     blog, root = site
     monkeypatch.setattr(pq_services, "QUEUE_CHUNK", 2)
@@ -90,7 +92,7 @@ def test_a_fan_out_that_fails_midway_keeps_what_it_queued_and_queues_everything_
         return real(*args, **kwargs)
 
     monkeypatch.setattr(pq_services, chunk, failing_after_one_chunk)
-    header, report = save_header(blog, mappings_changed)
+    header, report = save_header(blog, paths_changed)
     worker = Worker(WorkerOptions(load=50, periodic=False, background=False, kinds=["republish-template"]),
                     worker_id="test:1:1")
     worker.run()
@@ -113,9 +115,37 @@ def test_a_mapping_changed_in_a_fanned_out_save_moves_its_files(site):
     old = {fi.path for fi in FileInfo.objects.filter(template=entry_template)}
     mapping.path_pattern = "posts/{slug}.html"
     mapping.save()
-    template_saved(template=entry_template, previous_mode=entry_template.mode, mappings_changed=True)
+    template_saved(template=entry_template, previous_mode=entry_template.mode, paths_changed=True)
     assert set(Job.objects.values_list("kind", flat=True)) <= {"republish-template", "publish"}
     drain()
     new = {fi.path for fi in FileInfo.objects.filter(template=entry_template)}
     assert all(path.startswith("posts/") for path in new) and len(new) == len(old) == 4
     assert all((root / path).exists() for path in new) and not any((root / path).exists() for path in old)
+
+
+def change_in_admin(client, template, **changes):
+    url = reverse("admin:publishqueue_template_change", args=[template.pk])
+    data = admin_form_data(client.get(url))
+    data.update(changes)
+    response = client.post(url, data)
+    assert response.status_code == 302, response.content[:2000]
+
+
+def test_a_source_edit_in_the_admin_queues_the_rows_and_a_site_change_ensures_them(site, admin_client, tmp_path):
+    """Found by review: moving a template to another blog in the admin (no mapping changed) re-queued the rows of
+    the old blog and gave the new one no files."""
+    blog, root = site
+    entry_template = Template.objects.get(site=blog, identifier="entry")
+    change_in_admin(admin_client, entry_template, source=entry_template.source + "\n<!-- edited -->")
+    assert set(Job.objects.values_list("unique_key", flat=True)) >= {f"{entry_template.pk}:rows"}
+    drain()
+    paths = FileInfo.objects.filter(template=entry_template).values_list("path", flat=True)
+    assert len(paths) == 4 and all("<!-- edited -->" in (root / path).read_text() for path in paths)
+
+    other = blog_with_templates(tmp_path / "other", mode="queue", site_url="http://other.example/")
+    Template.objects.filter(site=other, identifier="entry").delete()
+    services.save_entry(entry=EntryFactory(blog=other, title="Elsewhere", slug="elsewhere"))
+    change_in_admin(admin_client, entry_template, site=str(other.pk))
+    assert f"{entry_template.pk}:ensure" in set(Job.objects.values_list("unique_key", flat=True))
+    drain()
+    assert list((tmp_path / "other").rglob("elsewhere.html"))
