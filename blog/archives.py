@@ -251,9 +251,13 @@ def live_months(blog_id: int, zone: dt.tzinfo) -> list[tuple[dt.date, int]]:
     month at the same UTC offset (no clock change inside); else (a zone whose clocks went back across midnight, so
     that instants just after a month's first moment are in the month before) its dates are read one by one."""
     table = Entry._meta.db_table
+    # Read as a datetime, each row cost more than the rest of this function: on SQLite the column is read as the
+    # text it is stored as (Django's converter parsed every row: 15 against 9 ms for 10,000), on PostgreSQL as
+    # whole microseconds since the epoch (psycopg's datetimes: 60 ms for 10,000 rows whose scan took 3 ms).
+    column = _RAW_MOMENT.get(connection.vendor, "published_on")
     with connection.cursor() as cursor:
         cursor.execute(
-            f"SELECT published_on FROM {table} WHERE blog_id = %s AND status = %s ORDER BY published_on",
+            f"SELECT {column} FROM {table} WHERE blog_id = %s AND status = %s ORDER BY published_on",
             [blog_id, Entry.Status.PUBLISHED],
         )
         values = [row[0] for row in cursor.fetchall()]
@@ -279,18 +283,29 @@ def live_months(blog_id: int, zone: dt.tzinfo) -> list[tuple[dt.date, int]]:
     return sorted(counts.items())
 
 
+_RAW_MOMENT = {
+    "sqlite": "CAST(published_on AS TEXT)", "postgresql": "(EXTRACT(EPOCH FROM published_on) * 1000000)::int8",
+}
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+_MICROSECOND = dt.timedelta(microseconds=1)
+
+
 def _stored_moment(value: Any) -> dt.datetime:
-    """A datetime column's value as read by a raw cursor (SQLite: text in UTC; others: a datetime, naive in UTC
-    where the database has no zones), as an aware datetime."""
+    """A datetime column's value as ``live_months`` reads it (SQLite: text in UTC; PostgreSQL: microseconds since
+    the epoch; others: a datetime, naive in UTC where the database has no zones), as an aware datetime."""
     if isinstance(value, str):
         value = dt.datetime.fromisoformat(value)
+    elif isinstance(value, int):
+        return _EPOCH + value * _MICROSECOND
     return value if timezone.is_aware(value) else value.replace(tzinfo=dt.UTC)
 
 
 def _as_stored(moment: dt.datetime, like: Any) -> Any:
-    """``moment`` in the form a raw cursor reads that column (``like`` is one value), so that they compare."""
+    """``moment`` in the form ``live_months`` reads that column (``like`` is one value), so that they compare."""
     if isinstance(like, str):
         return connection.ops.adapt_datetimefield_value(moment)
+    if isinstance(like, int):
+        return (moment - _EPOCH) // _MICROSECOND
     return moment if timezone.is_aware(like) else moment.astimezone(dt.UTC).replace(tzinfo=None)
 
 
