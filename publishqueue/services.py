@@ -45,6 +45,8 @@ class ChangeReport:
 
     published: list[PublishResult] = field(default_factory=list)
     queued: int = 0
+    # Templates whose files a background job finds (their rows ensured) and queues: how many is known only then.
+    found_later: int = 0
     # The publish run a change started (a Statically published template with more files than a request writes).
     run: PublishRun | None = None
     skipped: dict[str, int] = field(default_factory=dict)
@@ -62,6 +64,8 @@ class ChangeReport:
             parts.append(f"published {self.written} file(s), {len(self.published) - self.written} unchanged or removed")
         if self.queued:
             parts.append(f"queued {self.queued} file(s) for the publish queue")
+        if self.found_later:
+            parts.append(f"a background job is finding and queuing the files of {self.found_later} template(s)")
         if self.run is not None:
             parts.append(f"publish run #{self.run.pk} started for {self.run.total} file(s)")
         parts += [f"{count} {mode} file(s) not written" for mode, count in sorted(self.skipped.items())]
@@ -219,7 +223,10 @@ def template_saved(
     # caller says; the admin knows from its form).
     ensure = paths_changed or (previous_mode is not None and previous_mode != template.mode)
     later = _queued_later(targets, ensure=ensure)
-    report.queued += sum(later.values())
+    if ensure:  # the rows there are now miss those a new mapping adds: the count is the job's to tell
+        report.found_later += len(later)
+    else:
+        report.queued += sum(later.values())
     for target in targets:
         if target.pk not in later:
             fileinfos = written(template_fileinfos(target))
@@ -233,7 +240,7 @@ def template_saved(
 def _queued_later(targets: list[Template], *, ensure: bool) -> dict[int, int]:
     """When the templates a save touches have more than TEMPLATE_SAVE_INLINE_FILES files, those whose files are all
     Via Publish Queue get a ``republish-template`` job, queued in the caller's transaction, instead of a job per
-    file (finding every file of a template reads the whole site). Returns {template id: its files now}."""
+    file (finding every file of a template reads the whole site). Returns {template id: its FileInfo rows now}."""
     limit = get_config()["TEMPLATE_SAVE_INLINE_FILES"]
     if limit is None:
         return {}

@@ -59,9 +59,13 @@ def test_a_save_touching_many_files_queues_a_job_per_template_and_every_file_is_
     header, report = save_header(blog, paths_changed)
     including = templates_affected_by(header)
     files = FileInfo.objects.filter(template__in=including).count()
-    # In the saving transaction: one job per template, not one per file; the report counts the files.
+    # In the saving transaction: one job per template, not one per file; the report counts the files queued from
+    # their rows, or says that a job finds them.
     assert Counter(Job.objects.values_list("kind", flat=True)) == {"republish-template": len(including)}
-    assert report.queued == files > 3
+    if paths_changed:
+        assert (report.queued, report.found_later) == (0, len(including))
+    else:
+        assert report.queued == files > 3 and not report.found_later
     drain()
     assert not Job.objects.exists()
     html = pages(root)
@@ -100,7 +104,7 @@ def test_a_fan_out_that_fails_midway_keeps_what_it_queued_and_queues_everything_
     failed = Job.objects.get(kind="republish-template", last_error__contains="the disk is full")
     # The chunks queued before the failure were committed on their own (as were other templates' fan-outs).
     files = FileInfo.objects.filter(template__in=templates_affected_by(header)).count()
-    assert 2 <= Job.objects.filter(kind="publish").count() < files == report.queued
+    assert 2 <= Job.objects.filter(kind="publish").count() < files
     monkeypatch.setattr(pq_services, chunk, real)
     Job.objects.filter(pk=failed.pk).update(run_after=timezone.now())  # its retry is due
     drain()
@@ -149,3 +153,16 @@ def test_a_source_edit_in_the_admin_queues_the_rows_and_a_site_change_ensures_th
     assert f"{entry_template.pk}:ensure" in set(Job.objects.values_list("unique_key", flat=True))
     drain()
     assert list((tmp_path / "other").rglob("elsewhere.html"))
+
+
+def test_a_mapping_added_in_a_fanned_out_save_is_not_reported_as_fewer_files_than_get_queued(site):
+    """Found by review: the report counted a template's rows before the job ensured them, so a mapping that adds
+    files was reported as queuing the old number ("queued 4 file(s)" for 8)."""
+    blog, root = site
+    entry_template = Template.objects.get(site=blog, identifier="entry")
+    entry_template.mappings.create(archive_type="individual", path_pattern="copies/{slug}.html", is_preferred=False)
+    report = template_saved(template=entry_template, previous_mode=entry_template.mode, paths_changed=True)
+    assert report.queued == 0
+    assert report.summary() == "a background job is finding and queuing the files of 1 template(s)"
+    drain()
+    assert len(list((root / "copies").glob("*.html"))) == 4
