@@ -102,3 +102,22 @@ def test_an_entry_in_december_9999_is_listed():
     Entry.objects.create(blog=blog, title="far", slug="far", body="x", status=Entry.Status.PUBLISHED,
                          published_on=dt.datetime(9999, 12, 15, tzinfo=dt.UTC))
     assert live_months(blog.pk, zoneinfo.ZoneInfo("America/New_York")) == [(dt.date(9999, 12, 1), 1)]
+
+
+def test_the_sidebars_categories_are_those_with_live_entries_counted_in_this_blog():
+    """``all_categories``: each category of the blog with live entries, by label, with how many, as its archive
+    page lists them: neither drafts nor another blog's entry linked to it (only bad data does that) count."""
+    from blog.archives import blog_variables
+    from publishqueue.rendering import links_for
+    from tests.factories import CategoryFactory, EntryFactory
+
+    blog, other = BlogFactory(), BlogFactory()
+    news, art, empty = (CategoryFactory(blog=blog, label=label) for label in ("News", "Art", "Empty"))
+    for status, categories in [
+        (Entry.Status.PUBLISHED, [news, art]), (Entry.Status.PUBLISHED, [news]), (Entry.Status.DRAFT, [art, empty]),
+        (Entry.Status.SCHEDULED, [empty]),
+    ]:
+        EntryFactory(blog=blog, status=status).categories.set(categories)
+    EntryFactory(blog=other, status=Entry.Status.PUBLISHED).categories.set([art])
+    listed = blog_variables(blog, links_for(blog))["all_categories"]()
+    assert [(c.label, c.count) for c in listed] == [("Art", 1), ("News", 2)]
