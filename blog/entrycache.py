@@ -88,12 +88,11 @@ class EntryCache:
 
     def _keep(self, blog_id: int, version: int, entries: Iterable[Entry]) -> None:
         budget = get_config()["ENTRY_CACHE_MB"] * 1024 * 1024
-        entries = list(entries)
+        weighed = [(entry, entry_weight(entry)) for entry in entries]
         with self._lock:
             kept = self._kept(blog_id, version)
-            used = self._make_room(blog_id, sum(map(entry_weight, entries)), budget)
-            for entry in entries:
-                weight = entry_weight(entry)
+            used = self._make_room(blog_id, sum(weight for _, weight in weighed), budget)
+            for entry, weight in weighed:
                 if used + weight > budget:
                     break
                 if kept.setdefault(entry.pk, entry) is entry:

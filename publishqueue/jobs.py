@@ -100,10 +100,14 @@ class Finisher(Protocol):
     (from their outcomes): ``sync`` waits for the part done outside any transaction; ``place(keep)`` runs in the
     worker's fenced transaction and does the part that must happen only for outcomes ``keep`` accepts (jobs
     still held), returning the outcomes it could not finish, with the error (their jobs fail and are retried);
-    ``cleanup`` runs after the commit; ``discard`` gives the whole batch up instead."""
+    ``cleanup`` runs after the commit; ``discard`` gives the whole batch up instead. ``settled`` (within ``keep``)
+    accepts the outcomes whose jobs were not queued again since they were claimed (what a job undoes, such as
+    removing a page whose object was gone, waits for its next run when its object may be back)."""
 
     def sync(self) -> None: ...
-    def place(self, keep: Callable[[object], bool]) -> Mapping[object, Exception]: ...
+    def place(
+        self, keep: Callable[[object], bool], *, settled: Callable[[object], bool] | None = None
+    ) -> Mapping[object, Exception]: ...
     def cleanup(self) -> None: ...
     def discard(self) -> None: ...
 
@@ -141,11 +145,13 @@ class BatchFinishing:
         for finisher in self._finishers:
             finisher.sync()
 
-    def place(self, job_ids: set[int]) -> dict[int, Exception]:
+    def place(self, job_ids: set[int], settled_ids: set[int] | None = None) -> dict[int, Exception]:
         keep = {id(outcome) for job, outcome in self._outcomes if job.id in job_ids}
+        settled = {id(outcome) for job, outcome in self._outcomes if job.id in (settled_ids or set())}
         failed: dict[int, Exception] = {}
         for finisher in self._finishers:
-            failed.update((id(outcome), error) for outcome, error in finisher.place(lambda o: id(o) in keep).items())
+            outcomes = finisher.place(lambda o: id(o) in keep, settled=lambda o: id(o) in settled)
+            failed.update((id(outcome), error) for outcome, error in outcomes.items())
         return {job.id: failed[id(outcome)] for job, outcome in self._outcomes if id(outcome) in failed}
 
     def cleanup(self) -> None:

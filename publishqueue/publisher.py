@@ -60,6 +60,9 @@ class PublishResult:
     moved_from: str = ""
     # For a storage target (publishqueue.targets): the object to upload, fenced, when the batch is finished.
     upload: Upload | None = field(default=None, compare=False, repr=False)
+    # With defer_record, a page whose object is gone: removed (with its FileInfo) fenced, when the batch is
+    # finished (``remove_fenced``), not by the job itself.
+    remove_later: bool = False
 
 
 def context_of(fileinfo: FileInfo) -> ArchiveContext:
@@ -105,9 +108,7 @@ def publish_file(
         return unpublish_file(fileinfo=fileinfo)
     content = render_fileinfo(fileinfo, batch)
     if content is None:
-        _remove_published(fileinfo)
-        FileInfo.objects.filter(pk=fileinfo.pk).delete()
-        return PublishResult(fileinfo.pk, fileinfo.path, "removed", site_id=fileinfo.site_id)
+        return _object_gone(fileinfo, defer_record)
     data = content.encode("utf-8")
     digest = hashlib.sha256(data).hexdigest()
     elsewhere = target_for(fileinfo.site)
@@ -450,6 +451,37 @@ def _unlink_quietly(fileinfo: FileInfo, relative: str) -> None:
         return
     if path := _resolved_quietly(fileinfo, relative):
         _silent_unlink(path)
+
+
+def _object_gone(fileinfo: FileInfo, defer_record: bool) -> PublishResult:
+    """The page of an object that is gone: removed now, or (``defer_record``) fenced with its batch."""
+    if not defer_record:
+        remove_fileinfo(fileinfo)
+    return PublishResult(fileinfo.pk, fileinfo.path, "removed", site_id=fileinfo.site_id, remove_later=defer_record)
+
+
+def remove_fileinfo(fileinfo: FileInfo) -> None:
+    """A page whose object is gone: its file leaves the disk (or its target) and its FileInfo (with its jobs) goes."""
+    _remove_published(fileinfo)
+    FileInfo.objects.filter(pk=fileinfo.pk).delete()
+
+
+def remove_fenced(results: list[PublishResult]) -> dict[PublishResult, Exception]:
+    """The removals a worker's batch deferred (``remove_later``), in its fenced transaction: only for jobs it still
+    holds, and not queued again since it claimed them (their object may be back: the job runs again instead).
+    A worker frozen past its lease removed, when it woke, the page that the worker which took its job over had
+    just written again. Returns those that failed, with the error."""
+    fileinfos = FileInfo.objects.select_related("site").in_bulk([r.fileinfo_id for r in results])
+    failed: dict[PublishResult, Exception] = {}
+    for result in results:
+        fileinfo = fileinfos.get(result.fileinfo_id)
+        if fileinfo is None:
+            continue  # deleted meanwhile, with its template or site
+        try:
+            remove_fileinfo(fileinfo)
+        except Exception as exc:  # noqa: BLE001 - a storage target's error: the job fails and is retried
+            failed[result] = PublishError(f"{result.path} could not be removed: {exc}")
+    return failed
 
 
 def _remove_published(fileinfo: FileInfo) -> None:

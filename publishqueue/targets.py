@@ -309,15 +309,20 @@ class PublishFinishing:
         self.results = results
         self._files = StagedFiles(results)
         self._uploads = [r for r in results if r.status == "written" and r.upload is not None]
+        self._removals = [r for r in results if r.status == "removed" and r.remove_later]
         self._changed: list[PublishResult] = []
 
     def sync(self) -> None:
         self._files.sync()
 
-    def place(self, keep: Callable[[PublishResult], bool], *, record: bool = True) -> dict[PublishResult, Exception]:
-        from .publisher import PublishError, record_published
+    def place(
+        self, keep: Callable[[PublishResult], bool], *, record: bool = True,
+        settled: Callable[[PublishResult], bool] | None = None,
+    ) -> dict[PublishResult, Exception]:
+        from .publisher import PublishError, record_published, remove_fenced
 
         failed: dict[PublishResult, Exception] = dict(self._files.place(keep, record=record))
+        failed.update(remove_fenced([r for r in self._removals if keep(r) and (settled or keep)(r)]))
         chosen = [r for r in self._uploads if keep(r)]
         if chosen:
             errors = dict(zip(chosen, _upload_threads.get().map(lambda r: _upload(r.upload), chosen), strict=True))

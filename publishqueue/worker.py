@@ -27,7 +27,7 @@ from . import activity, controls, jobrows, periodic, wakeup
 from .conf import get_config
 from .jobrows import Claimed
 from .jobs import BatchFinishing, prepare, run_job
-from .models import Job, PublishActivity
+from .models import PublishActivity
 from .publisher import PublishResult, site_roots, sweep_temp_files
 from .stats import StatsBuffer
 
@@ -414,12 +414,10 @@ class Worker:
             # Still ours: placed, even when changed while it ran (what it rendered is newer than the file on disk,
             # and nobody else can be writing it); complete() then gives it back to run again for the change.
             fenced = {job.id for job in jobs if job.id in holding and job.id not in batch.dropped}
-            # Not held because the job removed its page (its object is gone) and with it its FileInfo, which
-            # deleted the job: done, not lost to another worker (one that completed it took it over: lost).
-            removed = {r.job.id for r in batch.ran if getattr(r.outcome, "status", None) == "removed"}
-            others = [job.id for job in jobs if job.id not in holding and job.id in removed]
-            gone = set(others) - set(Job.objects.filter(id__in=others).values_list("id", flat=True) if others else ())
-            failures = batch.finishing.place(fenced)
+            # Not queued again since claimed: what a job undoes (a page removed, its object gone) is done only then;
+            # removing a page deletes its FileInfo and with it the job, which complete() then finds done.
+            settled = {job.id for job in jobs if job.id in fenced and holding[job.id] == job.generation}
+            failures = batch.finishing.place(fenced, settled)
             completed = []
             for r in batch.ran:
                 if r.job.id in failures:
@@ -431,10 +429,10 @@ class Worker:
                         self.stats.fresh(r.site_id, changed=r.job.created, placed=placed)
                     completed.append(r.job)
             self.result.requeued += jobrows.complete(worker_id=self.worker_id, jobs=completed)
-            self._log_activity(batch, {job.id for job in completed} | gone, failures)
+            self._log_activity(batch, {job.id for job in completed}, failures)
             self.stats.flush()
         batch.finishing.cleanup()
-        self._give_back([job for job in jobs if job.id not in fenced | batch.dropped | gone], holding)
+        self._give_back([job for job in jobs if job.id not in fenced | batch.dropped], holding)
 
     def _log_activity(self, batch: _Finishing, completed: set[int], failures: dict[int, Exception]) -> None:
         """The batch in its sites' activity logs: one INSERT (a row per site), in the completing transaction."""

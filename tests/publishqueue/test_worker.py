@@ -519,3 +519,63 @@ def test_a_page_whose_entry_went_is_removed_and_not_taken_for_a_lost_job(tmp_pat
     from publishqueue.models import PublishActivity
 
     assert PublishActivity.objects.filter(site_id=blog.pk, removed__gt=0).exists()  # the activity log says so
+
+
+def unpublished_page(tmp_path):
+    """A published entry's page, the entry just unpublished (its page's job queued to remove it)."""
+    blog = blog_with_templates(tmp_path / "site", mode="queue")
+    entry = EntryFactory(blog=blog, title="Going")
+    services.save_entry(entry=entry)
+    worker(load=10).run()
+    page = next((tmp_path / "site").rglob(f"{entry.slug}.html"))
+    entry.status = Entry.Status.UNPUBLISHED
+    services.save_entry(entry=entry)
+    return entry, page
+
+
+def test_a_worker_frozen_past_its_lease_does_not_remove_the_page_the_next_worker_wrote(tmp_path, monkeypatch):
+    """Found by review: a page whose object was gone was removed by its job, outside the fence. A worker that
+    rendered it (nothing: the entry was unpublished), then froze past its lease, removed when it woke the page that
+    the worker which took its job over had written meanwhile (the entry was back). Fails before the fix: the page
+    is gone."""
+    from publishqueue import publisher
+    from publishqueue.models import FileInfo
+
+    entry, page = unpublished_page(tmp_path)
+    real = publisher.render_fileinfo
+
+    def frozen_after_rendering(fileinfo, batch=None):
+        content = real(fileinfo, batch)
+        if content is None and page.name in fileinfo.path:  # frozen here: the entry came back, another worker
+            # took the job over and wrote the page
+            Job.objects.filter(fileinfo_id=fileinfo.pk).update(grabbed_by="other:2:2")
+            page.write_text("written again by the other worker")
+        return content
+
+    monkeypatch.setattr(publisher, "render_fileinfo", frozen_after_rendering)
+    result = worker(load=10).run()
+    assert page.exists() and page.read_text() == "written again by the other worker"
+    assert FileInfo.objects.filter(object_id=entry.pk, archive_type="individual").exists()
+    assert result.lost >= 1
+
+
+def test_a_removal_whose_object_came_back_while_it_ran_runs_again_and_keeps_the_page(tmp_path):
+    """The job that removes a page is queued again while it runs (the entry is published again): the page is not
+    removed with its FileInfo (which would delete the job queued for it), the job runs again and writes it."""
+    from publishqueue.jobs import run_job
+
+    entry, page = unpublished_page(tmp_path)
+
+    def runner(job, prepared):
+        outcome = run_job(job, prepared)
+        if getattr(outcome, "status", None) == "removed":
+            entry.status = Entry.Status.PUBLISHED
+            services.save_entry(entry=entry)
+        return outcome
+
+    # One job a batch: no later look for jobs queued again (which gives them back before the batch is finished).
+    result = Worker(WorkerOptions(load=1, periodic=False, background=False), worker_id="test:1:1",
+                    job_runner=runner).run()
+    assert (result.lost, result.failed) == (0, 0)
+    assert not Job.objects.exists()
+    assert page.exists() and "Going" in page.read_text()
