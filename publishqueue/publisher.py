@@ -460,9 +460,10 @@ def _object_gone(fileinfo: FileInfo, defer_record: bool) -> PublishResult:
     return PublishResult(fileinfo.pk, fileinfo.path, "removed", site_id=fileinfo.site_id, remove_later=defer_record)
 
 
-def remove_fileinfo(fileinfo: FileInfo) -> None:
-    """A page whose object is gone: its file leaves the disk (or its target) and its FileInfo (with its jobs) goes."""
-    _remove_published(fileinfo)
+def remove_fileinfo(fileinfo: FileInfo, *, strict: bool = False) -> None:
+    """A page whose object is gone: its file leaves the disk (or its target) and its FileInfo (with its jobs) goes.
+    With ``strict`` a storage target's error is raised, and the FileInfo stays."""
+    _remove_published(fileinfo, strict=strict)
     FileInfo.objects.filter(pk=fileinfo.pk).delete()
 
 
@@ -478,18 +479,28 @@ def remove_fenced(results: list[PublishResult]) -> dict[PublishResult, Exception
         if fileinfo is None:
             continue  # deleted meanwhile, with its template or site
         try:
-            remove_fileinfo(fileinfo)
+            with transaction.atomic():  # a savepoint: a failure leaves the worker's transaction usable
+                remove_fileinfo(fileinfo, strict=True)
         except Exception as exc:  # noqa: BLE001 - a storage target's error: the job fails and is retried
-            failed[result] = PublishError(f"{result.path} could not be removed: {exc}")
+            failed[result] = PublishError(f"{result.path} could not be removed: {type(exc).__name__}: {exc}")
     return failed
 
 
-def _remove_published(fileinfo: FileInfo) -> None:
+def _remove_published(fileinfo: FileInfo, *, strict: bool = False) -> None:
+    """Its published file leaves the disk or its target, unless another of the site's files has that path now (a
+    new entry with a deleted one's slug: its page, written or about to be, is not this one's to remove)."""
     if not fileinfo.published_path:
         return
     from . import ledger
 
-    _unlink_quietly(fileinfo, fileinfo.published_path)
-    ledger.forget(fileinfo.site_id, [fileinfo.published_path])
+    claimed = FileInfo.objects.filter(site_id=fileinfo.site_id).exclude(pk=fileinfo.pk)
+    path = fileinfo.published_path
+    if not (claimed.filter(path=path).exists() or claimed.filter(published_path=path).exists()):
+        elsewhere = target_for(fileinfo.site)
+        if strict and not elsewhere.local:
+            elsewhere.delete(path, strict=True)
+        else:
+            _unlink_quietly(fileinfo, path)
+        ledger.forget(fileinfo.site_id, [path])
     FileInfo.objects.filter(pk=fileinfo.pk).update(published_path="", content_hash="", published_at=None)
     fileinfo.published_path = fileinfo.content_hash = ""

@@ -164,13 +164,17 @@ class StorageTarget(PublishTarget):
                 "(S3Storage: file_overwrite=True; FileSystemStorage: allow_overwrite=True)"
             )
 
-    def delete(self, relative: str) -> None:
-        """Remove a published file if it is there; a failure is logged, not raised (the old key stays behind)."""
+    def delete(self, relative: str, *, strict: bool = False) -> None:
+        """Remove a published file if it is there; a failure is logged, not raised (the old key stays behind), or
+        with ``strict`` raised (a worker removing a page: its job fails and is retried, and until then its FileInfo
+        and the ledger still know the key)."""
         try:
             self.storage.delete(self.key(relative))
         except PathError as exc:
             logger.warning("Not removing %r from target %r: %s", relative, self.name, exc)
         except Exception as exc:  # noqa: BLE001 - any storage error: logged, the publish goes on
+            if strict:
+                raise
             logger.warning("Could not remove %r from target %r: %s: %s", relative, self.name, type(exc).__name__, exc)
 
     def read(self, relative: str) -> bytes | None:
@@ -321,8 +325,10 @@ class PublishFinishing:
     ) -> dict[PublishResult, Exception]:
         from .publisher import PublishError, record_published, remove_fenced
 
-        failed: dict[PublishResult, Exception] = dict(self._files.place(keep, record=record))
-        failed.update(remove_fenced([r for r in self._removals if keep(r) and (settled or keep)(r)]))
+        # Removals first: a page written in this batch may have taken the path of one whose object went.
+        settled = settled or keep
+        failed: dict[PublishResult, Exception] = remove_fenced([r for r in self._removals if keep(r) and settled(r)])
+        failed.update(self._files.place(keep, record=record))
         chosen = [r for r in self._uploads if keep(r)]
         if chosen:
             errors = dict(zip(chosen, _upload_threads.get().map(lambda r: _upload(r.upload), chosen), strict=True))
@@ -333,7 +339,10 @@ class PublishFinishing:
                     )
             if record:
                 record_published([r for r in chosen if errors[r] is None])
-        self._changed = [r for r in self.results if r.status != "unchanged" and r not in failed and keep(r)]
+        self._changed = [  # a removal left for the job's next run (its object may be back) changed nothing
+            r for r in self.results
+            if r.status != "unchanged" and r not in failed and keep(r) and (not r.remove_later or settled(r))
+        ]
         return failed
 
     def cleanup(self) -> None:

@@ -47,12 +47,20 @@ def _postgres(conn=connection) -> bool:
 def wake_directory(conn=connection) -> Path:
     """Where this SQLite database's workers keep their sockets: short (a socket path has at most 107 bytes) and
     the same for every process that opens the same database file."""
-    return _wake_directory_of(str(conn.settings_dict["NAME"]), tempfile.gettempdir())
+    name = str(conn.settings_dict["NAME"])
+    try:
+        info = os.stat(name)
+        which: object = (info.st_dev, info.st_ino)
+    except (OSError, ValueError):  # not made yet, in memory, a file: URI
+        which = os.getcwd() if not os.path.isabs(name) else None
+    return _wake_directory_of(name, tempfile.gettempdir(), which)
 
 
 @functools.lru_cache(maxsize=16)
-def _wake_directory_of(name: str, temp: str) -> Path:
-    """Cached: resolving the database path and hashing it was a third of a single ``enqueue`` call's cost."""
+def _wake_directory_of(name: str, temp: str, which: object) -> Path:
+    """Cached per database file (``which``: its device and inode, so that a symlink moved by a deploy or a relative
+    name after a chdir is resolved again): resolving the path and hashing it was a third of a single ``enqueue``
+    call's cost."""
     if not name.startswith("file:") and name != ":memory:":
         name = os.path.realpath(name)
     digest = hashlib.sha1(name.encode(), usedforsecurity=False).hexdigest()[:16]

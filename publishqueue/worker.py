@@ -429,7 +429,9 @@ class Worker:
                         self.stats.fresh(r.site_id, changed=r.job.created, placed=placed)
                     completed.append(r.job)
             self.result.requeued += jobrows.complete(worker_id=self.worker_id, jobs=completed)
-            self._log_activity(batch, {job.id for job in completed}, failures)
+            # A removal left for its job's next run (queued again: its object may be back) removed nothing.
+            left = {r.job.id for r in batch.ran if getattr(r.outcome, "remove_later", False)} - settled
+            self._log_activity(batch, {job.id for job in completed} - left, failures)
             self.stats.flush()
         batch.finishing.cleanup()
         self._give_back([job for job in jobs if job.id not in fenced | batch.dropped], holding)

@@ -46,3 +46,39 @@ def test_a_high_priority_job_runs_before_the_rest_of_a_batch_in_hand(cluster):
     # The 20 slow jobs were one batch (8 s); the urgent job, queued during its first job, ran before its end.
     assert order.index(urgent[0]) < len(slow), order
     assert order[-1] in slow
+
+
+def test_the_wake_up_directory_follows_the_database_file_when_its_path_resolves_elsewhere(tmp_path, monkeypatch):
+    """Found by review: cached by name alone, a long-running process kept sending wake-ups to the directory of the
+    release its database path resolved to at first, after a deploy moved the symlink (workers started since listen
+    in the new one), or after a chdir with a relative name."""
+    import os
+    from types import SimpleNamespace
+
+    from publishqueue import wakeup
+
+    def cached_and_fresh(conn):  # what this process has, and what a process started now computes
+        cached = wakeup.wake_directory(conn)
+        wakeup._wake_directory_of.cache_clear()
+        return cached, wakeup.wake_directory(conn)
+
+    for release in ("release1", "release2"):
+        (tmp_path / release).mkdir()
+        (tmp_path / release / "db.sqlite3").write_bytes(b"")
+    os.symlink(tmp_path / "release1", tmp_path / "current")
+    name = str(tmp_path / "current" / "db.sqlite3")
+    conn = SimpleNamespace(settings_dict={"NAME": name})
+    first = wakeup.wake_directory(conn)
+    os.unlink(tmp_path / "current")
+    os.symlink(tmp_path / "release2", tmp_path / "current")
+    cached, fresh = cached_and_fresh(conn)
+    assert cached == fresh != first
+    same = SimpleNamespace(settings_dict={"NAME": str(tmp_path / "release2" / "db.sqlite3")})
+    assert wakeup.wake_directory(same) == wakeup.wake_directory(conn)  # two names of one file agree
+
+    monkeypatch.chdir(tmp_path / "release1")
+    relative = SimpleNamespace(settings_dict={"NAME": "db.sqlite3"})
+    first = wakeup.wake_directory(relative)
+    monkeypatch.chdir(tmp_path / "release2")
+    cached, fresh = cached_and_fresh(relative)
+    assert cached == fresh != first
