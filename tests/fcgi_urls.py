@@ -20,8 +20,10 @@ def slow(request):
 
 def hold(request):
     """Busy until the file named by ?f= exists (at most ?s= seconds): a request that lasts as long as the test needs,
-    however slowly the machine starts the pool's other children."""
+    however slowly the machine starts the pool's other children. It says it started in ?f=.started.PID."""
     deadline = time.monotonic() + float(request.GET.get("s", "120"))
+    with open(f"{request.GET['f']}.started.{os.getpid()}", "w"):
+        pass
     while not os.path.exists(request.GET["f"]) and time.monotonic() < deadline:
         time.sleep(0.05)
     return HttpResponse(f"held {os.getpid()}")

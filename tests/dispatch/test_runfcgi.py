@@ -261,12 +261,18 @@ def test_a_dynamic_pool_keeps_spare_children_within_bounds(runfcgi):
     # One idle child satisfies --min-spare 1; the readiness ping may have made it busy for a moment,
     # which rightly starts a second (still within --max-spare 2).
     assert 1 <= len(runfcgi.children()) <= 2
-    # Three requests held until the pool has grown (a fixed sleep ended before a loaded machine started the children).
+    # Three requests held until the pool has grown (a fixed sleep ended before a loaded machine started the
+    # children), each sent once the one before is being held: sent at once, a child could take a second connection
+    # whose client had connected but not yet written within FRESH and keep it while busy with the first, and the
+    # pool rightly stopped at three (CI saw that once, on a loaded machine).
     release = runfcgi.log.parent / "release"
-    threads = [threading.Thread(target=runfcgi.get, args=(f"/t/hold?f={release}",), kwargs={"timeout": 150})
-               for _ in range(3)]
-    for thread in threads:
+    threads = []
+    for held in (1, 2, 3):
+        thread = threading.Thread(target=runfcgi.get, args=(f"/t/hold?f={release}",), kwargs={"timeout": 150})
         thread.start()
+        threads.append(thread)
+        runfcgi.wait_for(lambda held=held: len(list(release.parent.glob("release.started.*"))) == held,
+                         what=f"request {held} to be held by a child", timeout=120)
     # Each busy child leaves no idle one: the pool grows, one child at a time, up to --max-children.
     runfcgi.wait_for(lambda: len(runfcgi.children()) == 4, what="the pool to grow to --max-children", timeout=120)
     release.touch()
