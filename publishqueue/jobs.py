@@ -146,8 +146,10 @@ class BatchFinishing:
             finisher.sync()
 
     def place(self, job_ids: set[int], settled_ids: set[int] | None = None) -> dict[int, Exception]:
+        """``settled_ids``: the jobs among ``job_ids`` not queued again since claimed (default: all of them)."""
+        settled_ids = job_ids if settled_ids is None else settled_ids
         keep = {id(outcome) for job, outcome in self._outcomes if job.id in job_ids}
-        settled = {id(outcome) for job, outcome in self._outcomes if job.id in (settled_ids or set())}
+        settled = {id(outcome) for job, outcome in self._outcomes if job.id in settled_ids}
         failed: dict[int, Exception] = {}
         for finisher in self._finishers:
             outcomes = finisher.place(lambda o: id(o) in keep, settled=lambda o: id(o) in settled)

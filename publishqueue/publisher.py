@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from django.db import connection, transaction
+from django.db.models import Q
 from django.template import TemplateDoesNotExist, TemplateSyntaxError
 from django.utils import timezone
 
@@ -444,10 +445,11 @@ def _resolved_quietly(fileinfo: FileInfo, relative: str) -> str:
         return ""
 
 
-def _unlink_quietly(fileinfo: FileInfo, relative: str) -> None:
+def _unlink_quietly(fileinfo: FileInfo, relative: str, *, strict: bool = False) -> None:
+    """Remove a published file; a missing one is no error. With ``strict`` a storage target's error is raised."""
     elsewhere = target_for(fileinfo.site)
     if not elsewhere.local:
-        elsewhere.delete(relative)
+        elsewhere.delete(relative, strict=strict)
         return
     if path := _resolved_quietly(fileinfo, relative):
         _silent_unlink(path)
@@ -493,14 +495,10 @@ def _remove_published(fileinfo: FileInfo, *, strict: bool = False) -> None:
         return
     from . import ledger
 
-    claimed = FileInfo.objects.filter(site_id=fileinfo.site_id).exclude(pk=fileinfo.pk)
     path = fileinfo.published_path
-    if not (claimed.filter(path=path).exists() or claimed.filter(published_path=path).exists()):
-        elsewhere = target_for(fileinfo.site)
-        if strict and not elsewhere.local:
-            elsewhere.delete(path, strict=True)
-        else:
-            _unlink_quietly(fileinfo, path)
+    others = FileInfo.objects.filter(site_id=fileinfo.site_id).exclude(pk=fileinfo.pk)
+    if not others.filter(Q(path=path) | Q(published_path=path)).exists():
+        _unlink_quietly(fileinfo, path, strict=strict)
         ledger.forget(fileinfo.site_id, [path])
     FileInfo.objects.filter(pk=fileinfo.pk).update(published_path="", content_hash="", published_at=None)
     fileinfo.published_path = fileinfo.content_hash = ""

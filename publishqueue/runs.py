@@ -153,7 +153,7 @@ def step(run: PublishRun) -> int:
         finishing.sync()
         with transaction.atomic():
             held = jobrows.held(worker_id=worker_id, jobs=[job]).get(job.id) == job.generation
-            failures = finishing.place({job.id} if held else set(), {job.id} if held else set())
+            failures = finishing.place({job.id} if held else set())  # held: at the generation it claimed
             if job.id in failures:
                 jobrows.fail(worker_id=worker_id, job=job, message=str(failures[job.id]))
             elif held:
