@@ -12,6 +12,7 @@ from blog import services
 from blog.models import Entry
 from publishqueue.jobs import run_job
 from publishqueue.models import FileInfo, Job, PublishActivity, PublishedFile
+from publishqueue.services import template_saved
 from publishqueue.worker import Worker, WorkerOptions
 from tests.factories import EntryFactory, blog_with_templates
 
@@ -107,3 +108,27 @@ def test_a_failed_delete_on_a_storage_target_fails_the_job_and_loses_nothing(tmp
     Job.objects.filter(pk=job.pk).update(run_after=WHEN)  # its retry is due
     worker().run()
     assert not (bucket / page.path).exists() and not FileInfo.objects.filter(pk=page.pk).exists()
+
+
+@pytest.mark.parametrize("mode", ["dynamic", "disabled"])
+def test_a_deleted_entrys_page_goes_when_the_entry_taking_its_path_is_not_written(tmp_path, mode):
+    """An entry is deleted and a new one takes its slug (its file not written yet); then the Entry template is
+    switched to Dynamically (or Do Not Publish). The old entry's page must leave the disk: the new entry's page will
+    never be written there, and a web server serving files first would show the deleted entry at that URL for good.
+    Fails before the fix: the file stays (its removal was skipped because another file claims the path)."""
+    blog = blog_with_templates(tmp_path / "site", mode="queue")
+    old = EntryFactory(blog=blog, title="Old title", slug="hello", published_on=WHEN)
+    services.save_entry(entry=old)
+    worker().run()
+    path = tmp_path / "site" / entry_page(blog, old).path
+    assert "Old title" in path.read_text()
+    services.delete_entry(entry=old)
+    new = EntryFactory(blog=blog, title="New title", slug="hello", published_on=WHEN)
+    services.save_entry(entry=new)
+    template = blog.templates.get(mappings__archive_type="individual")
+    template.mode = mode
+    template.save()
+    template_saved(template=template, previous_mode="queue")
+    worker().run()
+    assert not path.exists()
+    assert not entry_page(blog, new).published_path
