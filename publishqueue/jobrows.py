@@ -28,7 +28,7 @@ from django.utils import timezone
 
 from . import controls
 from .conf import get_config
-from .models import Job, JobError
+from .models import FileInfo, Job, JobError
 
 _CLAIM_FIELDS = ("id", "kind", "unique_key", "args", "fileinfo_id", "priority", "run_after", "attempts",
                  "max_attempts", "generation", "created", "grabbed_by")
@@ -222,6 +222,16 @@ def complete(*, worker_id: str, jobs: Sequence[Claimed]) -> int:
             [worker_id, *ids],
         )
         return cursor.rowcount
+
+
+def files_gone(jobs: Sequence[Claimed]) -> set[int]:
+    """The ids of ``jobs`` whose FileInfo no longer exists (deleted with its template, mapping or site: the job
+    row went with it)."""
+    wanted = {job.id: job.fileinfo_id for job in jobs if job.fileinfo_id is not None}
+    if not wanted:
+        return set()
+    there = set(FileInfo.objects.filter(pk__in=set(wanted.values())).values_list("pk", flat=True))
+    return {job_id for job_id, fileinfo_id in wanted.items() if fileinfo_id not in there}
 
 
 def release(*, worker_id: str, jobs: Sequence[Claimed]) -> int:

@@ -449,12 +449,18 @@ class Worker:
 
     def _give_back(self, jobs: list[Claimed], holding: dict[int, int]) -> None:
         """Jobs this worker no longer holds (another worker took them over after its lease expired, while this one
-        was frozen): what it staged for them is discarded; they are the other worker's now."""
+        was frozen; or their file was deleted meanwhile, with its template, mapping or site, and the job with it):
+        what it staged for them is discarded; they are the other worker's now, or nobody's."""
         if not jobs:
             return
         self.result.done -= len(jobs)
-        lost = [job for job in jobs if job.id not in holding]
+        not_held = [job for job in jobs if job.id not in holding]
         self.result.requeued += jobrows.release(worker_id=self.worker_id, jobs=jobs)
+        gone = jobrows.files_gone(not_held)
+        lost = [job.id for job in not_held if job.id not in gone]
+        if gone:
+            self.log(f"{self.worker_id}: {len(gone)} job(s) ended while it ran them: their files were deleted "
+                     f"meanwhile (with their template, mapping or site); discarded what it staged for them")
         if lost:
             self.result.lost += len(lost)
             self.log(f"{self.worker_id}: lost {len(lost)} job(s) to other workers while running them (lease "

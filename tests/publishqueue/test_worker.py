@@ -579,3 +579,32 @@ def test_a_removal_whose_object_came_back_while_it_ran_runs_again_and_keeps_the_
     assert (result.lost, result.failed) == (0, 0)
     assert not Job.objects.exists()
     assert page.exists() and "Going" in page.read_text()
+
+
+def test_jobs_whose_template_was_deleted_while_they_ran_are_not_taken_for_lost_jobs(tmp_path):
+    """The Entry template is deleted while a worker runs its page's job: the FileInfo goes with it, and the job row
+    with that. Nothing is put in place and the log says the files were deleted, not that another worker took the
+    jobs over after a lease expired (an operator would raise the lease for nothing). Fails before the fix:
+    lost == 1 and the log line says "lost 1 job(s) to other workers"."""
+    from publishqueue.jobs import run_job
+    from publishqueue.models import FileInfo
+
+    blog = blog_with_templates(tmp_path / "site", mode="queue")
+    entry = EntryFactory(blog=blog, title="Queued title")
+    services.save_entry(entry=entry)
+    page = FileInfo.objects.get(site=blog, archive_type="individual", object_id=entry.pk)
+
+    def runner(job, prepared):
+        outcome = run_job(job, prepared)
+        if job.fileinfo_id == page.pk:
+            page.template.delete()  # its FileInfo and its job go with it
+        return outcome
+
+    lines = []
+    result = Worker(WorkerOptions(load=10, periodic=False, background=False), worker_id="test:1:1",
+                    job_runner=runner, log=lines.append).run()
+    assert not FileInfo.objects.filter(pk=page.pk).exists()
+    assert not (tmp_path / "site" / page.path).exists()
+    assert (result.lost, result.failed) == (0, 0)
+    assert not [line for line in lines if "lost" in line]
+    assert [line for line in lines if "their files were deleted meanwhile" in line]
