@@ -16,12 +16,11 @@ no longer used), with flup's faults fixed:
   (see connection.py); the application runs only for a complete request.
 
 ``slowlog_timeout`` (php-fpm's request_slowlog_timeout): a request still running after that many seconds
-gets every thread's Python stack dumped to stderr (faulthandler, so even a request stuck in C code), and
-a line naming the request when it ends.
+gets every thread's Python stack dumped to stderr (faulthandler, so even a request stuck in C code; see
+slowlog.py), and a line naming the request when it ends.
 """
 from __future__ import annotations
 
-import faulthandler
 import ipaddress
 import logging
 import os
@@ -42,6 +41,7 @@ from flup.server.fcgi_base import (
 )
 
 from .connection import Connection, encode_record  # noqa: F401 - encode_record: the client's import
+from .slowlog import SlowLog
 
 logger = logging.getLogger("mtdispatch.fastcgi")
 
@@ -136,6 +136,7 @@ class FastCGIServer:
         self.on_request_start = on_request_start or (lambda params: None)
         self.on_request_end = on_request_end or (lambda: None)
         self.slowlog_timeout = slowlog_timeout
+        self._watchdog = SlowLog(slowlog_timeout) if slowlog_timeout else None
         self.closing = False
 
     def client_allowed(self, addr) -> bool:
@@ -170,7 +171,7 @@ class FastCGIServer:
         self.on_request_start(environ)
         if self.slowlog_timeout:
             started = time.monotonic()
-            faulthandler.dump_traceback_later(self.slowlog_timeout, file=sys.stderr)
+            self._watchdog.arm()
         try:
             self._run_app(environ, stdout)
             return 0, b""
@@ -185,7 +186,7 @@ class FastCGIServer:
             return 1, stderr.end()
         finally:
             if self.slowlog_timeout:
-                faulthandler.cancel_dump_traceback_later()
+                self._watchdog.disarm()
                 self._slowlog(environ, time.monotonic() - started)
             self.on_request_end()
 
