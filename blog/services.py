@@ -32,12 +32,7 @@ def entry_changed(*, entry: Entry | None, before: EntryState | None, blog: Blog)
         if old is not None:
             bump_content_version(old.pk)
             gone = entry_changed(entry=None, before=before, blog=old)
-        report = entry_changed(entry=entry, before=None, blog=blog)
-        report.published += gone.published
-        report.queued += gone.queued
-        report.errors += gone.errors
-        report.failures += gone.failures
-        return report
+        return entry_changed(entry=entry, before=None, blog=blog).merge(gone)
     with site_locale(blog):  # its date archives are the blog's local days, months and years
         contexts = entry_change_contexts(before, after)
     if after is not None and after.live and not (before and before.live) and get_config()["PING_URLS"]:
@@ -90,7 +85,7 @@ def category_changed(*, category: Category, before: dict | None) -> ChangeReport
     report = republish_site(site=category.blog)
     if before and before["blog_id"] != category.blog_id:
         bump_content_version(before["blog_id"])  # its signal bumped only the blog it is in now
-        report.queued += republish_site(site=Blog.objects.get(pk=before["blog_id"])).queued
+        report.merge(republish_site(site=Blog.objects.get(pk=before["blog_id"])))
     return report
 
 
@@ -108,7 +103,7 @@ def author_renamed(*, user_id: int) -> ChangeReport:
     report = ChangeReport()
     for blog in Blog.objects.filter(entries__author_id=user_id).distinct():
         bump_content_version(blog.pk)  # what its pages show changed (its Dynamically published pages are cached)
-        report.queued += republish_site(site=blog).queued
+        report.merge(republish_site(site=blog))
     return report
 
 
@@ -123,7 +118,7 @@ def author_deleted(*, blog_ids: list[int]) -> ChangeReport:
     report = ChangeReport()
     for blog in Blog.objects.filter(pk__in=blog_ids):
         bump_content_version(blog.pk)  # Django's SET_NULL is a queryset update: no entry post_save bumped it
-        report.queued += republish_site(site=blog).queued
+        report.merge(republish_site(site=blog))
     return report
 
 

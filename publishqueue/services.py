@@ -58,6 +58,18 @@ class ChangeReport:
     def written(self) -> int:
         return sum(1 for r in self.published if r.status == "written")
 
+    def merge(self, other: ChangeReport) -> ChangeReport:
+        """Fold in what another change did (one change that touched two sites); returns self."""
+        self.published += other.published
+        self.queued += other.queued
+        self.found_later += other.found_later
+        self.run = self.run or other.run
+        for mode, count in other.skipped.items():
+            self.skipped[mode] = self.skipped.get(mode, 0) + count
+        self.errors += other.errors
+        self.failures += other.failures
+        return self
+
     def summary(self) -> str:
         parts = []
         if self.published:
@@ -215,7 +227,7 @@ def template_saved(
     report = ChangeReport()
     _unpublish_unwritten_files(template)
     if previous_permalinks is not None and previous_permalinks != permalink_patterns(template.site_id):
-        report.queued += republish_site(site=template.site).queued
+        report.merge(republish_site(site=template.site))
     static: list[FileInfo] = []
     targets = [target for target in templates_affected_by(template) if writes_files(target)]
     # Whether finding its files means ensuring their rows (FileInfo), or reading them: a source edit changes no

@@ -1,0 +1,22 @@
+"""What a change reports to the editor (the admin's message), when one change touches two blogs."""
+import pytest
+
+from blog import services
+from tests.factories import EntryFactory, blog_with_templates
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def test_an_entry_moved_to_another_blog_reports_what_both_blogs_did(tmp_path):
+    """The old blog publishes Dynamically (its files are not written: the report says how many), the new one
+    through the queue. Fails before the fix: the old blog's part was merged by hand, field by field, and its
+    skipped files were left out (skipped={})."""
+    old = blog_with_templates(tmp_path / "old", mode="dynamic")
+    new = blog_with_templates(tmp_path / "new", mode="queue")
+    entry = EntryFactory(blog=old, title="Moving")
+    services.save_entry(entry=entry)
+    entry.blog = new
+    report = services.save_entry(entry=entry)
+    assert report.queued > 0
+    assert report.skipped.get("dynamic", 0) > 0
+    assert "dynamic file(s) not written" in report.summary()
