@@ -24,6 +24,7 @@ from dispatch.conf import get_config as dispatch_config
 from dispatch.control import RecycleWatch, acknowledge
 
 from . import activity, controls, jobrows, periodic, wakeup
+from .collector import Collector
 from .conf import get_config
 from .jobrows import Claimed
 from .jobs import BatchFinishing, prepare, run_job
@@ -58,6 +59,8 @@ class WorkerOptions:
     verbose: bool = False
     # Standalone workers act on the dashboard's recycle requests (supervised ones get SIGHUP instead).
     follow_recycles: bool = False
+    # Full garbage collections only between batches, what survives them frozen (collector.py): runworker's.
+    collect_between_batches: bool = False
 
 
 @dataclass
@@ -145,6 +148,7 @@ class Worker:
         # After a batch was cut short for jobs above its rest: the next claim takes only those (above this).
         self._urgent_floor: int | None = None
         self._next_preempt_check = 0.0
+        self.collector = Collector() if options.collect_between_batches else None
 
     # -- lifecycle ---------------------------------------------------------------------------------
 
@@ -166,6 +170,8 @@ class Worker:
         finally:
             beat.stop()
             self.waker.close()
+            if self.collector is not None:
+                self.collector.release()
             try:
                 self.stats.flush()
                 beat.registration.forget()
@@ -209,6 +215,8 @@ class Worker:
         self._sweep()
         self._maybe_periodic()
         self._maybe_background()
+        if self.collector is not None and self._urgent_floor is None and not self.waker.heard():
+            self.collector.safe_point()  # not while jobs are waiting: those just queued may be urgent
         pauses = self.pause_watch.pauses(fresh=True)
         if not opts.once:
             self.waker.listen()  # before the claim: a job committed after it wakes the wait (or cuts a batch short)

@@ -47,7 +47,7 @@ class Command(BaseCommand):
             load=opts["load"], sleep=opts["sleep"], daemon=opts["daemon"], once=opts["once"],
             randomly=opts["randomly"], max_jobs=opts["max_jobs"], floor=opts["floor"], kinds=opts["kinds"],
             periodic=not opts["no_periodic"], background=not opts["no_background"], verbose=opts["verbose"],
-            follow_recycles=not opts["supervised"],
+            follow_recycles=not opts["supervised"], collect_between_batches=True,
         )
         quiet = opts["quiet"]
         worker = Worker(options, log=(lambda msg: None) if quiet else (lambda msg: self.stderr.write(msg)))
