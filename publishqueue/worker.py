@@ -312,6 +312,13 @@ class Worker:
         try:
             prepared, prepared_for, prepared_upto = {}, None, 0
             for index, job in enumerate(jobs):
+                # Before loading the rest of the batch (the longest step between two jobs): jobs above it first.
+                if index and not self.options.once and self._preempt(job, jobs[index:], ran, given_back):
+                    jobrows.release(worker_id=self.worker_id, jobs=jobs[index:])
+                    self._urgent_floor = job.priority + 1
+                    self.result.preempted += 1
+                    preempted = True
+                    break
                 if job.priority != prepared_for or index >= prepared_upto:
                     # A priority at a time; the batch's first PREPARE_JOBS alone (the top's data does not wait
                     # for the rest's), then the rest of that priority at once (each load has a fixed cost: loading
@@ -322,12 +329,6 @@ class Worker:
                     prepared = self._prepare(chunk)
                 if self.stopping or self._reached_max() or self._paused(job, prepared.get(job.id)):
                     jobrows.release(worker_id=self.worker_id, jobs=jobs[index:])
-                    break
-                if index and not self.options.once and self._preempt(job, jobs[index:], ran, given_back):
-                    jobrows.release(worker_id=self.worker_id, jobs=jobs[index:])
-                    self._urgent_floor = job.priority + 1
-                    self.result.preempted += 1
-                    preempted = True
                     break
                 if job.id in given_back:
                     continue
@@ -345,6 +346,11 @@ class Worker:
             self._finishing.append(self._finishing_of(ran, started, failed, given_back))
             with self._current.lock:
                 self._current.job = None
+        if not (preempted or urgent or self.options.once or self.stopping) and self._preempt(jobs[-1], [], [], set()):
+            # Jobs above this batch were queued while it ran: they are claimed before the batches in hand are
+            # finished (that waits for their fsyncs and places a whole batch), as when they cut a batch short.
+            self._urgent_floor = jobs[-1].priority + 1
+            preempted = True
         if urgent:  # its files first: the batch it cut short waits for its fsyncs after them
             self._finishing.insert(0, self._finishing.pop())
         # Cut short: the jobs above it are claimed first; the batches in hand are finished after them.

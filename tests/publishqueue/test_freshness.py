@@ -129,3 +129,44 @@ def test_a_large_batch_is_loaded_a_part_at_a_time(tmp_path):
     assert len(loaded_with) == PREPARE_JOBS + 5
     assert max(loaded_with.count(batch) for batch in loaded_with) == PREPARE_JOBS
     assert loaded_with.index(loaded_with[-1]) == PREPARE_JOBS  # the second part was loaded when it was reached
+
+
+def test_jobs_queued_above_a_batch_as_it_ends_are_completed_before_the_batch_in_hand_is_finished():
+    """Queued above the batch while its last job ran: claimed alone and completed at once, before the batches in
+    hand are finished (fsync waits, a whole batch placed) and before the lower jobs left. Fails before: the urgent
+    job was claimed with the next lower job and completed after it ran (still queued when c ran)."""
+    enqueue(noop(key) for key in "abcd")
+    left_when = {}
+
+    def runner(job, prepared):
+        left_when[job.unique_key] = set(Job.objects.values_list("unique_key", flat=True))
+        if job.unique_key == "b":
+            enqueue([noop("u", 10)])  # the last job of the first batch [a, b]
+        return run_job(job, prepared)
+
+    result = worker(runner, load=2).run()
+    assert result.done == 5 and not Job.objects.exists()
+    assert "u" not in left_when["c"]  # completed before the next lower job ran
+    assert {"a", "b"}.isdisjoint(left_when["c"])  # the batch in hand was finished after it, then the rest ran
+
+
+def test_jobs_queued_above_a_large_batch_cut_it_short_before_its_rest_is_loaded(monkeypatch):
+    """A large batch loads its first PREPARE_JOBS jobs, then the rest at once: a job queued above it meanwhile cuts
+    it short before that load (the longest step between two jobs), not after. Fails before: the rest was loaded
+    (a second load of the batch's jobs) and then given back."""
+    from publishqueue.worker import PREPARE_JOBS
+
+    enqueue(noop(f"low{i:03d}") for i in range(PREPARE_JOBS + 20))
+    loads = []
+
+    def runner(job, prepared):
+        if job.unique_key == f"low{PREPARE_JOBS - 1:03d}":
+            enqueue([noop("urgent", 10)])
+        return run_job(job, prepared)
+
+    w = worker(runner, load=100)
+    real = w._prepare
+    monkeypatch.setattr(w, "_prepare", lambda jobs: loads.append([j.unique_key for j in jobs]) or real(jobs))
+    result = w.run()
+    assert result.done == PREPARE_JOBS + 21 and result.preempted == 1
+    assert len(loads[0]) == PREPARE_JOBS and loads[1] == ["urgent"]  # no load of the rest before the cut
