@@ -148,7 +148,8 @@ class Worker:
         # After a batch was cut short for jobs above its rest: the next claim takes only those (above this).
         self._urgent_floor: int | None = None
         self._next_preempt_check = 0.0
-        self.collector = Collector() if options.collect_between_batches else None
+        self.collector = Collector() if options.collect_between_batches and not options.once else None
+        self._woken = False  # the last sleep ended for jobs queued: the next step claims them first
 
     # -- lifecycle ---------------------------------------------------------------------------------
 
@@ -215,7 +216,8 @@ class Worker:
         self._sweep()
         self._maybe_periodic()
         self._maybe_background()
-        if self.collector is not None and self._urgent_floor is None and not self.waker.heard():
+        woken, self._woken = self._woken, False
+        if self.collector is not None and self._urgent_floor is None and not woken and not self.waker.heard():
             self.collector.safe_point()  # not while jobs are waiting: those just queued may be urgent
         pauses = self.pause_watch.pauses(fresh=True)
         if not opts.once:
@@ -246,7 +248,9 @@ class Worker:
         if not jobs:
             # Only sleeps when nothing is waiting, until jobs are queued (publishqueue.wakeup); while a pause is on,
             # looks again soon (a resume is seen at once).
-            self.waker.wait(min(opts.sleep, controls.WATCH_SECONDS) if pauses else opts.sleep)
+            if self.collector is not None:
+                self.collector.safe_point()  # idle: now rather than when woken by a save's jobs
+            self._woken = self.waker.wait(min(opts.sleep, controls.WATCH_SECONDS) if pauses else opts.sleep)
         return True
 
     def _reached_max(self) -> bool:
