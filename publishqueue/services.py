@@ -59,16 +59,24 @@ class ChangeReport:
         return sum(1 for r in self.published if r.status == "written")
 
     def merge(self, other: ChangeReport) -> ChangeReport:
-        """Fold in what another change did (one change that touched two sites); returns self."""
-        self.published += other.published
+        """Fold in what another change did (one change that touched two sites); returns self. Inside a transaction,
+        what ``other`` publishes once it commits (its Statically published files, its publish run) is folded in
+        then too: this callback runs after the ones that publish them, registered before it."""
         self.queued += other.queued
         self.found_later += other.found_later
-        self.run = self.run or other.run
         for mode, count in other.skipped.items():
             self.skipped[mode] = self.skipped.get(mode, 0) + count
-        self.errors += other.errors
-        self.failures += other.failures
+        self._fold_published(other, 0, 0, 0)
+        if transaction.get_connection().in_atomic_block:
+            sizes = len(other.published), len(other.errors), len(other.failures)
+            transaction.on_commit(lambda: self._fold_published(other, *sizes))
         return self
+
+    def _fold_published(self, other: ChangeReport, published: int, errors: int, failures: int) -> None:
+        self.published += other.published[published:]
+        self.errors += other.errors[errors:]
+        self.failures += other.failures[failures:]
+        self.run = self.run or other.run
 
     def summary(self) -> str:
         parts = []

@@ -20,3 +20,18 @@ def test_an_entry_moved_to_another_blog_reports_what_both_blogs_did(tmp_path):
     assert report.queued > 0
     assert report.skipped.get("dynamic", 0) > 0
     assert "dynamic file(s) not written" in report.summary()
+
+
+def test_an_entry_moved_between_statically_published_blogs_reports_both_blogs_pages(tmp_path):
+    """Found by review: the old blog's Statically published pages are written when the save commits, after the
+    two parts of the report were merged, and were left out of it (and their failures with them). Fails before:
+    only the new blog's pages were reported."""
+    old = blog_with_templates(tmp_path / "old", mode="static")
+    new = blog_with_templates(tmp_path / "new", mode="static")
+    entry = EntryFactory(blog=old, title="Moving")
+    services.save_entry(entry=entry)
+    entry.blog = new
+    report = services.save_entry(entry=entry)
+    assert {result.site_id for result in report.published} == {old.pk, new.pk}
+    removed = [r for r in report.published if r.site_id == old.pk and r.status == "removed"]
+    assert removed  # the entry's page on the old blog went
