@@ -216,9 +216,7 @@ class Worker:
         self._sweep()
         self._maybe_periodic()
         self._maybe_background()
-        woken, self._woken = self._woken, False
-        if self.collector is not None and self._urgent_floor is None and not woken and not self.waker.heard():
-            self.collector.safe_point()  # not while jobs are waiting: those just queued may be urgent
+        self._collect_between_batches()
         pauses = self.pause_watch.pauses(fresh=True)
         if not opts.once:
             self.waker.listen()  # before the claim: a job committed after it wakes the wait (or cuts a batch short)
@@ -252,6 +250,13 @@ class Worker:
                 self.collector.safe_point()  # idle: now rather than when woken by a save's jobs
             self._woken = self.waker.wait(min(opts.sleep, controls.WATCH_SECONDS) if pauses else opts.sleep)
         return True
+
+    def _collect_between_batches(self) -> None:
+        """A full collection if one is due (collector.py), unless jobs are waiting: those just queued, or heard
+        by the sleep that just ended, may be urgent; a batch cut short waits for the jobs above it."""
+        woken, self._woken = self._woken, False
+        if self.collector is not None and self._urgent_floor is None and not woken and not self.waker.heard():
+            self.collector.safe_point()
 
     def _reached_max(self) -> bool:
         limit = self.options.max_jobs
@@ -317,10 +322,7 @@ class Worker:
             prepared, prepared_for, prepared_upto = {}, None, 0
             for index, job in enumerate(jobs):
                 # Before loading the rest of the batch (the longest step between two jobs): jobs above it first.
-                if index and not self.options.once and self._preempt(job, jobs[index:], ran, given_back):
-                    jobrows.release(worker_id=self.worker_id, jobs=jobs[index:])
-                    self._urgent_floor = job.priority + 1
-                    self.result.preempted += 1
+                if index and self._cut_short(jobs[index:], ran, given_back):
                     preempted = True
                     break
                 if job.priority != prepared_for or index >= prepared_upto:
@@ -350,17 +352,38 @@ class Worker:
             self._finishing.append(self._finishing_of(ran, started, failed, given_back))
             with self._current.lock:
                 self._current.job = None
-        if not (preempted or urgent or self.options.once or self.stopping) and self._preempt(jobs[-1], [], [], set()):
-            # Jobs above this batch were queued while it ran: they are claimed before the batches in hand are
-            # finished (that waits for their fsyncs and places a whole batch), as when they cut a batch short.
-            self._urgent_floor = jobs[-1].priority + 1
-            preempted = True
-        if urgent:  # its files first: the batch it cut short waits for its fsyncs after them
-            self._finishing.insert(0, self._finishing.pop())
-        # Cut short: the jobs above it are claimed first; the batches in hand are finished after them.
-        self._settle(keep=0 if urgent else len(self._finishing) if preempted else 1)
+        self._settle_after(jobs[-1], urgent=urgent, preempted=preempted)
         with self._current.lock:
             self._current.held = [r.job for batch in self._finishing for r in batch.ran]
+
+    def _settle_after(self, last: Claimed, *, urgent: bool, preempted: bool) -> None:
+        """Finish the batches in hand that are due once a batch ran: all of them after an urgent batch (its files
+        first: the batch it cut short waits for its fsyncs after them); none when it was cut short or jobs above it
+        were queued meanwhile (those are claimed first); else all but this one (its files sync meanwhile)."""
+        if not (preempted or urgent) and self._jobs_above(last):
+            preempted = True
+        if urgent:
+            self._finishing.insert(0, self._finishing.pop())
+        self._settle(keep=0 if urgent else len(self._finishing) if preempted else 1)
+
+    def _cut_short(self, rest: list[Claimed], ran: list[_Ran], given_back: set[int]) -> bool:
+        """Between two jobs: whether jobs above the batch's ``rest`` are runnable; if so the rest is given back and
+        the next claim takes only those (``_urgent_floor``)."""
+        if self.options.once or not self._preempt(rest[0], rest, ran, given_back):
+            return False
+        jobrows.release(worker_id=self.worker_id, jobs=rest)
+        self._urgent_floor = rest[0].priority + 1
+        self.result.preempted += 1
+        return True
+
+    def _jobs_above(self, last: Claimed) -> bool:
+        """At the end of a batch: whether jobs above it were queued while it ran. They are claimed (above the batch,
+        ``_urgent_floor``) before the batches in hand are finished, which waits for their fsyncs and places a whole
+        batch."""
+        if self.options.once or self.stopping or not self._preempt(last, [], [], set()):
+            return False
+        self._urgent_floor = last.priority + 1
+        return True
 
     @staticmethod
     def _finishing_of(ran: list[_Ran], started: dt.datetime, failed: list[tuple[Claimed, str]],
