@@ -21,12 +21,15 @@ from django.db.models import Q
 from django.template import TemplateDoesNotExist, TemplateSyntaxError
 from django.utils import timezone
 
-from .models import UNWRITTEN_MODES, WRITTEN_MODES, FileInfo, Template, mode_q
+from .models import UNWRITTEN_MODES, WRITTEN_MODES, FileInfo, PublishingMode, Template, mode_q
 from .paths import PathError, resolve_output_path
 from .registry import ArchiveContext
 from .rendering import render
 from .targets import Upload, target_for
 from .threads import LazyPool
+
+# Modes whose files are written to their paths, on a change or in a publish run: a file of one keeps its path.
+WRITING_MODES = (*WRITTEN_MODES, PublishingMode.MANUAL)
 
 logger = logging.getLogger("mtdispatch.publisher")
 
@@ -491,15 +494,16 @@ def remove_fenced(results: list[PublishResult]) -> dict[PublishResult, Exception
 def _remove_published(fileinfo: FileInfo, *, strict: bool = False) -> None:
     """Its published file leaves the disk or its target, unless another of the site's files has that path now (a
     new entry with a deleted one's slug: its page, written or about to be, is not this one's to remove). One whose
-    mode never writes it (Dynamically, Do Not Publish) or writes it only in a publish run (Manually) does not keep
-    it: the web server would show this file, of an object that is gone, at its URL until then, or for good."""
+    mode never writes it (Dynamically, Do Not Publish) does not keep it: the web server would show this file, of an
+    object that is gone, at its URL for good. (Manually does: a publish run may be writing it right now, its record
+    not committed yet.)"""
     if not fileinfo.published_path:
         return
     from . import ledger
 
     path = fileinfo.published_path
     others = FileInfo.objects.filter(site_id=fileinfo.site_id).exclude(pk=fileinfo.pk)
-    if not others.filter(Q(published_path=path) | Q(path=path) & mode_q(WRITTEN_MODES, via="mapping__")).exists():
+    if not others.filter(Q(published_path=path) | Q(path=path) & mode_q(WRITING_MODES, via="mapping__")).exists():
         _unlink_quietly(fileinfo, path, strict=strict)
         ledger.forget(fileinfo.site_id, [path])
     FileInfo.objects.filter(pk=fileinfo.pk).update(published_path="", content_hash="", published_at=None)
