@@ -56,6 +56,8 @@ class SlowLog:
     """Arm at the start of a request, disarm at its end; one per process."""
 
     def __init__(self, timeout: float, file: TextIO | None = None) -> None:
+        if not 0 < timeout < 2**31:  # also refuses nan; the timer's seconds are a C long, faulthandler's too
+            raise ValueError(f"slow log timeout {timeout!r}: must be above 0 and below 2**31 seconds")
         self.timeout = timeout
         self.file = file or sys.stderr
         self._libc = _libc()
@@ -81,9 +83,11 @@ class SlowLog:
 
     def arm(self) -> None:
         if self._libc is not None and (self._timer is not None or self._create_timer() is not None):
-            self._libc.timer_settime(self._timer, 0, ctypes.byref(self._armed), None)
-        else:
-            faulthandler.dump_traceback_later(self.timeout, file=self.file)
+            if self._libc.timer_settime(self._timer, 0, ctypes.byref(self._armed), None) == 0:
+                return
+            self._libc = None  # refused (it never is for a valid timeout): the thread-based fallback from now on
+            faulthandler.unregister(SIGNAL)
+        faulthandler.dump_traceback_later(self.timeout, file=self.file)
 
     def disarm(self) -> None:
         if self._libc is not None and self._timer is not None:

@@ -60,3 +60,21 @@ def test_the_watchdog_dumps_only_the_request_that_outlives_its_timeout_and_works
     parent, child = text.split("parent done\n")
     assert parent.count("Current thread") == 1 and "in _watch" in parent
     assert child.count("Current thread") == 1 and "in _watch" in child
+
+
+@pytest.mark.parametrize("value", ["-1", "1e19", "inf", "nan"])
+def test_a_slowlog_timeout_out_of_range_is_refused_at_start(value):
+    """Found by review: -1 and 1e19 made the timer refuse to arm, silently (no slow log at all), inf raised in
+    every child. Now runfcgi says so and does not start."""
+    from django.core.management import CommandError, call_command
+
+    with pytest.raises(CommandError, match="--slowlog-timeout"):
+        call_command("runfcgi", "--socket", "/nonexistent/x.sock", "--slowlog-timeout", value)
+
+
+@pytest.mark.parametrize("value", [-1.0, 0.0, 1e19, float("inf"), float("nan")])
+def test_the_watchdog_refuses_a_timeout_it_cannot_arm(value):
+    from dispatch.slowlog import SlowLog
+
+    with pytest.raises(ValueError):
+        SlowLog(value)
