@@ -115,6 +115,16 @@ class _Current:
     held: list[Claimed] = field(default_factory=list)
     job: Claimed | None = None
     since: float = 0.0
+    # Leases: when the heartbeat last renewed them (monotonic), and when (wall clock) it found that it had not for
+    # longer than a lease (the process was frozen, or the heartbeat stuck): jobs held then may have been taken over.
+    renewed: float = field(default_factory=time.monotonic)
+    lapsed: dt.datetime | None = None
+
+    def leases_lapsed_since(self, since: dt.datetime) -> bool:
+        with self.lock:
+            if time.monotonic() - self.renewed > get_config()["LEASE_SECONDS"]:
+                return True  # and the heartbeat has not beaten since
+            return self.lapsed is not None and self.lapsed >= since
 
 
 class Worker:
@@ -475,7 +485,7 @@ class Worker:
             self._log_activity(batch, {job.id for job in completed} - left, failures)
             self.stats.flush()
         batch.finishing.cleanup()
-        self._give_back([job for job in jobs if job.id not in fenced | batch.dropped], holding)
+        self._give_back([job for job in jobs if job.id not in fenced | batch.dropped], holding, batch.started)
 
     def _log_activity(self, batch: _Finishing, completed: set[int], failures: dict[int, Exception]) -> None:
         """The batch in its sites' activity logs: one INSERT (a row per site), in the completing transaction."""
@@ -488,7 +498,7 @@ class Worker:
         activity.record(outcomes, failed, kind=PublishActivity.Kind.QUEUE, actor=self.worker_id,
                         started=batch.started or timezone.now())
 
-    def _give_back(self, jobs: list[Claimed], holding: dict[int, int]) -> None:
+    def _give_back(self, jobs: list[Claimed], holding: dict[int, int], started: dt.datetime | None) -> None:
         """Jobs this worker no longer holds (another worker took them over after its lease expired, while this one
         was frozen; or their file was deleted meanwhile, with its template, mapping or site, and the job with it):
         what it staged for them is discarded; they are the other worker's now, or nobody's."""
@@ -497,7 +507,10 @@ class Worker:
         self.result.done -= len(jobs)
         not_held = [job for job in jobs if job.id not in holding]
         self.result.requeued += jobrows.release(worker_id=self.worker_id, jobs=jobs)
-        gone = jobrows.files_gone(not_held)
+        # Their FileInfo gone: deleted with its template, mapping or site, unless this worker's leases lapsed while
+        # it ran them (then another worker may have taken them over and removed the file: lost, as the others).
+        lapsed = started is None or self._current.leases_lapsed_since(started)
+        gone = set() if lapsed else jobrows.files_gone(not_held)
         lost = [job.id for job in not_held if job.id not in gone]
         if gone:
             self.log(f"{self.worker_id}: {len(gone)} job(s) ended while it ran them: their files were deleted "
@@ -643,6 +656,11 @@ class _Heartbeat:
             job, since = w._current.job, w._current.since
         with w._current.fence:
             jobrows.renew(worker_id=w.worker_id, job_ids=held)
+        with w._current.lock:
+            now = time.monotonic()
+            if now - w._current.renewed > get_config()["LEASE_SECONDS"]:
+                w._current.lapsed = timezone.now()
+            w._current.renewed = now
         state = processes.State.STOPPING if w.stopping else processes.State.BUSY if job else processes.State.IDLE
         self.registration.report(
             state=state, done=w.result.done, failed=w.result.failed, current=str(job) if job else "",

@@ -608,3 +608,35 @@ def test_jobs_whose_template_was_deleted_while_they_ran_are_not_taken_for_lost_j
     assert (result.lost, result.failed) == (0, 0)
     assert not [line for line in lines if "lost" in line]
     assert [line for line in lines if "their files were deleted meanwhile" in line]
+
+
+def test_a_job_whose_file_went_while_the_workers_leases_lapsed_is_reported_lost(tmp_path):
+    """Found by review: a worker frozen past its lease whose job was taken over, and whose file the other worker
+    then removed (its object gone), was told "files deleted meanwhile", which hid the lease problem. Its leases
+    lapsed while it ran the job: lost, as any job taken over. Fails before: lost == 0."""
+    from publishqueue.conf import get_config
+    from publishqueue.jobs import run_job
+    from publishqueue.models import FileInfo
+
+    blog = blog_with_templates(tmp_path / "site", mode="queue")
+    entry = EntryFactory(blog=blog, title="Queued title")
+    services.save_entry(entry=entry)
+    page = FileInfo.objects.get(site=blog, archive_type="individual", object_id=entry.pk)
+    lease = get_config()["LEASE_SECONDS"]
+    w = None
+
+    def runner(job, prepared):
+        outcome = run_job(job, prepared)
+        if job.fileinfo_id == page.pk:  # frozen here past the lease: taken over, the file removed by the other
+            Job.objects.filter(pk=job.id).update(grabbed_by="other:2:2")
+            FileInfo.objects.filter(pk=page.pk).delete()
+            with w._current.lock:
+                w._current.renewed -= lease + 10
+        return outcome
+
+    lines = []
+    w = Worker(WorkerOptions(load=10, periodic=False, background=False), worker_id="test:1:1", job_runner=runner,
+               log=lines.append)
+    result = w.run()
+    assert result.lost == 1
+    assert [line for line in lines if "lost 1 job(s)" in line]
