@@ -237,7 +237,8 @@ class Worker:
             share=self.peers, pauses=pauses,
         )
         if urgent is not None and not jobs:
-            return True  # another worker took them: back to the whole queue
+            self._settle(keep=1)  # another worker took them: the batches kept in hand for them are finished now
+            return True  # back to the whole queue
         if jobs:
             self._run_batch(jobs, urgent=urgent is not None)
         else:

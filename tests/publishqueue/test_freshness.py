@@ -170,3 +170,32 @@ def test_jobs_queued_above_a_large_batch_cut_it_short_before_its_rest_is_loaded(
     result = w.run()
     assert result.done == PREPARE_JOBS + 21 and result.preempted == 1
     assert len(loads[0]) == PREPARE_JOBS and loads[1] == ["urgent"]  # no load of the rest before the cut
+
+
+def test_batches_kept_for_jobs_another_worker_took_are_finished_at_the_next_step(monkeypatch):
+    """Found by review: a batch's end that sees jobs above it keeps the batches in hand for them; when another
+    worker took them (the claim above the batch finds nothing), those batches were not finished, and with saves
+    coming steadily they piled up, staged and unplaced. Fails before: up to 4 batches in hand at a claim."""
+    from publishqueue import jobrows
+
+    enqueue(noop(key) for key in "abcdefgh")
+    real = jobrows.claim
+    in_hand = []
+    w = None
+
+    def claim(**kwargs):
+        in_hand.append(len(w._finishing))
+        if kwargs.get("floor") is not None:  # another worker is quicker: it took (and completed) the jobs above
+            Job.objects.filter(priority__gte=kwargs["floor"]).delete()
+        return real(**kwargs)
+
+    def runner(job, prepared):
+        if job.unique_key in "bdfh":  # the last job of each batch of two: a save's job above them comes in
+            enqueue([noop(f"urgent-{job.unique_key}", 10)])
+        return run_job(job, prepared)
+
+    monkeypatch.setattr(jobrows, "claim", claim)
+    w = worker(runner, load=2)
+    result = w.run()
+    assert result.done == 8 and not Job.objects.exists()
+    assert max(in_hand) <= 2, in_hand  # the last one, and the one kept for the jobs above; not one per save
