@@ -24,6 +24,7 @@ import sys
 from typing import TextIO
 
 SIGNAL = signal.SIGRTMIN + 1  # a real-time signal nothing else in the child uses
+MAX_TIMEOUT = 2**31  # seconds, exclusive: the timer's seconds are a C long, faulthandler's too
 _CLOCK_MONOTONIC = 1
 _SIGEV_SIGNAL = 0
 
@@ -56,8 +57,8 @@ class SlowLog:
     """Arm at the start of a request, disarm at its end; one per process."""
 
     def __init__(self, timeout: float, file: TextIO | None = None) -> None:
-        if not 0 < timeout < 2**31:  # also refuses nan; the timer's seconds are a C long, faulthandler's too
-            raise ValueError(f"slow log timeout {timeout!r}: must be above 0 and below 2**31 seconds")
+        if not 0 < timeout < MAX_TIMEOUT:  # also refuses nan
+            raise ValueError(f"slow log timeout {timeout!r}: must be above 0 and below {MAX_TIMEOUT} seconds")
         self.timeout = timeout
         self.file = file or sys.stderr
         self._libc = _libc()

@@ -36,6 +36,8 @@ MODE_HELP_TEXT = " ".join(f"{PublishingMode(mode).label}: {text}" for mode, text
 WRITTEN_MODES = (PublishingMode.STATIC, PublishingMode.QUEUE)
 # Modes whose files are never on the disk (those already written are removed).
 UNWRITTEN_MODES = (PublishingMode.DYNAMIC, PublishingMode.DISABLED)
+# Modes whose files are written to their paths, on a change or in a publish run (the others: never).
+WRITING_MODES = (*WRITTEN_MODES, PublishingMode.MANUAL)
 
 
 def mode_q(modes, *, via: str = "") -> Q:

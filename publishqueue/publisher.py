@@ -21,15 +21,12 @@ from django.db.models import Q
 from django.template import TemplateDoesNotExist, TemplateSyntaxError
 from django.utils import timezone
 
-from .models import UNWRITTEN_MODES, WRITTEN_MODES, FileInfo, PublishingMode, Template, mode_q
+from .models import UNWRITTEN_MODES, WRITING_MODES, FileInfo, Template, mode_q
 from .paths import PathError, resolve_output_path
 from .registry import ArchiveContext
 from .rendering import render
 from .targets import Upload, target_for
 from .threads import LazyPool
-
-# Modes whose files are written to their paths, on a change or in a publish run: a file of one keeps its path.
-WRITING_MODES = (*WRITTEN_MODES, PublishingMode.MANUAL)
 
 logger = logging.getLogger("mtdispatch.publisher")
 

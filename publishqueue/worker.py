@@ -120,9 +120,13 @@ class _Current:
     renewed: float = field(default_factory=time.monotonic)
     lapsed: dt.datetime | None = None
 
+    def renewal_overdue(self, now: float) -> bool:
+        """Longer than a lease since the last renewal (call with ``lock`` held)."""
+        return now - self.renewed > get_config()["LEASE_SECONDS"]
+
     def leases_lapsed_since(self, since: dt.datetime) -> bool:
         with self.lock:
-            if time.monotonic() - self.renewed > get_config()["LEASE_SECONDS"]:
+            if self.renewal_overdue(time.monotonic()):
                 return True  # and the heartbeat has not beaten since
             return self.lapsed is not None and self.lapsed >= since
 
@@ -378,22 +382,24 @@ class Worker:
         self._settle(keep=0 if urgent else len(self._finishing) if preempted else 1)
 
     def _cut_short(self, rest: list[Claimed], ran: list[_Ran], given_back: set[int]) -> bool:
-        """Between two jobs: whether jobs above the batch's ``rest`` are runnable; if so the rest is given back and
-        the next claim takes only those (``_urgent_floor``)."""
-        if self.options.once or not self._preempt(rest[0], rest, ran, given_back):
+        """Between two jobs: whether jobs above the batch's ``rest`` are runnable; if so the rest is given back."""
+        if not self._claim_above(rest[0], rest, ran, given_back):
             return False
         jobrows.release(worker_id=self.worker_id, jobs=rest)
-        self._urgent_floor = rest[0].priority + 1
         self.result.preempted += 1
         return True
 
     def _jobs_above(self, last: Claimed) -> bool:
-        """At the end of a batch: whether jobs above it were queued while it ran. They are claimed (above the batch,
-        ``_urgent_floor``) before the batches in hand are finished, which waits for their fsyncs and places a whole
-        batch."""
-        if self.options.once or self.stopping or not self._preempt(last, [], [], set()):
+        """At the end of a batch: whether jobs above it were queued while it ran. They are claimed before the
+        batches in hand are finished, which waits for their fsyncs and places a whole batch."""
+        return not self.stopping and self._claim_above(last, [], [], set())
+
+    def _claim_above(self, job: Claimed, rest: list[Claimed], ran: list[_Ran], given_back: set[int]) -> bool:
+        """Whether jobs above ``job`` are runnable (``_preempt``); if so the next claim takes only those
+        (``_urgent_floor``)."""
+        if self.options.once or not self._preempt(job, rest, ran, given_back):
             return False
-        self._urgent_floor = last.priority + 1
+        self._urgent_floor = job.priority + 1
         return True
 
     @staticmethod
@@ -659,7 +665,7 @@ class _Heartbeat:
             jobrows.renew(worker_id=w.worker_id, job_ids=held)
         with w._current.lock:
             now = time.monotonic()
-            if now - w._current.renewed > get_config()["LEASE_SECONDS"]:
+            if w._current.renewal_overdue(now):
                 w._current.lapsed = timezone.now()
             w._current.renewed = now
         state = processes.State.STOPPING if w.stopping else processes.State.BUSY if job else processes.State.IDLE

@@ -7,14 +7,12 @@ import sys
 from django.core.management.base import BaseCommand, CommandError
 
 from dispatch.manager import Manager, ManagerOptions
+from dispatch.slowlog import MAX_TIMEOUT
 from dispatch.sockets import ListenSpec, SocketError
 
 
 def octal(value: str) -> int:
     return int(value, 8)
-
-
-MAX_SLOWLOG = 2**31  # seconds: what the watchdog's timer takes (dispatch/slowlog.py)
 
 
 class Command(BaseCommand):
@@ -86,8 +84,8 @@ class Command(BaseCommand):
             raise CommandError("Give --socket or --host/--port, not both.")
         if o["workers"] < 1:
             raise CommandError("--workers must be at least 1.")
-        if not 0 <= o["slowlog_timeout"] < MAX_SLOWLOG:  # also refuses nan
-            raise CommandError(f"--slowlog-timeout must be from 0 (off) to below {MAX_SLOWLOG} seconds.")
+        if not 0 <= o["slowlog_timeout"] < MAX_TIMEOUT:  # also refuses nan
+            raise CommandError(f"--slowlog-timeout must be from 0 (off) to below {MAX_TIMEOUT} seconds.")
         if o["max_spare"] and o["max_spare"] < o["min_spare"]:
             raise CommandError("--max-spare must be at least --min-spare.")
         spec = ListenSpec(path=o["socket"], host=o["host"], port=o["port"], mode=o["socket_mode"],
