@@ -101,7 +101,10 @@ def serve_site(request: HttpRequest, path: str = "") -> HttpResponse:
     if fileinfo is not None:
         return _render_dynamic(fileinfo, blog)
     if get_config()["SERVE_PUBLISHED_FILES"]:
-        return serve(request, relative, document_root=blog.site_root)
+        try:
+            return serve(request, relative, document_root=blog.site_root)
+        except OSError as exc:  # a name too long for the file system (ENAMETOOLONG) is no file of the site
+            raise Http404("Not published.") from exc
     raise Http404("Not published.")
 
 

@@ -115,3 +115,12 @@ def test_a_system_check_warns_of_a_site_whose_host_is_not_allowed(tmp_path):
         blog_with_templates(tmp_path / "site", site_url=url, name=url)
     warnings = [w for w in check_site_roots(databases=["default"]) if w.id == "publishqueue.W003"]
     assert [w.msg for w in warnings] == ["Site 'http://b.example/blog/': its host 'b.example' is not in ALLOWED_HOSTS."]
+
+
+@HOSTS
+def test_a_path_too_long_for_the_file_system_is_a_404_not_a_server_error(two_blogs, client):
+    """Found by hand (a 5,000-character path segment): Django's static file view let the file system's
+    ENAMETOOLONG through, a 500 with a traceback in the log. Fails before: 500."""
+    response = client.get("/" + "a" * 5000 + ".html", HTTP_HOST="a.example")
+    assert response.status_code == 404
+    assert client.get("/index.html", HTTP_HOST="a.example").status_code == 200  # files are still served
