@@ -60,12 +60,17 @@ def pill() -> dict:
 
 
 def noops(count: int, priority: int, prefix: str) -> dict:
-    """Queue ``count`` no-op jobs (keys ``prefix``0...) at ``priority``; returns their ids."""
+    """Queue ``count`` no-op jobs (keys ``prefix``0...) at ``priority``; returns their ids, read in the transaction
+    that queues them (a worker woken by its commit may have run and deleted them before a later read)."""
+    from django.db import transaction
+
     from publishqueue.enqueue import NewJob, enqueue
     from publishqueue.models import Job
 
-    enqueue(NewJob(kind="noop", unique_key=f"{prefix}{i}", priority=priority) for i in range(count))
-    return {"ids": list(Job.objects.filter(unique_key__startswith=prefix).order_by("id").values_list("id", flat=True))}
+    with transaction.atomic():
+        enqueue(NewJob(kind="noop", unique_key=f"{prefix}{i}", priority=priority) for i in range(count))
+        ids = Job.objects.filter(unique_key__startswith=prefix).order_by("id").values_list("id", flat=True)
+        return {"ids": list(ids)}
 
 
 def errors() -> dict:
