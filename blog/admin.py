@@ -119,10 +119,10 @@ class EntryAdmin(admin.ModelAdmin):
         return response
 
     def save_model(self, request, obj, form, change) -> None:
-        request._entry_before = EntryState.load(obj.pk)
+        request._entry_before = EntryState.load(obj.pk, lock=True)  # the admin's change view is one transaction
         if not change and obj.author_id is None:
             obj.author = request.user
-        super().save_model(request, obj, form, change)
+        services.save_knowing(obj, request._entry_before)
 
     def save_related(self, request, form, formsets, change) -> None:
         super().save_related(request, form, formsets, change)

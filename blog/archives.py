@@ -653,7 +653,8 @@ def _comment_action(script_prefix: str, urlconf: str) -> str:
 
 def blog_variables(blog: Blog, links: Links) -> dict[str, Any]:
     """What every page gets, and the only variables a cached module sees: the blog, its categories and
-    monthly archives (lists computed once per content and templates version), the comment form's URL."""
+    monthly archives (lists computed once per templates and site-wide version: what of an entry they count is
+    ``EntryState.shows_site_wide``), the comment form's URL."""
 
     def categories() -> ViewList:
         # Counted off the category links of the live entries' ids (SQLite finds those in the blog/status/date

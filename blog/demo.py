@@ -59,7 +59,8 @@ def create_demo_blog(
         # Served on another port this time: every link and the stylesheet follow (the demo republishes).
         blog.site_url = site_url
         blog.content_version = F("content_version") + 1
-        blog.save(update_fields=["site_url", "content_version"])
+        blog.site_wide_version = F("site_wide_version") + 1
+        blog.save(update_fields=["site_url", "content_version", "site_wide_version"])
         blog.refresh_from_db()
     install_default_templates(blog=blog, mode=mode)
     categories = [

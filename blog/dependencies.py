@@ -49,9 +49,22 @@ class EntryState:
         )
 
     @classmethod
-    def load(cls, entry_id: int | None) -> EntryState | None:
-        entry = Entry.objects.filter(pk=entry_id).first() if entry_id else None
+    def load(cls, entry_id: int | None, *, lock: bool = False) -> EntryState | None:
+        """The entry's stored state; ``lock``: its row locked until the transaction ends (PostgreSQL), so that no
+        other save changes it between this read and this transaction's own save."""
+        found = Entry.objects.select_for_update(of=("self",)) if lock else Entry.objects
+        entry = found.filter(pk=entry_id).first() if entry_id else None
         return cls.of(entry) if entry else None
+
+    def shows_site_wide(self, entry: Entry) -> bool:
+        """Whether ``entry``, saved with this state before, may have changed what every page shows (the site-wide
+        variables, ``blog.archives.blog_variables``: the months and category counts of the live entries). An
+        entry live before and after, on the same date in the same blog, did not (its title or text was edited),
+        nor one live neither before nor after; its categories changing is a change of their own (m2m_changed)."""
+        live = entry.status == Entry.Status.PUBLISHED
+        if not (live or self.live):
+            return False
+        return (live, entry.blog_id, entry.published_on) != (self.live, self.blog_id, self.published_on)
 
 
 def _neighbour_ids(state: EntryState) -> set[int]:

@@ -161,12 +161,29 @@ def background(func: str, *args) -> None:
 
 def save_entry(*, entry: Entry, categories=None) -> ChangeReport:
     """Create or update an entry (and its categories) and publish what it touches."""
-    before = EntryState.load(entry.pk)
     with transaction.atomic():
-        entry.save()
+        before = EntryState.load(entry.pk, lock=True)
+        save_knowing(entry, before)
         if categories is not None:
             entry.categories.set(categories)
         return entry_changed(entry=entry, before=before, blog=entry.blog)
+
+
+def save_knowing(entry: Entry, before: EntryState | None) -> None:
+    """``entry.save()``, telling its post_save (``site_wide_changed``) the state it had: an edit of its text then
+    keeps the site-wide variables and cached modules (the sidebar) of every process."""
+    entry._mt_before = before
+    try:
+        entry.save()
+    finally:
+        entry.__dict__.pop("_mt_before", None)
+
+
+def site_wide_changed(instance: Entry | Category) -> bool:
+    """After an entry or category was saved or deleted: whether what every page shows may have changed. Known
+    not to only for an entry saved by ``save_knowing`` (``EntryState.shows_site_wide``)."""
+    before = instance.__dict__.pop("_mt_before", None)
+    return before is None or not isinstance(instance, Entry) or before.shows_site_wide(instance)
 
 
 def delete_entry(*, entry: Entry) -> ChangeReport:

@@ -9,11 +9,12 @@ from .services import (
     comment_shown_in_database,
     display_name_in_database,
     republish_if_renamed,
+    site_wide_changed,
 )
 
 
 def content_changed(sender, instance, **kwargs) -> None:
-    bump_content_version(blog_id_of(instance))
+    bump_content_version(blog_id_of(instance), site_wide=site_wide_changed(instance))
 
 
 def author_saving(sender, instance, update_fields=None, **kwargs) -> None:
@@ -39,4 +40,4 @@ def comment_saving(sender, instance, **kwargs) -> None:
 
 def comment_changed(sender, instance, **kwargs) -> None:
     if comment_shown(instance) or getattr(instance, "_mt_was_shown", False):
-        bump_content_version(blog_id_of(instance))
+        bump_content_version(blog_id_of(instance), site_wide=False)  # the site-wide variables show no comment

@@ -144,7 +144,9 @@ def register_site_variables(
     objects: Mapping[str, Mapping[str, str]] | None = None,
 ) -> None:
     """``func(site, links)`` returns the variables every page of the site gets (values may be callables,
-    evaluated when a template uses them). They are computed once per content and templates version.
+    evaluated when a template uses them). They are computed once per templates version and ``site_wide_version``:
+    a change of what they give must bump it (``versioning.bump_content_version``, whose ``site_wide=False`` is
+    only for a change the content app knows they do not show).
     ``documentation`` describes them, ``objects`` the fields of the objects pages get (the admin shows both)."""
     registry.site_variables = func
     registry.site_variables_documentation = dict(documentation or {})

@@ -55,21 +55,22 @@ class SiteRenderer:
     version: int
     engine: Engine
     patterns: dict[str, str]
-    # Cached module output ({% include_cached %}) for one content version of the site.
+    # Cached module output ({% include_cached %}) for one version of the site's site-wide variables.
     fragments: dict[str, str] = field(default_factory=dict)
-    fragments_version: object = None  # the site's content version and locale they were rendered for
+    fragments_version: object = None  # the site's site-wide version and locale they were rendered for
     lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def fragment(self, name: str, content_version: object, render_fragment) -> str:
-        """A module's output, rendered once per content version (MT's module caching) and locale."""
+    def fragment(self, name: str, version: object, render_fragment) -> str:
+        """A module's output, rendered once per version of the site-wide variables (MT's module caching) and
+        locale."""
         with self.lock:
-            if self.fragments_version != content_version:
-                self.fragments, self.fragments_version = {}, content_version
+            if self.fragments_version != version:
+                self.fragments, self.fragments_version = {}, version
             cached = self.fragments.get(name)
         if cached is None:
             cached = render_fragment()
             with self.lock:
-                if self.fragments_version == content_version:
+                if self.fragments_version == version:
                     self.fragments[name] = cached
         return cached
 
@@ -93,12 +94,12 @@ class RenderScope:
         def render_and_note() -> str:
             return _noting_change(self.site, name, render_fragment())
 
-        version = (self.site.content_version, self.site.locale_key)
+        version = (self.site.site_wide_version, self.site.locale_key)
         return self.renderer.fragment(name, version, render_fragment if self.preview else render_and_note)
 
 
 def _noting_change(site: AbstractSite, name: str, output: str) -> str:
-    """A cached module is rendered once per content version: when its output differs from the last one seen
+    """A cached module is rendered once per site-wide version: when its output differs from the last one seen
     (a month or category appeared, a name changed), every page that includes it is out of date. A job
     republishes them (not here: a worker may be rendering a batch); only the process that records the new hash
     queues it."""
@@ -182,9 +183,9 @@ def compile_source(*, site: AbstractSite, name: str, source: str) -> None:
     build_engine(sources).get_template(name)
 
 
-# Site-wide variables shared by every page rendered for one content and templates version. Every content
-# change bumps ``content_version`` in its own transaction and republishes what it touches, so a render that
-# used an older value is always redone.
+# Site-wide variables shared by every page rendered for one site-wide and templates version. Every change of
+# what they give bumps ``site_wide_version`` in its own transaction (``versioning.bump_content_version``) and
+# republishes what it touches, so a render that used an older value is always redone.
 site_variables = _LRU(lambda: 16)
 
 
@@ -205,7 +206,7 @@ def render(
         variables = registry.archive_type(context.archive_type).variables(Page(site, context, links, batch))
         if variables is None:
             return None
-        key = (site.pk, site.content_version, site.templates_version, site.locale_key)
+        key = (site.pk, site.site_wide_version, site.templates_version, site.locale_key)
         shared = site_variables.get(key, lambda: _site_variables(site, links))
         variables.update(shared)
         scope = RenderScope(site, renderer, tuple(shared))

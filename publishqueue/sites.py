@@ -99,6 +99,11 @@ class AbstractSite(models.Model):
     content_version = models.PositiveIntegerField(
         default=0, editable=False, help_text="Bumped whenever an entry, category or comment of the blog changes."
     )
+    site_wide_version = models.PositiveIntegerField(
+        default=0, editable=False,
+        help_text="Bumped whenever what every page shows changes (the site-wide variables and the cached modules "
+                  "rendered from them), not by a change that only some pages show.",
+    )
     # MT's per-blog server offset and language: pages are rendered, and dates cut into periods, in these.
     time_zone = models.CharField(
         _("time zone"), max_length=64, blank=True, choices=time_zone_choices,

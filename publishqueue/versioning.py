@@ -12,6 +12,12 @@ def bump_templates_version(instance) -> None:
     found.update(templates_version=F("templates_version") + 1)
 
 
-def bump_content_version(site_id: int) -> None:
-    """Content shown on the site changed: invalidates the site-wide variables cached for rendering."""
-    get_site_model().objects.filter(pk=site_id).update(content_version=F("content_version") + 1)
+def bump_content_version(site_id: int, *, site_wide: bool = True) -> None:
+    """Content shown on the site changed: invalidates what is cached per content version (a content app's cached
+    objects, Dynamic pages) and, unless the content app knows that the change leaves the site-wide variables
+    as they were (``site_wide=False``: an entry's text edited), those variables and the cached modules
+    rendered from them (``site_wide_version``)."""
+    versions = {"content_version": F("content_version") + 1}
+    if site_wide:
+        versions["site_wide_version"] = F("site_wide_version") + 1
+    get_site_model().objects.filter(pk=site_id).update(**versions)
