@@ -38,13 +38,16 @@ class EntryState:
     author_id: int | None = None
 
     @classmethod
-    def of(cls, entry: Entry) -> EntryState:
+    def of(cls, entry: Entry, category_ids: frozenset[int] | None = None) -> EntryState:
+        """``category_ids``: the entry's categories when the caller knows them (read from the database if not)."""
+        if category_ids is None:
+            category_ids = frozenset(entry.categories.values_list("pk", flat=True))
         return cls(
             entry_id=entry.pk,
             blog_id=entry.blog_id,
             live=entry.status == Entry.Status.PUBLISHED,
             published_on=entry.published_on,
-            category_ids=frozenset(entry.categories.values_list("pk", flat=True)),
+            category_ids=category_ids,
             author_id=entry.author_id,
         )
 
@@ -80,8 +83,10 @@ def entry_change_contexts(before: EntryState | None, after: EntryState | None) -
         return set()
     entry_id = (after or before).entry_id
     contexts = {index_context(), entry_context(entry_id)}
-    for state in states:
+    places = {(s.blog_id, s.published_on): s for s in states}  # an edit in place: its neighbours asked for once
+    for state in places.values():
         contexts |= {entry_context(pk) for pk in _neighbour_ids(state)}
+    for state in states:
         contexts |= {category_context(pk) for pk in state.category_ids}
         contexts |= date_contexts(state.published_on)
         day = timezone.localdate(state.published_on)

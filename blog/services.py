@@ -20,10 +20,13 @@ from .dependencies import EntryState, comment_change_contexts, entry_change_cont
 from .models import Blog, Category, Comment, Entry
 
 
-def entry_changed(*, entry: Entry | None, before: EntryState | None, blog: Blog) -> ChangeReport:
+def entry_changed(
+    *, entry: Entry | None, before: EntryState | None, blog: Blog, category_ids: frozenset[int] | None = None
+) -> ChangeReport:
     """Publish what an entry save or delete touches. ``before`` is the state captured before the change
-    (None for a new entry); ``entry`` is None after a delete. An entry going live pings update services."""
-    after = EntryState.of(entry) if entry is not None else None
+    (None for a new entry); ``entry`` is None after a delete; ``category_ids``: its categories when the caller
+    knows them (kept as they were). An entry going live pings update services."""
+    after = EntryState.of(entry, category_ids) if entry is not None else None
     if before is not None and after is not None and before.blog_id != after.blog_id:
         # Moved to another blog: gone from the old one (its pages republished there, its version bumped, as the
         # entry's own signal bumps only the blog it is in now), new in this one.
@@ -166,7 +169,8 @@ def save_entry(*, entry: Entry, categories=None) -> ChangeReport:
         save_knowing(entry, before)
         if categories is not None:
             entry.categories.set(categories)
-        return entry_changed(entry=entry, before=before, blog=entry.blog)
+        kept = before.category_ids if before is not None and categories is None else None
+        return entry_changed(entry=entry, before=before, blog=entry.blog, category_ids=kept)
 
 
 def save_knowing(entry: Entry, before: EntryState | None) -> None:
