@@ -69,3 +69,31 @@ def test_past_its_budget_the_cache_keeps_nothing_more(tmp_path, cache):
         assert len(loaded) == 4
         again = entries_for(blog, [e.pk for e in entries], batch=True)
     assert sum(again[e.pk] is loaded[e.pk] for e in entries) == 3
+
+
+@pytest.mark.django_db
+def test_an_edit_of_one_entrys_text_reloads_that_entry_alone(tmp_path, cache, django_assert_num_queries):
+    """A category or author archive after each save loaded all its entries again (the cache was keyed by the content
+    version): now the kept entries are checked against their rows, and only the edited one is loaded."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from blog import services
+    from blog.archives import entries_for
+    from blog.models import Entry
+    from tests.factories import EntryFactory, blog_with_templates
+
+    blog = blog_with_templates(tmp_path / "site")
+    ids = [EntryFactory(blog=blog).pk for _ in range(5)]
+    first = entries_for(blog, ids, batch=True)
+    edited = Entry.objects.get(pk=ids[2])
+    edited.title = "Edited"
+    services.save_entry(entry=edited)
+    with CaptureQueriesContext(connection) as queries:
+        again = entries_for(blog, ids, batch=True)
+    assert again[ids[2]].title == "Edited"
+    assert [again[pk] is first[pk] for pk in ids] == [True, True, False, True, True]
+    loads = [q["sql"] for q in queries if '"blog_entry"."body"' in q["sql"]]
+    assert len(loads) == 1 and f"IN ({ids[2]})" in loads[0]
+    with django_assert_num_queries(1):  # checked at this version: the blog's versions only
+        assert entries_for(blog, ids, batch=True)[ids[2]] is again[ids[2]]
