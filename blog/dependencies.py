@@ -53,9 +53,11 @@ class EntryState:
 
     @classmethod
     def load(cls, entry_id: int | None, *, lock: bool = False) -> EntryState | None:
-        """The entry's stored state; ``lock``: its row locked until the transaction ends (PostgreSQL), so that no
-        other save changes it between this read and this transaction's own save."""
-        found = Entry.objects.select_for_update(of=("self",)) if lock else Entry.objects
+        """The entry's stored state; ``lock``: its row locked until the transaction ends (PostgreSQL: as its UPDATE
+        would), so that no other save changes it between this read and this transaction's own save."""
+        # NO KEY: a comment being posted holds a key-share lock on its entry (the foreign key) and waits for the
+        # blog row this save bumps next; FOR UPDATE would wait for it in turn (a deadlock, found by review).
+        found = Entry.objects.select_for_update(of=("self",), no_key=True) if lock else Entry.objects
         entry = found.filter(pk=entry_id).first() if entry_id else None
         return cls.of(entry) if entry else None
 

@@ -169,6 +169,65 @@ def verify() -> dict:
     }
 
 
+def comment_meets_save() -> dict:
+    """An entry saved while a comment on it is being posted (PostgreSQL; found by review: a deadlock). The comment's
+    transaction holds the blog row (its throttle lock); once the save waits for that row (the content version it
+    bumps), the comment is inserted, which needs a key-share lock on the entry that the save holds."""
+    import threading
+    from unittest import mock
+
+    from django.db import connection
+
+    from blog import services
+    from blog.models import Blog, Entry
+
+    entry = Entry.objects.live().first()
+    Blog.objects.filter(pk=entry.blog_id).update(comment_policy=Blog.CommentPolicy.AUTO_APPROVE)
+    throttled, errors = threading.Event(), []
+
+    def until_the_save_waits(blog, ip):
+        throttled.set()
+        for _ in range(3000):  # 30 s
+            with connection.cursor() as cursor:  # in a transaction: its snapshot of the statistics, cleared
+                cursor.execute("SELECT pg_stat_clear_snapshot()")
+                cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'")
+                if cursor.fetchone()[0]:
+                    return
+            threading.Event().wait(0.01)
+        errors.append("the save never waited for the blog row")
+
+    def comment():
+        try:
+            with mock.patch.object(services, "_check_throttle", until_the_save_waits):
+                data = services.CommentInput(author="a", email="", url="", body="hi", ip="10.0.0.1")
+                services.post_comment(entry=Entry.objects.get(pk=entry.pk), data=data)
+        except Exception as exc:  # noqa: BLE001 - reported
+            errors.append(f"comment: {exc}")
+        finally:
+            connection.close()
+
+    def save():
+        throttled.wait(30)
+        try:
+            edited = Entry.objects.get(pk=entry.pk)
+            edited.title = "Edited while commented"
+            services.save_entry(entry=edited)
+        except Exception as exc:  # noqa: BLE001 - reported
+            errors.append(f"save: {exc}")
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=comment), threading.Thread(target=save)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    return {
+        "errors": errors, "title": Entry.objects.get(pk=entry.pk).title,
+        "comments": entry.comments.count(),
+    }
+
+
 if __name__ == "__main__":
     django.setup()
     command, *args = sys.argv[1:]
@@ -176,6 +235,7 @@ if __name__ == "__main__":
         "setup": setup, "edit": edit, "edit_all": edit_all, "pill": pill, "errors": errors, "status": status,
         "verify": verify, "use_target": use_target, "hosts": hosts, "verify_target": verify_target,
         "recycle": recycle, "acked": acked, "noops": noops,
+        "comment_meets_save": comment_meets_save,
     }
     parsed = [int(a) if a.isdigit() else a for a in args]
     print(json.dumps(functions[command](*parsed)))

@@ -133,3 +133,74 @@ def test_the_admins_entry_form_tells_what_changed(tmp_path, client, field, value
     assert (versions(blog)[1] == site_wide) is site_wide_kept
     drain()
     assert stale_files(Blog.objects.get(pk=blog.pk)) == {}
+
+
+@pytest.mark.postgres
+def test_an_entry_saved_while_a_comment_on_it_is_posted_does_not_deadlock(pg_cluster):
+    """save_entry locks the entry's row before the blog's (the version it bumps); posting a comment locks the blog's
+    (its throttle) before the entry's (the comment's foreign key): FOR UPDATE on the entry deadlocked with it."""
+    pg_cluster.call("setup", 3, pg_cluster.site)
+    got = pg_cluster.call("comment_meets_save", timeout=120)
+    assert got == {"errors": [], "title": "Edited while commented", "comments": 1}
+
+
+def static_blog(tmp_path) -> tuple[Blog, Entry]:
+    """Published Statically (pages are rendered when a change commits, in the process that made it): an entry in
+    January and a draft, every page published (the sidebar kept for the blog's versions of now)."""
+    blog = blog_with_templates(tmp_path / "site", mode="static", all_templates=True, time_zone="UTC")
+    entry = EntryFactory.build(blog=blog, slug="january", published_on=dt.datetime(2026, 1, 5, tzinfo=dt.UTC))
+    services.save_entry(entry=entry)
+    services.save_entry(entry=EntryFactory.build(blog=blog, slug="march", status=Entry.Status.DRAFT,
+                                                 published_on=MARCH))
+    publish_all(blog)
+    return blog, entry
+
+
+def go_live_when_due(blog: Blog, entry: Entry) -> None:
+    draft = Entry.objects.get(slug="march")
+    draft.status = Entry.Status.SCHEDULED  # neither live before nor after: the site-wide version stays
+    services.save_entry(entry=draft)
+    services.publish_due_entries(now=MARCH + dt.timedelta(days=20))
+
+
+def move_with_the_blog_loaded(blog: Blog, entry: Entry) -> None:
+    entry = Entry.objects.select_related("blog").get(pk=entry.pk)
+    entry.published_on = MARCH
+    services.save_entry(entry=entry)
+
+
+def unpublish_in_the_admin(blog: Blog, entry: Entry, client) -> None:
+    client.force_login(UserFactory(username="editor", is_staff=True, is_superuser=True))
+    data = {"action": "unpublish_entries", "_selected_action": [entry.pk]}
+    assert client.post(reverse("admin:blog_entry_changelist"), data).status_code == 302
+
+
+@pytest.mark.parametrize("change", [go_live_when_due, move_with_the_blog_loaded, unpublish_in_the_admin])
+def test_pages_published_statically_show_the_sidebar_of_after_the_change(tmp_path, client, change):
+    """Found by review: the pages rendered when the change commits were rendered with the caller's blog object,
+    whose versions are from before the change, and so with the sidebar the process kept under them."""
+    blog, entry = static_blog(tmp_path)
+    change(blog, entry, *([client] if change is unpublish_in_the_admin else []))
+    drain()  # what a sidebar that changed queues
+    assert stale_files(Blog.objects.get(pk=blog.pk)) == {}
+
+
+def test_a_blog_saved_from_an_object_read_before_a_change_keeps_the_newer_versions(tmp_path):
+    """Found by review: saving a blog object read before a change wrote its older versions back, and the workers
+    then served what they kept under those (the old category label in every sidebar)."""
+    blog, cats, entries = published_blog(tmp_path)
+    held = Blog.objects.get(pk=blog.pk)
+    category = Category.objects.get(pk=cats[0].pk)
+    before = services.shown_state(category)
+    category.label = "Journeys"
+    services.save_category(category=category, before=before)
+    drain()
+    newer = versions(blog)
+    held.comment_throttle_seconds = 30
+    services.save_blog(blog=held, before=services.shown_state(held))
+    assert versions(blog) == newer
+    entry = Entry.objects.get(pk=entries[1].pk)
+    entry.title = "Edited after"
+    services.save_entry(entry=entry)
+    drain()
+    assert stale_files(Blog.objects.get(pk=blog.pk)) == {}
