@@ -34,7 +34,7 @@ from .paths import PathError, resolve_output_path
 from .publisher import PublishError, PublishResult, publish_file, unpublish_file
 from .registry import ArchiveContext
 from .rendering import permalink_patterns
-from .sites import AbstractSite
+from .sites import VERSIONS, AbstractSite
 
 logger = logging.getLogger("mtdispatch.publish")
 
@@ -95,6 +95,8 @@ class ChangeReport:
 
 def publish_many(fileinfos: Iterable[FileInfo], report: ChangeReport, *, force: bool = False) -> None:
     """Publish each file now; one failure is reported and does not stop the others."""
+    fileinfos = list(fileinfos)
+    current_versions(fileinfos)
     changed = []
     for fileinfo in fileinfos:
         try:
@@ -108,6 +110,15 @@ def publish_many(fileinfos: Iterable[FileInfo], report: ChangeReport, *, force: 
             if result.status != "unchanged":
                 changed.append(result)
     purge.purge_results(changed)
+
+
+def current_versions(fileinfos: list[FileInfo]) -> None:
+    """The versions of the site objects these files hold, read again: a caller's site object (the one its change
+    was made through, read before it) holds the versions from before the change, and rendering with them would
+    reuse what the caches keep under those (the sidebar of before)."""
+    sites = {id(f.site): f.site for f in fileinfos if FileInfo.site.is_cached(f)}
+    for site in sites.values():
+        site.refresh_from_db(fields=list(VERSIONS))
 
 
 def apply_change(fileinfos: Iterable[FileInfo], *, priority: int | None = None) -> ChangeReport:
