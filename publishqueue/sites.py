@@ -79,6 +79,10 @@ def _target_choices() -> list[tuple[str, str]]:
     return target_choices()
 
 
+# The versions caches are keyed by (``publishqueue.versioning``).
+VERSIONS = ("templates_version", "content_version", "site_wide_version")
+
+
 class AbstractSite(models.Model):
     name = models.CharField(max_length=255)
     site_url = models.URLField(
@@ -121,6 +125,15 @@ class AbstractSite(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    def save(self, **kwargs) -> None:
+        """A site read before a change and saved after it (an admin form, a settings edit) does not write back the
+        older versions it holds (``VERSIONS``: only ``versioning`` moves them, with an UPDATE of their own)."""
+        if not self._state.adding and kwargs.get("update_fields") is None and not kwargs.get("force_insert"):
+            kwargs["update_fields"] = [
+                f.name for f in self._meta.concrete_fields if not f.primary_key and f.name not in VERSIONS
+            ]
+        super().save(**kwargs)
 
     def clean(self) -> None:
         super().clean()
