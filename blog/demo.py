@@ -12,6 +12,8 @@ from django.db.models import F
 from django.utils import timezone
 from django.utils.text import slugify
 
+from publishqueue.versioning import bump_content_version
+
 from .defaults import install_default_templates
 from .models import Blog, Category, Comment, Entry
 
@@ -84,6 +86,8 @@ def create_demo_blog(
         entry.render_body()
     Entry.objects.bulk_create(new_entries, batch_size=500)
     _categorise_and_comment(rng, blog, categories, existing)
+    if new_entries:  # bulk_create sends no post_save: running workers' caches learn of them here
+        bump_content_version(blog.pk)
     return DemoResult(blog=blog, entries=blog.entries.count(), username=username, password=password)
 
 
