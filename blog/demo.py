@@ -8,7 +8,6 @@ from dataclasses import dataclass
 
 from django.contrib.auth import get_user_model
 from django.db import transaction
-from django.db.models import F
 from django.utils import timezone
 from django.utils.text import slugify
 
@@ -60,9 +59,8 @@ def create_demo_blog(
     if not created and blog.site_url != site_url:
         # Served on another port this time: every link and the stylesheet follow (the demo republishes).
         blog.site_url = site_url
-        blog.content_version = F("content_version") + 1
-        blog.site_wide_version = F("site_wide_version") + 1
-        blog.save(update_fields=["site_url", "content_version", "site_wide_version"])
+        blog.save(update_fields=["site_url"])
+        bump_content_version(blog.pk)
         blog.refresh_from_db()
     install_default_templates(blog=blog, mode=mode)
     categories = [

@@ -186,8 +186,8 @@ def save_knowing(entry: Entry, before: EntryState | None) -> None:
 def site_wide_changed(instance: Entry | Category) -> bool:
     """After an entry or category was saved or deleted: whether what every page shows may have changed. Known
     not to only for an entry saved by ``save_knowing`` (``EntryState.shows_site_wide``)."""
-    before = instance.__dict__.pop("_mt_before", None)
-    return before is None or not isinstance(instance, Entry) or before.shows_site_wide(instance)
+    before = instance.__dict__.pop("_mt_before", None)  # only ever set on an entry
+    return before is None or before.shows_site_wide(instance)
 
 
 def delete_entry(*, entry: Entry) -> ChangeReport:
