@@ -12,6 +12,7 @@ from publishqueue.sites import SiteLocationAdminMixin
 
 from . import services
 from .dependencies import EntryState
+from .forms import EntryAdminForm
 from .models import Blog, Category, Comment, Entry
 from .preview import PreviewError, preview_entry
 
@@ -63,6 +64,7 @@ class CategoryAdmin(admin.ModelAdmin):
 
 @admin.register(Entry)
 class EntryAdmin(admin.ModelAdmin):
+    form = EntryAdminForm
     list_display = ["title", "blog", "status", "published_on", "author"]
     list_filter = ["blog", "status", "categories"]
     search_fields = ["title", "body"]

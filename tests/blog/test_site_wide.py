@@ -135,6 +135,22 @@ def test_the_admins_entry_form_tells_what_changed(tmp_path, client, field, value
     assert stale_files(Blog.objects.get(pk=blog.pk)) == {}
 
 
+def test_an_admin_edit_keeps_the_microseconds_of_a_date_it_leaves_alone(tmp_path, client):
+    """The admin shows dates to the second: an entry dated by code (timezone.now()) lost its microseconds on any
+    edit in the admin, which moved its date, and so the sidebar's data: every page rendered its sidebar again."""
+    blog, _, entries = published_blog(tmp_path)
+    entry = Entry.objects.get(pk=entries[0].pk)
+    entry.published_on += dt.timedelta(microseconds=123456)
+    services.save_entry(entry=entry)
+    drain()
+    content, site_wide = versions(blog)
+    client.force_login(UserFactory(username="writer", is_staff=True, is_superuser=True))
+    url = reverse("admin:blog_entry_change", args=[entry.pk])
+    assert client.post(url, {**admin_form_data(client.get(url)), "title": "Retitled"}).status_code == 302
+    assert Entry.objects.get(pk=entry.pk).published_on == entry.published_on
+    assert versions(blog) == (content + 1, site_wide)
+
+
 @pytest.mark.postgres
 def test_an_entry_saved_while_a_comment_on_it_is_posted_does_not_deadlock(pg_cluster):
     """save_entry locks the entry's row before the blog's (the version it bumps); posting a comment locks the blog's
