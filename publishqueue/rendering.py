@@ -57,7 +57,7 @@ class SiteRenderer:
     patterns: dict[str, str]
     # Cached module output ({% include_cached %}) for one version of the site's site-wide variables.
     fragments: dict[str, str] = field(default_factory=dict)
-    fragments_version: object = None  # the site's site-wide version and locale they were rendered for
+    fragments_version: object = None  # the site row they were rendered for (AbstractSite.shown_key)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def fragment(self, name: str, version: object, render_fragment) -> str:
@@ -81,21 +81,19 @@ class RenderScope:
 
     site: AbstractSite
     renderer: SiteRenderer
-    site_wide: tuple[str, ...]
+    site_wide: dict[str, Any]  # the variables every page gets (a page's own may shadow them: not used here)
     # A preview or dry run (a private renderer): a module's output is not compared with the stored one.
     preview: bool = False
 
     def render_cached(self, name: str, variables: Context) -> str:
         def render_fragment() -> str:
-            site_wide = {key: variables[key] for key in self.site_wide if key in variables}
-            site_wide["_mt"] = self  # a cached module may include cached modules
+            site_wide = {**self.site_wide, "_mt": self}  # a cached module may include cached modules
             return self.renderer.engine.get_template(name).render(Context(site_wide))
 
         def render_and_note() -> str:
             return _noting_change(self.site, name, render_fragment())
 
-        version = (self.site.site_wide_version, self.site.locale_key)
-        return self.renderer.fragment(name, version, render_fragment if self.preview else render_and_note)
+        return self.renderer.fragment(name, self.site.shown_key, render_fragment if self.preview else render_and_note)
 
 
 def _noting_change(site: AbstractSite, name: str, output: str) -> str:
@@ -206,10 +204,9 @@ def render(
         variables = registry.archive_type(context.archive_type).variables(Page(site, context, links, batch))
         if variables is None:
             return None
-        key = (site.pk, site.site_wide_version, site.templates_version, site.locale_key)
-        shared = site_variables.get(key, lambda: _site_variables(site, links))
+        shared = site_variables.get(site.shown_key, lambda: _site_variables(site, links))
         variables.update(shared)
-        scope = RenderScope(site, renderer, tuple(shared))
+        scope = RenderScope(site, renderer, shared)
         variables.update(archive_type=context.archive_type, file_url=url, _mt=scope)
         return renderer.engine.get_template(template_name).render(Context(variables))
 
@@ -251,6 +248,6 @@ def render_preview(
     shared = _site_variables(site, links)
     variables = {**variables, **shared}
     variables.update(
-        archive_type=context.archive_type, file_url=url, _mt=RenderScope(site, renderer, tuple(shared), preview=True)
+        archive_type=context.archive_type, file_url=url, _mt=RenderScope(site, renderer, shared, preview=True)
     )
     return renderer.engine.get_template(template_name).render(Context(variables))

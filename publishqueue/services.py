@@ -34,7 +34,7 @@ from .paths import PathError, resolve_output_path
 from .publisher import PublishError, PublishResult, publish_file, unpublish_file
 from .registry import ArchiveContext
 from .rendering import permalink_patterns
-from .sites import VERSIONS, AbstractSite
+from .sites import AbstractSite
 
 logger = logging.getLogger("mtdispatch.publish")
 
@@ -96,7 +96,7 @@ class ChangeReport:
 def publish_many(fileinfos: Iterable[FileInfo], report: ChangeReport, *, force: bool = False) -> None:
     """Publish each file now; one failure is reported and does not stop the others."""
     fileinfos = list(fileinfos)
-    current_versions(fileinfos)
+    current_sites(fileinfos)
     changed = []
     for fileinfo in fileinfos:
         try:
@@ -112,13 +112,13 @@ def publish_many(fileinfos: Iterable[FileInfo], report: ChangeReport, *, force: 
     purge.purge_results(changed)
 
 
-def current_versions(fileinfos: list[FileInfo]) -> None:
-    """The versions of the site objects these files hold, read again: a caller's site object (the one its change
-    was made through, read before it) holds the versions from before the change, and rendering with them would
-    reuse what the caches keep under those (the sidebar of before)."""
+def current_sites(fileinfos: list[FileInfo]) -> None:
+    """The site objects these files hold, read again: a caller's site object (the one its change was made
+    through, read before it) holds the row from before the change (its versions, a name renamed since), and
+    rendering with it would show that row, and reuse what the caches keep under it (the sidebar of before)."""
     sites = {id(f.site): f.site for f in fileinfos if FileInfo.site.is_cached(f)}
     for site in sites.values():
-        site.refresh_from_db(fields=list(VERSIONS))
+        site.refresh_from_db()
 
 
 def apply_change(fileinfos: Iterable[FileInfo], *, priority: int | None = None) -> ChangeReport:

@@ -174,6 +174,14 @@ class AbstractSite(models.Model):
         return (self.time_zone, self.language)
 
     @property
+    def shown_key(self) -> tuple:
+        """What site-wide render caches (the site-wide variables, cached modules) are keyed by: every field of the
+        site row but its content version, which moves on each edit of what a single page shows. An object read
+        before a change (some field of it renamed since) then never finds, nor leaves, what belongs to the row of
+        after it."""
+        return tuple(getattr(self, f.attname) for f in self._meta.concrete_fields if f.attname != "content_version")
+
+    @property
     def site_host(self) -> str:
         """The host (and port, unless the default) of the site URL, as requests are matched by it."""
         return normal_host(urlsplit(self.site_url).netloc.rpartition("@")[2])

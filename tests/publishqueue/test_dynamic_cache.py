@@ -8,7 +8,7 @@ from django.test import override_settings
 
 from blog import services
 from blog.models import Entry
-from publishqueue.models import Template
+from publishqueue.models import FileInfo, Template
 from tests.factories import EntryFactory, blog_with_templates, set_mode
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -61,3 +61,39 @@ def test_without_a_cache_every_request_renders(tmp_path, client):
         client.get("/blog/index.html")
         Entry.objects.filter(pk=entry.pk).update(title="Seen at once")
         assert "Seen at once" in client.get("/blog/index.html").content.decode()
+
+
+def test_a_page_published_with_a_blog_read_before_its_rename_caches_nothing_of_the_old_name(tmp_path, client):
+    """Found by review: a comment is posted (the view reads the entry with its blog), an administrator renames the
+    blog meanwhile, the approved comment's entry page is published when it commits. The publisher read the blog's
+    versions again but not its name: the old name was kept under the new versions, and every Dynamic page this
+    process rendered after showed it."""
+    from blog.models import Blog
+
+    blog = blog_with_templates(tmp_path / "site", mode="dynamic", comment_policy="approve")
+    set_mode(blog, "static", "Entry")
+    new_entry(blog, "First title")
+    entry = Entry.objects.select_related("blog").get()  # what the comment view read
+    renamed = Blog.objects.get(pk=blog.pk)
+    before = services.shown_state(renamed)
+    renamed.name = "Renamed blog"
+    services.save_blog(blog=renamed, before=before)
+    services.post_comment(entry=entry, data=services.CommentInput("Visitor", "", "", "Hello", "192.0.2.1"))
+    page = client.get("/blog/index.html").content.decode()
+    assert "Renamed blog" in page and blog.name not in page
+
+
+def test_a_cached_module_shows_the_site_wide_variables_whatever_the_page_including_it_shadows(tmp_path, client):
+    """Found by review: {% include_cached %} took the site-wide variables from the including page's context, so a
+    page that renamed one ({% with blog=... %}) rendered the module for every other page of the site."""
+    blog = blog_with_templates(tmp_path / "site", mode="dynamic")
+    template = Template.objects.get(site=blog, name="Entry")
+    template.source = template.source.replace(
+        '{% include_cached "Footer" %}', '{% with blog=entry %}{% include_cached "Footer" %}{% endwith %}')
+    assert "{% with blog=entry %}" in template.source
+    template.save()
+    entry = new_entry(blog, "First title")
+    path = FileInfo.objects.get(site=blog, template=template, object_id=entry.pk).path
+    assert client.get(f"/blog/{path}").status_code == 200  # read first: its footer is the one kept
+    index = client.get("/blog/index.html").content.decode()
+    assert f"{blog.name}" in index.split("<footer", 1)[-1]
