@@ -163,6 +163,11 @@ class CommentAdmin(admin.ModelAdmin):
     raw_id_fields = ["entry"]
     actions = ["approve", "hold", "mark_junk"]
 
+    def get_readonly_fields(self, request, obj=None):
+        """A comment stays on the entry it was posted to (moving it left the old entry's pages showing it)."""
+        readonly = super().get_readonly_fields(request, obj)
+        return ["entry", *readonly] if obj is not None else readonly
+
     def save_model(self, request, obj, form, change) -> None:
         was_approved = change and Comment.objects.filter(pk=obj.pk, status=Comment.Status.APPROVED).exists()
         super().save_model(request, obj, form, change)

@@ -36,12 +36,16 @@ class CommentForm(forms.Form):
 
 
 class EntryAdminForm(forms.ModelForm):
-    """The admin's entry form. Its date fields show whole seconds (Django's admin widgets), so a date posted back
-    to the second it showed keeps the value it has, microseconds included: saving it without them moved the entry's
-    date, and with it what every page's sidebar shows (code dates entries with ``timezone.now()``)."""
+    """The admin's entry form. An entry's categories are its blog's. Its date fields show whole seconds (Django's
+    admin widgets), so a date posted back to the second it showed keeps the value it has, microseconds included:
+    saving it without them moved the entry's date, and with it what every page's sidebar shows (code dates entries
+    with ``timezone.now()``)."""
 
     def clean(self):
         cleaned = super().clean()
+        blog, categories = cleaned.get("blog"), cleaned.get("categories")
+        if blog is not None and categories is not None and any(c.blog_id != blog.pk for c in categories):
+            self.add_error("categories", _("A category of another blog: an entry is filed under its own blog's."))
         for name, value in cleaned.items():
             stored = getattr(self.instance, name, None) if self.instance.pk is not None else None
             if isinstance(value, dt.datetime) and isinstance(stored, dt.datetime):

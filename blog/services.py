@@ -86,9 +86,22 @@ def category_changed(*, category: Category, before: dict | None) -> ChangeReport
     if before == shown_state(category):
         return ChangeReport()
     report = republish_site(site=category.blog)
-    if before and before["blog_id"] != category.blog_id:
-        bump_content_version(before["blog_id"])  # its signal bumped only the blog it is in now
-        report.merge(republish_site(site=Blog.objects.get(pk=before["blog_id"])))
+    others = _blogs_of_entries(category) | ({before["blog_id"]} if before else set())
+    return report.merge(_republish_others(others - {category.blog_id}))
+
+
+def _blogs_of_entries(category: Category) -> set[int]:
+    """The blogs of the entries filed under a category: its own, and another where it was moved from (its entries
+    stay) or an entry moved to (its categories stay)."""
+    return set(Entry.objects.filter(categories=category).values_list("blog_id", flat=True).distinct())
+
+
+def _republish_others(blog_ids: set[int]) -> ChangeReport:
+    """Blogs a change of another blog's category shows in: their signals bumped only the category's blog."""
+    report = ChangeReport()
+    for blog in Blog.objects.filter(pk__in=blog_ids):
+        bump_content_version(blog.pk)
+        report.merge(republish_site(site=blog))
     return report
 
 
@@ -97,8 +110,9 @@ def delete_category(*, category: Category) -> ChangeReport:
     entries' pages and every sidebar change."""
     blog = category.blog
     with transaction.atomic():
+        others = _blogs_of_entries(category) - {blog.pk}
         category.delete()
-        return republish_site(site=blog)
+        return republish_site(site=blog).merge(_republish_others(others))
 
 
 def author_renamed(*, user_id: int) -> ChangeReport:
