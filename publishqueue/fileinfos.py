@@ -14,11 +14,29 @@ ACTIVE_MODES = [m for m in PublishingMode if m != PublishingMode.DISABLED]
 
 def all_template_contexts(template: Template) -> set[ArchiveContext]:
     """Every file a template has: for each archive type it maps, every context of that type on its site."""
+    return _site_contexts(template.site, set(template.mappings.values_list("archive_type", flat=True)))
+
+
+def _site_contexts(site: AbstractSite, archive_types: set[str]) -> set[ArchiveContext]:
     contexts: set[ArchiveContext] = set()
-    with site_locale(template.site):  # periods are the site's local days, months, years
-        for archive_type in set(template.mappings.values_list("archive_type", flat=True)):
-            contexts |= set(registry.archive_type(archive_type).all_contexts(template.site))
+    with site_locale(site):  # periods are the site's local days, months, years
+        for archive_type in archive_types:
+            contexts |= set(registry.archive_type(archive_type).all_contexts(site))
     return contexts
+
+
+def dynamic_fileinfos(template: Template) -> list[FileInfo]:
+    """The FileInfo rows of the template's Dynamically published files (its mappings' own mode, or its), created or
+    re-pathed as needed: they are the URLs the app serves those pages at (MT's fileinfo, which its dynamic engine
+    looks requests up in), moved like any file's, though nothing is written for them. Rows whose context is gone
+    are left as they are (the app answers 404 there)."""
+    mappings = [m for m in template.mappings.all() if (m.mode or template.mode) == PublishingMode.DYNAMIC]
+    if not mappings:
+        return []
+    dynamic = {mapping.pk for mapping in mappings}
+    contexts = _site_contexts(template.site, {mapping.archive_type for mapping in mappings})
+    return ensure_fileinfos(site=template.site, contexts=contexts, templates=[template],
+                            mapping_filter=lambda mapping: mapping.pk in dynamic)
 
 
 def template_fileinfos(template: Template) -> list[FileInfo]:

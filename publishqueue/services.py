@@ -18,7 +18,7 @@ from django.utils import timezone
 from . import activity, purge
 from .conf import get_config
 from .enqueue import NewJob, enqueue, enqueue_publish, enqueue_template_files
-from .fileinfos import ensure_fileinfos, template_fileinfos
+from .fileinfos import dynamic_fileinfos, ensure_fileinfos, template_fileinfos
 from .models import (
     UNWRITTEN_MODES,
     WRITTEN_MODES,
@@ -160,12 +160,16 @@ def publish_contexts(
 
 def republish_site(*, site: AbstractSite) -> ChangeReport:
     """Something every page may show changed (the site's name or URL, a category's label, an author's name):
-    queue every file of the site's written templates at low priority (never rendered in the request)."""
+    queue every file of the site's written templates at low priority (never rendered in the request). The rows of
+    the Dynamically published pages of the others are moved to their paths now (nothing is rendered or queued for
+    them: the app renders them at their next request); Manually and Do Not Publish templates are left alone."""
     report = ChangeReport()
     priority = get_config()["TEMPLATE_SAVE_PRIORITY"]
     for template in site.templates.exclude(kind=Template.Kind.MODULE).select_related("site"):
-        if writes_files(template):
+        if writes_files(template):  # its Dynamic mappings' rows are ensured with the others
             report.queued += enqueue_publish(written(template_fileinfos(template)), priority=priority)
+        else:
+            dynamic_fileinfos(template)  # its pages' URLs moved (a slug, the time zone): nothing to write
     return report
 
 
@@ -245,14 +249,16 @@ def template_saved(
     pattern, a mapping added or removed), every page showing a link may have changed: the site is republished."""
     report = ChangeReport()
     _unpublish_unwritten_files(template)
-    if previous_permalinks is not None and previous_permalinks != permalink_patterns(template.site_id):
-        report.merge(republish_site(site=template.site))
-    static: list[FileInfo] = []
-    targets = [target for target in templates_affected_by(template) if writes_files(target)]
     # Whether finding its files means ensuring their rows (FileInfo), or reading them: a source edit changes no
     # file's context or path; a change of the template's site, kind, mode or mappings may (``paths_changed``: the
     # caller says; the admin knows from its form).
     ensure = paths_changed or (previous_mode is not None and previous_mode != template.mode)
+    if previous_permalinks is not None and previous_permalinks != permalink_patterns(template.site_id):
+        report.merge(republish_site(site=template.site))  # the template's Dynamic rows moved with the others'
+    elif ensure and template.kind != Template.Kind.MODULE and not writes_files(template):
+        dynamic_fileinfos(template)  # a Dynamic template's pages are where its rows say: added or moved now
+    static: list[FileInfo] = []
+    targets = [target for target in templates_affected_by(template) if writes_files(target)]
     later = _queued_later(targets, ensure=ensure)
     if ensure:  # the rows there are now miss those a new mapping adds: the count is the job's to tell
         report.found_later += len(later)
