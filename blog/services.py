@@ -11,10 +11,17 @@ from django.utils.html import linebreaks
 from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
 
-from publishqueue.services import ChangeReport, publish_contexts, republish_site, target_changed
+from publishqueue.services import (
+    ChangeReport,
+    publish_contexts,
+    publish_object_pages,
+    republish_site,
+    target_changed,
+)
 from publishqueue.sites import site_locale
 from publishqueue.versioning import bump_content_version
 
+from .archives import Archive
 from .conf import get_config
 from .dependencies import EntryState, comment_change_contexts, entry_change_contexts, only_comment_templates
 from .models import Blog, Category, Comment, Entry
@@ -105,14 +112,19 @@ def _republish_others(blog_ids: set[int]) -> ChangeReport:
     return report
 
 
+# The archive types of a category's pages.
+CATEGORY_ARCHIVES = (Archive.CATEGORY, Archive.CATEGORY_MONTHLY)
+
+
 def delete_category(*, category: Category) -> ChangeReport:
-    """Its archive page goes (the stale file is removed when its template's files are republished), its
-    entries' pages and every sidebar change."""
-    blog = category.blog
+    """Its archive pages go (Dynamic ones with their FileInfo rows: a category made again with its slug has the
+    paths), its entries' pages and every sidebar change."""
+    blog, pk = category.blog, category.pk
     with transaction.atomic():
         others = _blogs_of_entries(category) - {blog.pk}
         category.delete()
-        return republish_site(site=blog).merge(_republish_others(others))
+        report = republish_site(site=blog).merge(_republish_others(others))
+        return report.merge(publish_object_pages(site=blog, archive_types=CATEGORY_ARCHIVES, object_id=pk))
 
 
 def author_renamed(*, user_id: int) -> ChangeReport:

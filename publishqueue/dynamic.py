@@ -50,12 +50,17 @@ def cached_page(site: AbstractSite, relative: str):
     return None if found == _GONE else found
 
 
-def render_page(fileinfo: FileInfo, site: AbstractSite) -> str | None:
-    """Render the Dynamic page ``fileinfo`` (looked up after ``site`` was read) and cache it under ``site``'s key;
-    None when what it shows is gone. Raises PublishError (not cached) when its template fails."""
-    content = render_fileinfo(fileinfo)
+def render_page(pages: list[FileInfo], site: AbstractSite) -> str | None:
+    """Render the Dynamic page at a path (``pages``: the rows there, looked up after ``site`` was read, in order of
+    preference) and cache it under ``site``'s key: the first whose object is not gone; None when all are gone.
+    Raises PublishError (not cached) when a template fails."""
+    content = None
+    for fileinfo in pages:
+        content = render_fileinfo(fileinfo)
+        if content is not None:
+            break
     cache = _cache()
     if cache is not None:
-        cache.set(page_key(site, fileinfo.path), _GONE if content is None else content,
+        cache.set(page_key(site, pages[0].path), _GONE if content is None else content,
                   get_config()["DYNAMIC_CACHE_SECONDS"])
     return content

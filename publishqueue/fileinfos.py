@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
-from .models import ArchiveMapping, FileInfo, PublishingMode, Template, mode_q
+from .models import UNWRITTEN_MODES, ArchiveMapping, FileInfo, PublishingMode, Template, mode_q
 from .paths import PathError, format_path
+from .publisher import remove_fileinfo
 from .registry import ArchiveContext, registry
 from .sites import AbstractSite, site_locale
 
@@ -68,7 +69,8 @@ def ensure_fileinfos(
     mapping_filter: Callable[[ArchiveMapping], bool] | None = None,
 ) -> list[FileInfo]:
     """The FileInfo rows for ``contexts`` under the site's (or the given) templates, created or re-pathed as
-    needed. Rows whose object is gone are returned too (publishing them removes their files)."""
+    needed. Rows whose object is gone are returned too (publishing them removes their files), but for those never
+    written (Dynamically, Do Not Publish), which are deleted (``_drop_unwritten``)."""
     contexts = list(contexts)
     by_type: dict[str, list[ArchiveContext]] = {}
     for context in contexts:
@@ -136,7 +138,7 @@ def _existing(site: AbstractSite, mappings: list[ArchiveMapping], keys: list[str
 
 
 def _sync_fileinfos(site, mappings, keys, wanted) -> list[FileInfo]:
-    existing = _existing(site, mappings, keys)
+    existing = _drop_unwritten(_existing(site, mappings, keys), wanted)
     missing = [_new_fileinfo(site, *want) for key, want in wanted.items() if key not in existing]
     if missing:
         # Concurrent requests may create the same rows: the unique constraint keeps one, we re-read.
@@ -154,3 +156,20 @@ def _sync_fileinfos(site, mappings, keys, wanted) -> list[FileInfo]:
     if moved:
         FileInfo.objects.bulk_update(moved, ["path", "url"], batch_size=500)
     return sorted(existing.values(), key=lambda fi: fi.pk)
+
+
+def _drop_unwritten(existing: dict[tuple[int, str], FileInfo], wanted: dict) -> dict[tuple[int, str], FileInfo]:
+    """``existing`` without the rows of objects that are gone (no path fields: an entry deleted or unpublished, a
+    category deleted) whose mode never writes them (Dynamically, Do Not Publish), which are deleted: a written
+    file's row goes when publishing it finds its object gone (``publisher.remove_fileinfo``), but these are never
+    published, and the row of a Dynamic page would stay at its path for good, in the way of the object given that
+    path next (an entry with a deleted one's slug): one row per path, that of the object it belongs to now."""
+    gone = [row for key, row in existing.items() if key not in wanted and row.mode in UNWRITTEN_MODES]
+    if not gone:
+        return existing
+    for row in gone:
+        if row.published_path:  # a file left from when it was written: it goes too
+            remove_fileinfo(row)
+    dropped = {row.pk for row in gone}
+    FileInfo.objects.filter(pk__in=dropped).delete()
+    return {key: row for key, row in existing.items() if row.pk not in dropped}

@@ -158,6 +158,19 @@ def publish_contexts(
     return apply_change(ensure_fileinfos(site=site, contexts=contexts, mapping_filter=mapping_filter))
 
 
+def publish_object_pages(*, site: AbstractSite, archive_types: Iterable[str], object_id: int) -> ChangeReport:
+    """What a content app calls after an object changed or went whose pages it cannot list (a category deleted:
+    its archive, and its monthly archives for the months it had entries): its pages of ``archive_types`` that
+    have FileInfo rows go through their modes, as ``publish_contexts``; those whose object is gone leave (a
+    Dynamic page's row with them: the path is free for the object given it next)."""
+    rows = FileInfo.objects.filter(site_id=site.pk, archive_type__in=list(archive_types), object_id=object_id)
+    contexts = {
+        ArchiveContext(archive_type, object_id=object_id, period_start=start)
+        for archive_type, start in rows.values_list("archive_type", "period_start").distinct()
+    }
+    return publish_contexts(site=site, contexts=contexts)
+
+
 def republish_site(*, site: AbstractSite) -> ChangeReport:
     """Something every page may show changed (the site's name or URL, a category's label, an author's name):
     queue every file of the site's written templates at low priority (never rendered in the request). The rows of

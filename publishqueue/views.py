@@ -93,13 +93,9 @@ def serve_site(request: HttpRequest, path: str = "") -> HttpResponse:
     cached = dynamic.cached_page(blog, relative)
     if cached is not dynamic.MISS:
         return _page(cached, relative)
-    fileinfo = (
-        FileInfo.objects.filter(mode_q([PublishingMode.DYNAMIC], via="mapping__"), site=blog, path=relative)
-        .select_related("template", "site", "mapping")
-        .first()
-    )
-    if fileinfo is not None:
-        return _render_dynamic(fileinfo, blog)
+    pages = dynamic_pages_at(blog, relative)
+    if pages:
+        return _render_dynamic(pages, blog)
     if get_config()["SERVE_PUBLISHED_FILES"]:
         try:
             return serve(request, relative, document_root=blog.site_root)
@@ -108,12 +104,23 @@ def serve_site(request: HttpRequest, path: str = "") -> HttpResponse:
     raise Http404("Not published.")
 
 
-def _render_dynamic(fileinfo: FileInfo, site: AbstractSite) -> HttpResponse:
+def dynamic_pages_at(site: AbstractSite, relative: str) -> list[FileInfo]:
+    """The Dynamic pages at ``relative`` in ``site`` (one indexed query), newest first. One as a rule (a change
+    deletes the row of a Dynamic page whose object went, ``fileinfos._drop_unwritten``), but one may be left at
+    the path (a database from before that, a page queued for removal and then switched to Dynamically) where
+    another object has it now: the view serves the first whose object is there. Of two that both are (a category
+    renamed keeps its Dynamic row at its old path until a publish re-paths it), the newer is of the object that
+    was given the path last."""
+    rows = FileInfo.objects.filter(mode_q([PublishingMode.DYNAMIC], via="mapping__"), site=site, path=relative)
+    return list(rows.select_related("template", "site", "mapping").order_by("-pk"))
+
+
+def _render_dynamic(pages: list[FileInfo], site: AbstractSite) -> HttpResponse:
     try:
-        content = dynamic.render_page(fileinfo, site)
+        content = dynamic.render_page(pages, site)
     except PublishError as exc:
         return HttpResponse(f"This page could not be rendered: {exc}", status=500, content_type="text/plain")
-    return _page(content, fileinfo.path)
+    return _page(content, pages[0].path)
 
 
 def _page(content: str | None, relative: str) -> HttpResponse:

@@ -46,6 +46,7 @@ from publishqueue.models import ArchiveMapping, FileInfo, Job, JobError, Publish
 from publishqueue.publisher import PublishError, render_fileinfo
 from publishqueue.rendering import permalink_patterns, renderers, site_variables
 from publishqueue.services import ChangeReport, publish_many, publish_templates, template_saved
+from publishqueue.views import dynamic_pages_at
 from publishqueue.worker import Worker, WorkerOptions
 from tests.factories import UserFactory, blog_with_templates
 
@@ -384,17 +385,15 @@ def forget_render_caches() -> list[tuple]:
 
 
 def _check_served(blog: Blog, served: dict, operations: list[tuple]) -> None:
-    dynamic = FileInfo.objects.filter(mode_q(["dynamic"], via="mapping__"), site=blog).select_related(
-        "template", "site", "mapping")
     for path, response in served.items():
         body = None
         if response.status_code == 200:
             body = b"".join(response.streaming_content) if response.streaming else response.content
         response.close()
-        page = dynamic.filter(path=path).first()  # the page the view serves at this path
-        if page is not None:
+        pages = dynamic_pages_at(blog, path)  # the view serves the first of these whose object is there
+        if pages:
             try:
-                fresh = render_fileinfo(page)
+                fresh = next((content for content in map(render_fileinfo, pages) if content is not None), None)
             except PublishError:
                 assert response.status_code == 500, (operations, path)
                 continue
