@@ -2,13 +2,15 @@
 status pipe and its scoreboard slot. It imports the application fresh (so a recycle picks up changed
 code), checks that it is ready (the URLconf and its views import, warm-up requests answer; see
 readiness.py), says ``R`` on the pipe, and keeps its slot of the shared scoreboard current (busy with
-which request since when, or idle, and requests served).
+which request since when, or idle, and requests served). Once it has served --max-requests it says ``L``
+on the pipe and serves on: the manager starts its replacement and asks it to leave (TERM) once that one is
+ready, so a child reaching its limit never leaves the pool short of children while a replacement starts.
 
 It multiplexes the reading of many connections on epoll and runs the application only for a
 complete request, so slow or half-open peers hold file descriptors, never the child; each phase has a
 timeout (see connection.py).
 
-Leaving (TERM, or --max-requests reached) it takes no new connections and finishes the ones it holds. If
+Leaving (TERM) it takes no new connections and finishes the ones it holds. If
 no other ready child would take the connections left in the listen backlog (a full stop, or the last
 child of a pool waiting for its replacement), it hands over to a *drainer*: a fork that keeps serving
 until a ready child exists again, or, once the manager has exited (it unlinks a unix socket then, so no
@@ -77,6 +79,7 @@ class Child:
         self.slot = args.slot
         self.parent = os.getppid()
         self.served = 0
+        self.limit_said = False
         limit = args.max_requests
         self.limit = limit + random.randint(0, args.max_requests_jitter) if limit else 0
         self.wake_r, self.wake_w = os.pipe()
@@ -163,8 +166,9 @@ class Child:
         self.served += 1
         if self.drainer:
             return
-        if self.limit and self.served >= self.limit:
-            self.closing = True
+        if self.limit and self.served >= self.limit and not self.limit_said:
+            self.limit_said = True  # the manager replaces it, then asks it to leave: it serves on until then
+            self.report(f"L --max-requests: served {self.served} requests")
         self.board.write(self.slot, LEAVING if self.leaving or self.closing else IDLE, self.served)
 
     def run(self) -> None:
@@ -175,7 +179,8 @@ class Child:
         self.selector.register(self.wake_r, READ, "wake")
         self.serve()
         # Asked to leave (a stop, or a retirement): hand the backlog over unless a ready child takes it. (A
-        # child that served --max-requests is never the last: the manager replaces it and keeps the socket.)
+        # child retired for --max-requests or a recycle is asked once its replacement is ready: that one takes
+        # it.)
         if self.signalled and os.getppid() == self.parent and not self.others_accept():
             self.become_drainer()
             self.serve()

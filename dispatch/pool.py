@@ -12,6 +12,12 @@ now", so the SIGHUP ``request_recycle`` sends and the same request seen by the n
 A request arriving while a recycle runs makes exactly one more recycle after it (the children starting now
 may have imported the code before the change). Retiring processes that outlive ``--graceful-timeout`` are
 killed, so their slots come back; the pool never spawns without a free slot.
+
+A child that reached a limit (it says it served ``--max-requests``; its RSS is over ``--max-rss``) is replaced
+the same way, one child at a time: it keeps accepting while its replacement starts, and is asked to leave
+(SIGTERM, the recycle's way of leaving) once the replacement is ready, so that children reaching their limits
+together never leave the pool without accepting children. A child that leaves on its own (its scoreboard
+slot says so) is replaced at once, not when it exits.
 """
 from __future__ import annotations
 
@@ -109,6 +115,7 @@ class Member:
     retire_by: float = 0.0  # then it is killed
     told: bool = False  # asked to leave (a process that is not ready yet is asked once it is)
     killed: bool = False
+    replacing: str = ""  # why it is being replaced: it serves until its replacement is ready, then retires
     last_words: str = ""  # why it failed to start, if it said
 
 
@@ -214,6 +221,7 @@ class Pool:
         self._adjust_spares()
         self._advance_recycle()
         self._maintain()
+        self._hand_over()
         self._settle_notices()
         if self.stopping and not self.killed_all and self.clock.monotonic() > self.stop_deadline:
             self.killed_all = True
@@ -228,8 +236,9 @@ class Pool:
         return [*self.children, *self.queue_workers]
 
     def said(self, pid: int, line: str) -> None:
-        """A line on a process's status pipe: ``R`` (ready: signal handlers installed, application loaded) or
-        ``E <why>`` (failing to start)."""
+        """A line on a process's status pipe: ``R`` (ready: signal handlers installed, application loaded),
+        ``E <why>`` (failing to start) or ``L <why>`` (a child that reached its --max-requests: it serves on
+        until it is asked to leave)."""
         member = self.children.get(pid) or self.queue_workers.get(pid)
         if member is None:
             return
@@ -242,6 +251,8 @@ class Pool:
                 self._tell_to_leave(member)
         elif line.startswith("E "):
             member.last_words = line[2:].strip()
+        elif line.startswith("L ") and member.kind == CHILD:
+            self._replace(member, line[2:].strip())
 
     def exited(self, pid: int, code: int) -> None:
         if pid in self.children:
@@ -345,7 +356,7 @@ class Pool:
         if state is None:
             return
         fresh = [m for m in (*self.children.values(), *self.queue_workers.values())
-                 if m.generation == state.generation and not m.retiring]
+                 if m.generation == state.generation and not m.retiring and not m.replacing]
         children = [m for m in fresh if m.kind == CHILD]
         complete = len(children) >= self.target and len(fresh) - len(children) >= self.options.queue_workers
         if complete and all(m.ready for m in fresh):
@@ -417,7 +428,8 @@ class Pool:
 
     def _active(self, members: dict[int, Member] | None = None) -> list[Member]:
         members = self.children if members is None else members
-        return [m for m in members.values() if not m.retiring and m.generation == self.generation]
+        return [m for m in members.values()
+                if not m.retiring and not m.replacing and m.generation == self.generation]
 
     def _maintain(self) -> None:
         if self.stopping:
@@ -472,7 +484,7 @@ class Pool:
 
     def _read_board(self, child: Member) -> None:
         """Bring a child's state up to date from its scoreboard slot."""
-        from .scoreboard import BUSY
+        from .scoreboard import BUSY, LEAVING
 
         slot = self.board.read(child.slot)
         if not child.ready or child.state == "killed":
@@ -481,6 +493,8 @@ class Pool:
         child.requests = slot.requests
         if slot.state == BUSY:
             child.state, child.request, child.request_since = "busy", slot.request, slot.since
+        elif slot.state == LEAVING:
+            child.state, child.request = "leaving", ""
         else:
             child.state, child.request = ("retiring" if child.retiring else "idle"), ""
 
@@ -489,7 +503,7 @@ class Pool:
             return
         member.retiring = True
         member.retire_by = self.clock.monotonic() + self.options.graceful_timeout
-        if member.state != "busy":
+        if member.state not in ("busy", "leaving"):
             member.state = "retiring"
         what = "child" if member.kind == CHILD else "queue worker"
         self.log(f"retiring {what} {member.pid}: {why}")
@@ -506,19 +520,45 @@ class Pool:
         member.state = "killed"
         self.processes.signal(member.pid, signal.SIGKILL)
 
+    def _replace(self, child: Member, why: str) -> None:
+        """Start a replacement for a child that reached a limit; it serves until the replacement is ready
+        (``_hand_over``). Spawned by ``_maintain``, which does not count it any more, the way a recycle's
+        new children are: slots, the crash-loop backoff and a recycle running meanwhile apply alike."""
+        if child.retiring or child.replacing:
+            return
+        child.replacing = why
+        self.log(f"replacing child {child.pid} ({why}); it serves until its replacement is ready")
+
+    def _hand_over(self) -> None:
+        """Children being replaced leave once there are enough ready children without them: one for each
+        ready child over the target, oldest first. (Old-generation ones leave with their recycle.)"""
+        outgoing = [c for c in self.children.values()
+                    if c.replacing and not c.retiring and c.generation == self.generation]
+        if not outgoing or self.stopping:
+            return
+        spare = sum(c.ready for c in self._active()) + len(outgoing) - self.target
+        for child in sorted(outgoing, key=lambda c: c.started)[:max(spare, 0)]:
+            self._retire(child, child.replacing)
+
+    def _check_child(self, child: Member, wall: float) -> None:
+        opts = self.options
+        self._read_board(child)
+        if opts.request_timeout and child.state == "busy" and wall - child.request_since > opts.request_timeout:
+            self.log(f"request timeout: killing child {child.pid} after {wall - child.request_since:.1f}s "
+                     f"serving {child.request}")
+            self._kill(child)
+        elif child.state == "leaving" and not child.retiring:
+            self._retire(child, "it is leaving")  # signalled by someone else: replace it now, not when it exits
+        elif opts.max_rss_mb and not child.retiring and not child.replacing:
+            rss = self.processes.rss(child.pid)
+            if rss > opts.max_rss_mb * 1024 * 1024:
+                self._replace(child, f"RSS {rss // 1048576} MB over --max-rss {opts.max_rss_mb} MB")
+
     def _check_limits(self) -> None:
         wall, now = self.clock.time(), self.clock.monotonic()
         opts = self.options
         for child in list(self.children.values()):
-            self._read_board(child)
-            if opts.request_timeout and child.state == "busy" and wall - child.request_since > opts.request_timeout:
-                self.log(f"request timeout: killing child {child.pid} after {wall - child.request_since:.1f}s "
-                         f"serving {child.request}")
-                self._kill(child)
-            elif opts.max_rss_mb and not child.retiring:
-                rss = self.processes.rss(child.pid)
-                if rss > opts.max_rss_mb * 1024 * 1024:
-                    self._retire(child, f"RSS {rss // 1048576} MB over --max-rss {opts.max_rss_mb} MB")
+            self._check_child(child, wall)
         for member in (*self.children.values(), *self.queue_workers.values()):
             if member.retiring and not member.killed and now > member.retire_by:
                 what = "child" if member.kind == CHILD else "queue worker"

@@ -2,7 +2,8 @@
 
 Each fake process does what it is told by its behaviour: "ok" says ready after a short start-up and leaves
 when asked (SIGTERM), "broken" dies before it is ready (and says why), "stuck" is ready but never leaves
-when asked (a request on a half-open connection), so only SIGKILL ends it."""
+when asked (a request on a half-open connection), so only SIGKILL ends it. A process is accepting from the
+moment it says it is ready until it is asked to leave (``accepting``)."""
 from __future__ import annotations
 
 import signal
@@ -12,7 +13,7 @@ from types import SimpleNamespace
 import pytest
 
 from dispatch.pool import CHILD, QUEUE_WORKER, Pool, PoolOptions
-from dispatch.scoreboard import BUSY, Scoreboard
+from dispatch.scoreboard import BUSY, IDLE, LEAVING, Scoreboard
 
 STARTUP = 0.3  # seconds a fake process takes to say it is ready
 
@@ -49,6 +50,7 @@ class FakeProcesses:
         self.signals: list[tuple[int, int]] = []
         self.child_behaviour = "ok"
         self.worker_behaviour = "ok"
+        self.rss_of: dict[int, int] = {}
 
     def _start(self, kind: str, behaviour: str) -> int:
         self.next_pid += 1
@@ -74,7 +76,7 @@ class FakeProcesses:
                 proc.exit_code = 0
 
     def rss(self, pid: int) -> int:
-        return 0
+        return self.rss_of.get(pid, 0)
 
     def cpu(self, pid: int) -> float:
         return 0.0
@@ -154,6 +156,12 @@ class Harness:
 
     def alive(self, kind: str = CHILD) -> set[int]:
         return {p.pid for p in self.procs.procs.values() if p.kind == kind and p.exit_code is None}
+
+    def accepting(self) -> set[int]:
+        """Children taking new connections: ready, alive, and not asked to leave."""
+        told = {pid for pid, sig in self.procs.signals}
+        return {p.pid for p in self.procs.procs.values()
+                if p.kind == CHILD and p.said_ready and p.exit_code is None and p.pid not in told}
 
     def slots_in_use(self) -> int:
         return self.board.slots - len(self.pool.free_slots)
@@ -389,3 +397,50 @@ def test_a_stop_kills_what_outlives_the_graceful_timeout_and_finishes(h):
     assert not h.pool.finished
     h.run(3)
     assert h.pool.finished and h.alive() == set() and h.alive(QUEUE_WORKER) == set()
+
+
+# -- --max-requests and --max-rss: a child is replaced without the pool going dark -------------------------
+
+
+def test_children_at_max_requests_keep_accepting_until_their_replacements_are_ready():
+    h = Harness(workers=2, max_requests=2000)
+    h.run(1)
+    old = h.alive()
+    for pid in old:  # equal load: both reach their limits in the same moment
+        h.board.write(h.pool.children[pid].slot, IDLE, 2000)
+        h.pool.said(pid, "L --max-requests: served 2000 requests")
+    for _ in range(30):
+        h.step()
+        assert len(h.accepting()) >= 2, h.log[-5:]  # never fewer than --workers, let alone none
+    assert h.alive().isdisjoint(old) and len(h.alive()) == 2 and h.accepting() == h.alive()
+    assert all(h.procs.procs[pid].exit_code == 0 for pid in old)  # asked to leave (SIGTERM), not killed
+    assert h.pool.requests_served == 4000 and h.pool.recycles == 0
+    assert any("replacing child" in line and "(--max-requests: served 2000 requests)" in line for line in h.log)
+
+
+def test_a_child_over_max_rss_keeps_accepting_until_its_replacement_is_ready():
+    h = Harness(workers=2, max_rss_mb=100)
+    h.run(1)
+    grown = min(h.alive())
+    h.procs.rss_of[grown] = 300 << 20
+    for _ in range(30):
+        h.step()
+        assert len(h.accepting()) >= 2, h.log[-5:]
+    assert grown not in h.alive() and len(h.alive()) == 2
+    assert any(f"retiring child {grown}: RSS 300 MB over --max-rss 100 MB" in line for line in h.log)
+
+
+def test_a_child_leaving_on_its_own_is_replaced_before_it_exits_and_shown_as_leaving():
+    # A child that says in its scoreboard slot that it is leaving (it takes no new connections, finishes the
+    # ones it holds) is replaced at once, not when it exits.
+    h = Harness(workers=2)
+    h.procs.child_behaviour = "stuck"  # finishing a long request on a kept-alive connection
+    h.run(1)
+    leaving = min(h.alive())
+    h.board.write(h.pool.children[leaving].slot, LEAVING, 7)
+    h.step()
+    row = next(r for r in h.pool.snapshot() if r["pid"] == leaving)
+    assert row["state"] == "leaving" and row["requests"] == 7
+    h.run(1)
+    assert leaving in h.alive() and len(h.alive()) == 3  # its replacement runs beside it
+    assert len(h.accepting() - {leaving}) == 2

@@ -95,8 +95,29 @@ def test_no_request_fails_across_recycles_under_load(runfcgi):
 
 def test_max_requests_replaces_children(runfcgi):
     runfcgi.start("--workers", "1", "--max-requests", "3")
-    pids = [int(runfcgi.get("/t/pid").body) for _ in range(10)]
-    assert len(set(pids)) >= 3
+    pids = set()
+    for _ in range(3):
+        pid = int(runfcgi.get("/t/pid").body)
+        pids.add(pid)
+        for _ in range(2):
+            runfcgi.get("/t/pid")
+        runfcgi.wait_for(lambda pid=pid: pid not in runfcgi.children() and runfcgi.children(), what="a replacement")
+    assert len(pids) == 3
+
+
+def test_a_child_at_max_requests_keeps_serving_until_its_replacement_is_ready(runfcgi):
+    # The only child reaching its limit must not leave the pool without an accepting child while its
+    # replacement starts (imports the application, warms up): it keeps answering, beyond its limit, and is
+    # asked to leave once the replacement is ready.
+    runfcgi.start("--workers", "1", "--max-requests", "3")
+    old = int(runfcgi.get("/t/pid").body)  # its second request (start() waited for an answer to a ping)
+    # Its third request reaches the limit; the replacement is still starting, so the old child answers on.
+    assert [int(runfcgi.get("/t/pid").body) for _ in range(3)] == [old, old, old]
+    seen = runfcgi.wait_for(lambda: runfcgi.children() - {old}, what="the replacement to start")
+    assert old in runfcgi.children()  # started beside the old child, not after it left
+    runfcgi.wait_for(lambda: runfcgi.children() == seen, what="the old child to leave")
+    assert int(runfcgi.get("/t/pid").body) in seen
+    assert "--max-requests: served 3 requests" in runfcgi.log.read_text()
 
 
 def test_max_rss_retires_a_child_that_grew(runfcgi):
