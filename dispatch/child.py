@@ -12,10 +12,13 @@ timeout (see connection.py).
 
 Leaving (TERM) it takes no new connections and finishes the ones it holds. If
 no other ready child would take the connections left in the listen backlog (a full stop, or the last
-child of a pool waiting for its replacement), it hands over to a *drainer*: a fork that keeps serving
-until a ready child exists again, or, once the manager has exited (it unlinks a unix socket then, so no
-new connection can arrive; a TCP listener gets a drop-all filter), accepts until the backlog is empty.
-So a graceful stop answers every connection the kernel accepted instead of resetting the backlog.
+child of a pool waiting for its replacement), it hands over to a *drainer* as soon as it begins to leave:
+a fork that serves the connections the child held and keeps taking the backlog until a ready child
+exists again, or, once the manager has exited (it unlinks a unix socket then, so no new connection can
+arrive; a TCP listener gets a drop-all filter), until the backlog is empty; then it leaves as a child
+does. So a graceful stop answers every connection the kernel accepted instead of resetting the backlog,
+and the backlog never waits for the child's kept connections to end. The drainer ignores TERM; it stops
+taking connections --graceful-timeout after it began at the latest.
 
 Leaving with kept-alive connections (nginx's ``fastcgi_keep_conn on``): FastCGI has no way to tell the
 web server "do not reuse this connection", and a connection closed by us can always cross a request the
@@ -30,6 +33,9 @@ next response, so that a child always leaves; that can cross a request nginx sen
 wakes nginx, which may read the response before our end arrives, cache the connection and pick it), so
 deploy/nginx.conf keeps keepalive_requests at most RETIRE_BUSY / RETIRE_IDLE (30): a connection used less
 often than every RETIRE_IDLE has idle gaps, one used more often reaches keepalive_requests in time.
+A drainer keeps the connections it serves alive the same way (nginx sends its next request on a kept
+connection the moment the answer arrives) and retires them by the same rules, RETIRE_BUSY counted from
+when it begins to leave (its work done, or its deadline: then each ends after its next response).
 
 Signals: TERM/INT/HUP finish the current request and leave; QUIT exits at once; USR1 reopens logs.
 """
@@ -178,10 +184,10 @@ class Child:
         self.report("R")
         self.selector.register(self.wake_r, READ, "wake")
         self.serve()
-        # Asked to leave (a stop, or a retirement): hand the backlog over unless a ready child takes it. (A
-        # child retired for --max-requests or a recycle is asked once its replacement is ready: that one takes
-        # it.)
-        if self.signalled and os.getppid() == self.parent and not self.others_accept():
+        # Asked to leave, it handed over to a drainer at once unless a ready child took the backlog then
+        # (_leave); it asks again now that its connections are done, in case that child has left meanwhile. (A
+        # child retired for --max-requests or a recycle is asked once its replacement is ready: that one takes it.)
+        if self.signalled and not self.drainer and os.getppid() == self.parent and not self.others_accept():
             self.become_drainer()
             self.serve()
 
@@ -189,10 +195,8 @@ class Child:
 
     def serve(self) -> None:
         while True:
-            if self.closing and not self.leaving and not self.drainer:
-                self.leaving = True
-                self.board.write(self.slot, LEAVING, self.served)
-                self.left_at = time.monotonic()
+            if self.closing and not self.drainer:
+                self._leave()
             fresh = self._fresh()
             self._set_accepting(not self.leaving and len(self.conns) < self.max_conns and fresh is None)
             if self.leaving and not self.conns:
@@ -211,6 +215,22 @@ class Child:
                 if os.getppid() != self.parent:
                     self._abandon()  # orphaned: the manager died
                     return
+
+    def _leave(self) -> None:
+        """Begin to leave; asked to (a stop, or a retirement), hand over to a drainer at once unless a ready
+        child takes the backlog: the drainer serves the backlog and this child's connections alike, so neither
+        waits for the other (a kept connection in use could otherwise hold the backlog up to RETIRE_BUSY). (A
+        child that served --max-requests is never the last: the manager replaces it and keeps the socket.)"""
+        if not self.leaving:
+            self.leaving = True
+            self.board.write(self.slot, LEAVING, self.served)  # before asking: of two leaving at once, one drains
+            self.left_at = time.monotonic()
+        if self.signalled and not self.asked_others:
+            self.asked_others = True
+            if os.getppid() == self.parent and not self.others_accept():
+                self.become_drainer()
+
+    asked_others = False
 
     def _fresh(self) -> Connection | None:
         silent = [c for c in self.conns if not c.received and c.state == HEAD]
@@ -233,7 +253,7 @@ class Child:
         now = time.monotonic()
         if self.leaving or self.drainer:
             limit = min([limit, *(c.idle_since + RETIRE_IDLE - now for c in self.conns if c.state == WAITING)])
-            if self.leaving and now < self._reuse_until():
+            if now < self._reuse_until():
                 limit = min(limit, self._reuse_until() - now)
         if fresh is not None:
             limit = min(limit, fresh.accepted + FRESH - now)
@@ -282,7 +302,8 @@ class Child:
                 sock.close()
                 continue
             conn = Connection(sock, addr, self.limits)
-            conn.reuse = not (self.leaving or self.drainer)
+            # kept alive if the web server asks: a drainer retires its connections as a leaving child does
+            conn.reuse = conn.now < self._reuse_until() if self.drainer else not self.leaving
             self.conns.add(conn)
             conn.on_readable(conn.now)  # the request is usually there already
             self._update(conn, new=True)
@@ -319,13 +340,16 @@ class Child:
             self._update(conn)
 
     def _reuse_until(self) -> float:
-        return self.left_at + min(RETIRE_BUSY, self.args.graceful_timeout / 2)
+        """Leaving, or a drainer: until when a connection is kept for the next request the web server sends (a
+        drainer: RETIRE_BUSY after it began to leave, and never past its deadline)."""
+        until = self.left_at + min(RETIRE_BUSY, self.args.graceful_timeout / 2)
+        return min(until, self.drain_deadline) if self.drainer else until
 
     def _end_idle(self, now: float) -> None:
-        """Leaving: half-close the kept-alive connections idle for RETIRE_IDLE, unless a request arrived on
-        one just now (then it is answered first); after RETIRE_BUSY, end each after its next response (see
-        the docstring)."""
-        if self.leaving and now >= self._reuse_until():
+        """Leaving, or a drainer: half-close the kept-alive connections idle for RETIRE_IDLE, unless a request
+        arrived on one just now (then it is answered first); after RETIRE_BUSY, end each after its next
+        response (see the docstring)."""
+        if now >= self._reuse_until():
             for conn in self.conns:
                 conn.reuse = False
         for conn in [c for c in self.conns if c.state == WAITING and now - c.idle_since >= RETIRE_IDLE]:
@@ -371,6 +395,7 @@ class Child:
         if os.fork():
             os._exit(0)
         self.drainer, self.leaving, self.closing = True, False, False
+        self.left_at = float("inf")  # not leaving yet: it keeps connections up to its deadline (_reuse_until)
         os.close(self.status_fd)
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             signal.signal(sig, signal.SIG_IGN)  # bounded by the deadline below instead
@@ -393,20 +418,20 @@ class Child:
         return False
 
     def _drainer_check(self, now: float) -> None:
-        if self.leaving:
-            return
-        if now > self.drain_deadline:
-            self.leaving = True
-        elif self.final_drain or self._manager_gone():
+        if not self.leaving and (now > self.drain_deadline or self._drained(now)):
+            self.leaving, self.left_at = True, now  # its connections are retired from now on (_reuse_until)
+
+    def _drained(self, now: float) -> bool:
+        """Whether the drainer is done: the backlog is empty and nothing can join it, or a ready child takes it."""
+        if self.final_drain or self._manager_gone():
             if not self.final_drain:
                 self.final_drain = True
                 refuse_new_connections(self.listen)  # unix: the manager unlinked the path already
-            if not self._accept():
-                self.leaving = True  # the backlog is empty and nothing can join it
-        elif now >= self.next_check:
+            return not self._accept()
+        if now >= self.next_check:
             self.next_check = now + DRAINER_CHECK
-            if self.others_accept():
-                self.leaving = True
+            return self.others_accept()
+        return False
 
 
 READ, WRITE = select.EPOLLIN, select.EPOLLOUT

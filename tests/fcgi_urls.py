@@ -2,6 +2,7 @@
 import importlib
 import importlib.util
 import os
+import signal
 import time
 
 from django.http import HttpResponse
@@ -27,6 +28,20 @@ def hold(request):
     while not os.path.exists(request.GET["f"]) and time.monotonic() < deadline:
         time.sleep(0.05)
     return HttpResponse(f"held {os.getpid()}")
+
+
+def until_term(request):
+    """Busy until this process is sent SIGTERM (at most ?s= seconds), which it holds off meanwhile and takes when
+    it answers: the child is leaving once this is answered, whatever the timing. It says it started in
+    ?f=.started.PID."""
+    deadline = time.monotonic() + float(request.GET.get("s", "60"))
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+    with open(f"{request.GET['f']}.started.{os.getpid()}", "w"):
+        pass
+    while signal.SIGTERM not in signal.sigpending() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})  # its handler runs now
+    return HttpResponse(str(os.getpid()))
 
 
 def boom(request):
@@ -75,7 +90,7 @@ def body(request):
 urlpatterns = [
     path("t/slow", slow), path("t/boom", boom), path("t/latin1", latin1), path("t/pid", pid),
     path("t/version", code_version), path("t/grow", grow), path("t/meta", meta), path("t/body", body),
-    path("t/big", big), path("t/hold", hold), path("t/conn", connection_requests),
+    path("t/big", big), path("t/hold", hold), path("t/until-term", until_term), path("t/conn", connection_requests),
     path("", include(project_urls)),
 ]
 
