@@ -86,6 +86,7 @@ class Child:
         self.parent = os.getppid()
         self.served = 0
         self.limit_said = False
+        self.asked_others = False  # leaving: whether it asked if another child takes the backlog (_leave)
         limit = args.max_requests
         self.limit = limit + random.randint(0, args.max_requests_jitter) if limit else 0
         self.wake_r, self.wake_w = os.pipe()
@@ -229,8 +230,6 @@ class Child:
             self.asked_others = True
             if os.getppid() == self.parent and not self.others_accept():
                 self.become_drainer()
-
-    asked_others = False
 
     def _fresh(self) -> Connection | None:
         silent = [c for c in self.conns if not c.received and c.state == HEAD]
