@@ -2,6 +2,7 @@
 written files. In production the web server serves the files and passes only misses here."""
 from __future__ import annotations
 
+import logging
 import mimetypes
 import os
 
@@ -14,6 +15,8 @@ from .models import FileInfo, PublishingMode, mode_q
 from .paths import PathError, check_relative_path, resolve_output_path
 from .publisher import PublishError
 from .sites import AbstractSite, get_site_model, normal_host
+
+logger = logging.getLogger("mtdispatch.publisher")
 
 
 def site_file_for(path: str, host: str | None = None) -> tuple[AbstractSite, str] | None:
@@ -118,8 +121,9 @@ def dynamic_pages_at(site: AbstractSite, relative: str) -> list[FileInfo]:
 def _render_dynamic(pages: list[FileInfo], site: AbstractSite) -> HttpResponse:
     try:
         content = dynamic.render_page(pages, site)
-    except PublishError as exc:
-        return HttpResponse(f"This page could not be rendered: {exc}", status=500, content_type="text/plain")
+    except PublishError as exc:  # the template's error: for the admin (its last error) and the log, not visitors
+        logger.error("Dynamic page %s of site %s: %s", pages[0].path, site.pk, exc)
+        return HttpResponse("This page could not be rendered.", status=500, content_type="text/plain")
     return _page(content, pages[0].path)
 
 

@@ -97,3 +97,20 @@ def test_a_cached_module_shows_the_site_wide_variables_whatever_the_page_includi
     assert client.get(f"/blog/{path}").status_code == 200  # read first: its footer is the one kept
     index = client.get("/blog/index.html").content.decode()
     assert f"{blog.name}" in index.split("<footer", 1)[-1]
+
+
+def test_a_dynamic_page_whose_template_fails_tells_the_visitor_nothing_of_the_error(tmp_path, client, caplog):
+    """Found by review: the visitor got the template's error (its text, the exception's message: what the
+    template code was doing with the data) on a public page. It is for the admin (the template's last error) and
+    the log."""
+    blog = blog_with_templates(tmp_path / "site", mode="dynamic")
+    template = Template.objects.get(site=blog, name="Main Index")
+    template.source = "{{ blog.name }} {{ 1|divisibleby:0 }}"
+    template.save()
+    new_entry(blog, "First title")
+    with caplog.at_level("ERROR", logger="mtdispatch.publisher"):
+        response = client.get("/blog/index.html")
+    assert response.status_code == 500
+    assert "ZeroDivisionError" not in response.content.decode()
+    assert "ZeroDivisionError" in Template.objects.get(pk=template.pk).last_error
+    assert any("ZeroDivisionError" in record.getMessage() for record in caplog.records)
