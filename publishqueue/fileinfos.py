@@ -168,8 +168,8 @@ def _drop_unwritten(existing: dict[tuple[int, str], FileInfo], wanted: dict) -> 
     if not gone:
         return existing
     for row in gone:
-        if row.published_path:  # a file left from when it was written: it goes too
+        if row.published_path:  # a file left from when it was written: it goes with its row
             remove_fileinfo(row)
+    FileInfo.objects.filter(pk__in=[row.pk for row in gone if not row.published_path]).delete()
     dropped = {row.pk for row in gone}
-    FileInfo.objects.filter(pk__in=dropped).delete()
     return {key: row for key, row in existing.items() if row.pk not in dropped}

@@ -21,6 +21,18 @@ def two_blogs(tmp_path) -> tuple[Blog, Blog]:
     return first, second
 
 
+def published_under_the_others_category(tmp_path) -> tuple[Blog, Category]:
+    """The first blog, published, with an entry filed under a category of the second (filed before the admin's
+    rule, or moved there): that blog and the category."""
+    first, second = two_blogs(tmp_path)
+    shared = Category.objects.create(blog=second, label="Shared", slug="shared")
+    services.save_entry(entry=EntryFactory.build(blog=first, slug="mine"), categories=[shared])
+    drain()
+    publish_all(first)
+    drain()
+    return first, shared
+
+
 @pytest.fixture
 def admin_client(client):
     client.force_login(UserFactory(username="root", is_staff=True, is_superuser=True))
@@ -40,12 +52,7 @@ def test_the_admins_entry_form_refuses_a_category_of_another_blog(tmp_path, admi
 
 
 def test_renaming_a_category_another_blogs_entry_is_filed_under_republishes_that_blog(tmp_path):
-    first, second = two_blogs(tmp_path)
-    shared = Category.objects.create(blog=second, label="Shared", slug="shared")
-    services.save_entry(entry=EntryFactory.build(blog=first, slug="mine"), categories=[shared])
-    drain()
-    publish_all(first)
-    drain()
+    first, shared = published_under_the_others_category(tmp_path)
     category = Category.objects.get(pk=shared.pk)
     before = services.shown_state(category)
     category.label = "Renamed"
@@ -55,12 +62,7 @@ def test_renaming_a_category_another_blogs_entry_is_filed_under_republishes_that
 
 
 def test_deleting_a_category_another_blogs_entry_is_filed_under_republishes_that_blog(tmp_path):
-    first, second = two_blogs(tmp_path)
-    shared = Category.objects.create(blog=second, label="Shared", slug="shared")
-    services.save_entry(entry=EntryFactory.build(blog=first, slug="mine"), categories=[shared])
-    drain()
-    publish_all(first)
-    drain()
+    first, shared = published_under_the_others_category(tmp_path)
     services.delete_category(category=Category.objects.get(pk=shared.pk))
     drain()
     assert stale_files(Blog.objects.get(pk=first.pk)) == {}
